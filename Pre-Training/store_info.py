@@ -1,0 +1,36 @@
+"""Describe a slice store, check it, and save a picture of it.
+
+    python Pre-Training/store_info.py STORE [--verify] [--preview store.png]
+"""
+import argparse
+import sys
+from pathlib import Path
+
+from medssl.data import SliceStore, StoreError
+from medssl.data.preview import save_store_preview
+from medssl.data.summary import describe_store
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("store", type=Path)
+    ap.add_argument("--verify", action="store_true", help="check every shard's checksum")
+    ap.add_argument("--preview", type=Path, help="save a PNG grid of slices here")
+    ap.add_argument("--window", default="lung", help="CT window of the preview (lung, abdomen, ...)")
+    args = ap.parse_args(argv)
+    try:
+        store = SliceStore(args.store)
+        print(describe_store(store))
+        if args.verify:
+            store.verify()
+            print("verify     all shard checksums match")
+        if args.preview:
+            print(f"preview    {save_store_preview(store, args.preview, window=args.window)}")
+    except StoreError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,355 @@
+"""Slice store: lossless int16 slices in memory-mappable ``.npy`` shards plus a manifest.
+
+Layout of a store directory::
+
+    store.json        written last and atomically; its presence marks the store complete
+    manifest.csv      one row per slice, in store order
+    shards/00000.npy  int16 array (n, H, W), memory-mapped on read
+    shards/00000.csv  the manifest rows of that shard (kept so an interrupted write resumes)
+    shards/00000.json shard record (slices, bytes, sha256); written last, marks the shard done
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+FORMAT = "medssl-slice-store"
+VERSION = 1
+META_FILE = "store.json"
+MANIFEST_FILE = "manifest.csv"
+SHARD_DIR = "shards"
+DTYPE = np.dtype("<i2")
+
+STRING_COLUMNS = ("source", "patient_id", "series_uid", "modality")
+NUMBER_COLUMNS = ("slice_index", "position_mm", "spacing_row_mm", "spacing_col_mm")
+MANIFEST_COLUMNS = STRING_COLUMNS + NUMBER_COLUMNS
+UNITS = ("HU", "raw")
+
+
+class StoreError(RuntimeError):
+    """A slice store is missing, incomplete or damaged."""
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _read_manifest(path: Path) -> pd.DataFrame:
+    return pd.read_csv(
+        path,
+        dtype={c: str for c in STRING_COLUMNS},
+        keep_default_na=False,
+        na_values={c: [""] for c in NUMBER_COLUMNS},
+    )
+
+
+class SliceStore:
+    """Read access to a complete slice store.
+
+    ``store[i]`` is an int16 array (H, W); ``store.manifest`` a DataFrame, one row per slice.
+    Shards are memory-mapped lazily in each process, so a store can be handed to many
+    DataLoader workers (the maps are not pickled).
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        meta_path = self.path / META_FILE
+        if not self.path.is_dir():
+            raise StoreError(f"{self.path}: no slice store here (directory not found).")
+        if not meta_path.is_file():
+            raise StoreError(
+                f"{self.path}: incomplete slice store ({META_FILE} is missing): its writing was "
+                "interrupted or never finished. Run the command that wrote it again to resume it."
+            )
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as err:
+            raise StoreError(f"{meta_path}: unreadable store metadata ({err}).") from err
+        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+            raise StoreError(
+                f"{meta_path}: not a {FORMAT} version {VERSION} (found {meta.get('format')!r} "
+                f"version {meta.get('version')!r})."
+            )
+        self.meta = meta
+        self.height, self.width = (int(v) for v in meta["size"])
+        self._shards = meta["shards"]
+        for shard in self._shards:
+            self._check_shard_file(shard)
+        counts = [int(s["slices"]) for s in self._shards]
+        self._ends = np.cumsum(counts, dtype=np.int64)
+        self._len = int(self._ends[-1]) if counts else 0
+        if self._len != int(meta["slices"]):
+            raise StoreError(f"{meta_path}: shard slice counts add up to {self._len}, "
+                             f"the store says {meta['slices']}.")
+        self._manifest: pd.DataFrame | None = None
+        self._maps: dict[int, np.ndarray] = {}
+
+    def _check_shard_file(self, shard: Mapping) -> None:
+        file = self.path / shard["file"]
+        if not file.is_file():
+            raise StoreError(f"{file}: shard missing from the slice store at {self.path}.")
+        size = file.stat().st_size
+        if size != int(shard["bytes"]):
+            raise StoreError(
+                f"{file}: shard is damaged: {size} bytes on disk, {shard['bytes']} expected "
+                "(truncated or overwritten). Re-create the store from its sources."
+            )
+
+    # --- the read API -------------------------------------------------------------
+    def __len__(self) -> int:
+        return self._len
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.height, self.width
+
+    @property
+    def units(self) -> str:
+        """"HU" for Hounsfield units, "raw" for stored values that are not HU."""
+        return self.meta["units"]
+
+    @property
+    def clip(self) -> tuple[int, int] | None:
+        clip = self.meta.get("clip")
+        return tuple(clip) if clip else None
+
+    @property
+    def attrs(self) -> dict:
+        return self.meta.get("attrs", {})
+
+    @property
+    def manifest(self) -> pd.DataFrame:
+        if self._manifest is None:
+            file = self.path / MANIFEST_FILE
+            if not file.is_file():
+                raise StoreError(f"{file}: manifest missing from the slice store.")
+            manifest = _read_manifest(file)
+            if len(manifest) != self._len:
+                raise StoreError(f"{file}: manifest has {len(manifest)} rows, the store has "
+                                 f"{self._len} slices.")
+            self._manifest = manifest
+        return self._manifest
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """(shard number, row in shard) of slice ``index``."""
+        if index < 0:
+            index += self._len
+        if not 0 <= index < self._len:
+            raise IndexError(f"slice {index} out of range for a store of {self._len} slices")
+        shard = int(np.searchsorted(self._ends, index, side="right"))
+        start = int(self._ends[shard - 1]) if shard else 0
+        return shard, index - start
+
+    def shard(self, number: int) -> np.ndarray:
+        """The memory-mapped array (n, H, W) of one shard."""
+        array = self._maps.get(number)
+        if array is None:
+            file = self.path / self._shards[number]["file"]
+            try:
+                array = np.load(file, mmap_mode="r")
+            except (OSError, ValueError) as err:
+                raise StoreError(f"{file}: cannot memory-map shard ({err}).") from err
+            expected = (int(self._shards[number]["slices"]), self.height, self.width)
+            if array.shape != expected or array.dtype != DTYPE:
+                raise StoreError(f"{file}: shard holds {array.dtype}{array.shape}, "
+                                 f"expected int16{expected}.")
+            self._maps[number] = array
+        return array
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        shard, row = self.locate(int(index))
+        return np.array(self.shard(shard)[row])
+
+    def __iter__(self):
+        for i in range(self._len):
+            yield self[i]
+
+    def verify(self, progress: bool = True) -> None:
+        """Check every shard against the sha256 recorded when it was written."""
+        from tqdm.auto import tqdm
+
+        for shard in tqdm(self._shards, desc="verify shards", unit="shard", disable=not progress):
+            file = self.path / shard["file"]
+            self._check_shard_file(shard)
+            digest = hashlib.sha256()
+            with open(file, "rb") as f:
+                for block in iter(lambda: f.read(1 << 22), b""):
+                    digest.update(block)
+            if digest.hexdigest() != shard["sha256"]:
+                raise StoreError(f"{file}: shard is damaged: checksum differs from the one "
+                                 "recorded when it was written.")
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_maps"] = {}
+        return state
+
+    def __repr__(self) -> str:
+        return (f"SliceStore({str(self.path)!r}, slices={self._len}, "
+                f"size={self.height}x{self.width}, units={self.units})")
+
+
+class SliceStoreWriter:
+    """Writes a slice store; only :meth:`close` makes it readable as complete.
+
+    Slices arrive in groups (for example one series) through :meth:`add`; a group is never
+    split across shards, so after a crash every finished shard holds whole groups and
+    ``SliceStoreWriter(path, ..., resume=True)`` continues where the last finished shard ended
+    (see :attr:`done_groups`).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        size: int | tuple[int, int],
+        *,
+        units: str = "HU",
+        clip: tuple[int, int] | None = None,
+        shard_slices: int = 1024,
+        attrs: Mapping | None = None,
+        group_column: str = "series_uid",
+        resume: bool = False,
+        overwrite: bool = False,
+    ):
+        if units not in UNITS:
+            raise ValueError(f"units must be one of {UNITS}, not {units!r}")
+        self.path = Path(path)
+        self.size = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
+        self.units = units
+        self.clip = [int(clip[0]), int(clip[1])] if clip is not None else None
+        self.shard_slices = int(shard_slices)
+        self.attrs = dict(attrs or {})
+        self.group_column = group_column
+        self._buffer: list[np.ndarray] = []
+        self._rows: list[pd.DataFrame] = []
+        self._buffered = 0
+        self._shards: list[dict] = []
+        self.done_groups: set[str] = set()
+        self._prepare(resume, overwrite)
+
+    def _prepare(self, resume: bool, overwrite: bool) -> None:
+        shard_dir = self.path / SHARD_DIR
+        if self.path.exists() and any(self.path.iterdir()):
+            if overwrite:
+                shutil.rmtree(self.path)
+            elif not resume:
+                state = "a complete" if (self.path / META_FILE).exists() else "an unfinished"
+                raise StoreError(f"{self.path}: already holds {state} slice store; resume it or "
+                                 "choose overwrite (or another path).")
+        (self.path / META_FILE).unlink(missing_ok=True)
+        (self.path / MANIFEST_FILE).unlink(missing_ok=True)
+        shard_dir.mkdir(parents=True, exist_ok=True)
+        for record_file in sorted(shard_dir.glob("*.json")):
+            record = json.loads(record_file.read_text())
+            if tuple(record["size"]) != self.size:
+                raise StoreError(f"{record_file}: shard slices are {record['size']}, "
+                                 f"this write asks for {list(self.size)}; cannot resume.")
+            self._shards.append(record)
+            rows = _read_manifest(shard_dir / record["rows"])
+            self.done_groups.update(rows[self.group_column].astype(str))
+        done = {r["file"] for r in self._shards} | {f"{SHARD_DIR}/{r['rows']}" for r in self._shards}
+        for leftover in shard_dir.iterdir():
+            rel = f"{SHARD_DIR}/{leftover.name}"
+            if leftover.suffix != ".json" and rel not in done:
+                leftover.unlink()
+
+    @property
+    def slices_written(self) -> int:
+        return sum(int(s["slices"]) for s in self._shards) + self._buffered
+
+    def add(self, slices: np.ndarray, rows: pd.DataFrame | Iterable[Mapping]) -> None:
+        """Append one group of slices (n, H, W) with its n manifest rows."""
+        slices = np.asarray(slices)
+        if slices.ndim == 2:
+            slices = slices[None]
+        if slices.shape[1:] != self.size:
+            raise ValueError(f"slices are {slices.shape[1:]}, the store holds {self.size}")
+        if slices.dtype != DTYPE:
+            if not np.issubdtype(slices.dtype, np.integer):
+                raise TypeError(f"slices must be integer (int16 HU), got {slices.dtype}")
+            info = np.iinfo(np.int16)
+            if slices.size and (slices.min() < info.min or slices.max() > info.max):
+                raise ValueError("slice values outside the int16 range")
+            slices = slices.astype(DTYPE)
+        rows = pd.DataFrame(rows).reset_index(drop=True)
+        missing = [c for c in MANIFEST_COLUMNS if c not in rows.columns]
+        if missing:
+            raise ValueError(f"manifest rows lack columns {missing}")
+        if len(rows) != len(slices):
+            raise ValueError(f"{len(slices)} slices but {len(rows)} manifest rows")
+        self._buffer.append(slices)
+        self._rows.append(rows)
+        self._buffered += len(slices)
+        if self._buffered >= self.shard_slices:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered groups as one finished shard."""
+        if not self._buffered:
+            return
+        number = len(self._shards)
+        name = f"{number:05d}"
+        shard_dir = self.path / SHARD_DIR
+        data = np.concatenate(self._buffer)
+        raw = io.BytesIO()
+        np.save(raw, data, allow_pickle=False)
+        payload = raw.getvalue()
+        _atomic_write_bytes(shard_dir / f"{name}.npy", payload)
+        rows = pd.concat(self._rows, ignore_index=True)
+        _atomic_write_bytes(shard_dir / f"{name}.csv", rows.to_csv(index=False).encode())
+        record = {
+            "file": f"{SHARD_DIR}/{name}.npy",
+            "rows": f"{name}.csv",
+            "slices": int(len(data)),
+            "size": list(self.size),
+            "bytes": len(payload),
+            "sha256": hashlib.sha256(payload).hexdigest(),
+        }
+        _atomic_write_bytes(shard_dir / f"{name}.json", json.dumps(record).encode())
+        self._shards.append(record)
+        self.done_groups.update(rows[self.group_column].astype(str))
+        self._buffer, self._rows, self._buffered = [], [], 0
+
+    def close(self) -> SliceStore:
+        """Flush, write manifest and metadata, and return the complete store."""
+        self.flush()
+        shard_dir = self.path / SHARD_DIR
+        parts = [_read_manifest(shard_dir / s["rows"]) for s in self._shards]
+        manifest = (pd.concat(parts, ignore_index=True) if parts
+                    else pd.DataFrame(columns=list(MANIFEST_COLUMNS)))
+        _atomic_write_bytes(self.path / MANIFEST_FILE, manifest.to_csv(index=False).encode())
+        meta = {
+            "format": FORMAT,
+            "version": VERSION,
+            "dtype": "int16",
+            "units": self.units,
+            "size": list(self.size),
+            "clip": self.clip,
+            "slices": int(len(manifest)),
+            "shards": [{k: s[k] for k in ("file", "slices", "bytes", "sha256")} for s in self._shards],
+            "attrs": self.attrs,
+        }
+        _atomic_write_bytes(self.path / META_FILE, json.dumps(meta, indent=1).encode())
+        return SliceStore(self.path)
+
+    def __enter__(self) -> "SliceStoreWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # keep every whole group already added; the store stays incomplete, resumable
+            self.flush()
