@@ -89,7 +89,7 @@ def _organ_crop(seed: int, index: int, organ: str, size: int) -> np.ndarray:
     view = View(centre, float(rng.uniform(90, 130)), size)
     hu, _ = render_body(patient, z, view, rng, render_min=4 * size)
     level, width = WINDOWS["abdomen"]
-    return to_uint8(hu, level + rng.uniform(-30, 30), width * rng.uniform(0.8, 1.25))
+    return to_uint8(hu, level + rng.uniform(-50, 50), width * rng.uniform(0.7, 1.4))
 
 
 def make_organ_npz(path: Path, *, seed: int, per_class: int, size: int = 28, progress=True) -> Path:
