@@ -227,3 +227,17 @@ def test_complete_store_is_not_overwritten_by_accident(tmp_path, groups):
         SliceStoreWriter(tmp_path / "s", (16, 20))
     store = write_groups(tmp_path / "s", groups[:1], overwrite=True)
     assert len(store) == len(groups[0][0])
+
+
+def test_resume_with_other_settings_is_refused(tmp_path, groups):
+    path = tmp_path / "s"
+    with pytest.raises(KeyboardInterrupt):
+        with SliceStoreWriter(path, (16, 20), shard_slices=10, clip=(-1000, 1000)) as writer:
+            writer.add(*groups[2])
+            raise KeyboardInterrupt
+    with pytest.raises(StoreError, match="cannot resume.*clip"):
+        SliceStoreWriter(path, (16, 20), resume=True)
+    with pytest.raises(StoreError, match="cannot resume"):
+        SliceStoreWriter(path, (16, 20), clip=(-1000, 1000), units="raw", resume=True)
+    writer = SliceStoreWriter(path, (16, 20), clip=(-1000, 1000), resume=True)
+    assert writer.done_groups == {groups[2][1][0]["series_uid"]}

@@ -24,6 +24,7 @@ import pandas as pd
 FORMAT = "medssl-slice-store"
 VERSION = 1
 META_FILE = "store.json"
+PENDING_FILE = "writing.json"
 MANIFEST_FILE = "manifest.csv"
 SHARD_DIR = "shards"
 DTYPE = np.dtype("<i2")
@@ -249,9 +250,19 @@ class SliceStoreWriter:
                 state = "a complete" if (self.path / META_FILE).exists() else "an unfinished"
                 raise StoreError(f"{self.path}: already holds {state} slice store; resume it or "
                                  "choose overwrite (or another path).")
-        (self.path / META_FILE).unlink(missing_ok=True)
-        (self.path / MANIFEST_FILE).unlink(missing_ok=True)
         shard_dir.mkdir(parents=True, exist_ok=True)
+        settings = {"units": self.units, "size": list(self.size), "clip": self.clip,
+                    "attrs": self.attrs}
+        pending, meta = self.path / PENDING_FILE, self.path / META_FILE
+        earlier = next((json.loads(f.read_text()) for f in (meta, pending) if f.is_file()), None)
+        if earlier is not None:
+            before = {k: earlier.get(k) for k in settings}
+            if before != json.loads(json.dumps(settings)):
+                raise StoreError(f"{self.path}: cannot resume: the store was started with "
+                                 f"{before}, this write asks for {settings}.")
+        _atomic_write_bytes(pending, json.dumps(settings).encode())
+        meta.unlink(missing_ok=True)
+        (self.path / MANIFEST_FILE).unlink(missing_ok=True)
         for record_file in sorted(shard_dir.glob("*.json")):
             record = json.loads(record_file.read_text())
             if tuple(record["size"]) != self.size:
@@ -343,6 +354,7 @@ class SliceStoreWriter:
             "attrs": self.attrs,
         }
         _atomic_write_bytes(self.path / META_FILE, json.dumps(meta, indent=1).encode())
+        (self.path / PENDING_FILE).unlink(missing_ok=True)
         return SliceStore(self.path)
 
     def __enter__(self) -> "SliceStoreWriter":

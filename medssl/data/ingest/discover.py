@@ -1,0 +1,69 @@
+"""Find the DICOM, NIfTI and image files under the inputs of an ingestion run."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+DICOM_SUFFIXES = {".dcm", ".dicom", ".ima", ""}
+# Files that are certainly not images (annotations, notes, checksums, archives).
+OTHER_SUFFIXES = {".xml", ".txt", ".json", ".csv", ".md", ".md5", ".zip", ".gz", ".tar",
+                  ".pdf", ".html", ".log", ".yaml", ".yml", ".py", ".npz", ".npy", ".pkl"}
+
+
+@dataclass
+class Found:
+    dicom: list[Path] = field(default_factory=list)
+    nifti: list[Path] = field(default_factory=list)
+    images: list[tuple[Path, Path]] = field(default_factory=list)  # (file, input root)
+    other: list[Path] = field(default_factory=list)
+    missing: list[Path] = field(default_factory=list)
+
+
+def _has_dicom_magic(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            f.seek(128)
+            return f.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def kind_of(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith(NIFTI_SUFFIXES):
+        return "nifti"
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    if suffix in DICOM_SUFFIXES or _has_dicom_magic(path):
+        return "dicom"
+    if suffix in OTHER_SUFFIXES:
+        return "other"
+    # Scanners write DICOM files named 1.2.840..., IM0001.001 and the like.
+    return "dicom"
+
+
+def discover(inputs) -> Found:
+    """Walk files and folders (recursively, in sorted order) and sort them by kind."""
+    found = Found()
+    for item in map(Path, inputs):
+        if not item.exists():
+            found.missing.append(item)
+            continue
+        if item.is_file():
+            files = [(item, item.parent)]
+        else:
+            files = []
+            for folder, dirs, names in os.walk(item):
+                dirs.sort()
+                files += [(Path(folder) / n, item) for n in sorted(names) if not n.startswith(".")]
+        for path, root in files:
+            kind = kind_of(path)
+            if kind == "image":
+                found.images.append((path, root))
+            else:
+                getattr(found, kind).append(path)
+    return found
