@@ -20,6 +20,10 @@ AIR_HU = -1024
 class SkipItem(Exception):
     """An input that cannot be ingested; the message is the reason for the errors report."""
 
+    def __init__(self, reason: str, file: str | None = None):
+        super().__init__(reason)
+        self.file = file
+
 
 def _read(path: Path, **kwargs) -> pydicom.Dataset:
     try:
@@ -163,5 +167,10 @@ def read_pixels(path: str, modality: str, orientation=None) -> np.ndarray:
 def read_series(plan: SeriesPlan) -> np.ndarray:
     """All slices of a series as float32 (n, rows, cols), in plan order."""
     modality = plan.first["modality"]
-    parts = [read_pixels(f, modality, h["orientation"]) for f, h in zip(plan.files, plan.headers)]
+    parts = []
+    for file, header in zip(plan.files, plan.headers):
+        try:
+            parts.append(read_pixels(file, modality, header["orientation"]))
+        except SkipItem as err:
+            raise SkipItem(f"{err}; series {plan.uid} skipped (a slice would be missing)", file) from err
     return np.concatenate(parts).astype(np.float32, copy=False)

@@ -1,0 +1,29 @@
+"""2D image files (PNG 8/16 bit, JPEG, TIFF, BMP): values kept as stored, not HU."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .dicom import SkipItem
+
+INT16_MAX = np.iinfo(np.int16).max
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Grey values of one image as float32 (H, W); colour images are converted to grey."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in ("I;16", "I;16B", "I;16L", "I", "F", "L"):
+                values = np.asarray(image, dtype=np.float32)
+            else:
+                values = np.asarray(image.convert("L"), dtype=np.float32)
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise SkipItem(f"unreadable image: {type(err).__name__}: {err}") from err
+    if values.ndim != 2:
+        raise SkipItem(f"image has shape {values.shape}, expected 2D")
+    if values.max(initial=0) > INT16_MAX or values.min(initial=0) < -INT16_MAX - 1:
+        raise SkipItem(f"values {values.min():.0f}..{values.max():.0f} do not fit the int16 store")
+    return values

@@ -1,0 +1,315 @@
+"""One ingestion run: discover inputs, plan series, convert them in parallel, write the store.
+
+Every series (DICOM series, NIfTI file, chunk of an image folder) is one group of the store
+writer, so an interrupted run resumes by series. Bad inputs are skipped and listed in
+``STORE/ingest_errors.csv`` (file, reason); the run goes on.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections import Counter, deque
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from ..store import SliceStore, SliceStoreWriter
+from . import thin
+from .dicom import AIR_HU, SeriesPlan, SkipItem, order_series, read_header, read_series
+from .discover import discover
+from .images import read_image
+from .nifti import read_volume
+from .resample import fit_to_size, to_int16
+
+ERRORS_FILE = "ingest_errors.csv"
+SUMMARY_FILE = "ingest_summary.json"
+IMAGE_CHUNK = 256
+
+
+@dataclass(frozen=True)
+class Options:
+    size: int = 256
+    modalities: tuple[str, ...] = ("CT",)
+    clip: tuple[int, int] | None = None
+    thin: float | None = None  # SSIM threshold, None = keep every slice
+    nifti_modality: str = "CT"
+
+
+@dataclass
+class Item:
+    """One unit of work and one group of the store."""
+
+    kind: str  # dicom | nifti | images
+    group: str
+    label: str  # what a person reads in listings
+    modality: str
+    slices: int
+    size: tuple[int, int] | None
+    payload: object = field(repr=False, default=None)
+
+
+@dataclass
+class Summary:
+    store: str = ""
+    series_written: int = 0
+    series_already_done: int = 0
+    slices_written: int = 0
+    slices_in_store: int = 0
+    slices_dropped_by_thinning: int = 0
+    skipped: int = 0  # rows of the errors report: files or series that could not be ingested
+    series_skipped: int = 0
+    non_image_files_ignored: int = 0
+    series_of_other_modalities: dict = field(default_factory=dict)
+    errors_report: str = ""
+
+    @property
+    def anything_skipped(self) -> bool:
+        return bool(self.skipped)
+
+
+class IngestError(RuntimeError):
+    """The run cannot start (no inputs, inputs of incompatible kinds, ...)."""
+
+
+# --- planning -------------------------------------------------------------------------------
+def _header_or_reason(path):
+    try:
+        return read_header(Path(path)), None
+    except SkipItem as err:
+        return None, str(err)
+
+
+def plan(inputs, options: Options, pool=None, progress=True):
+    """Items to ingest, (file, reason) of inputs that cannot be, and what was ignored."""
+    found = discover(inputs)
+    errors = [(str(p), "input not found") for p in found.missing]
+    ignored = {"non_image_files": len(found.other), "other_modalities": Counter()}
+    if found.images and (found.dicom or found.nifti):
+        raise IngestError("inputs mix image files (values not HU) with DICOM/NIfTI scans: "
+                          "ingest them into separate stores.")
+    items: list[Item] = []
+    if found.dicom:
+        mapper = pool.map if pool else map
+        headers = []
+        results = mapper(_header_or_reason, map(str, found.dicom), **({"chunksize": 32} if pool else {}))
+        for path, (header, reason) in tqdm(zip(found.dicom, results), total=len(found.dicom),
+                                           desc="reading DICOM headers", unit="file",
+                                           disable=not progress):
+            if header is None:
+                errors.append((str(path), reason))
+            else:
+                headers.append(header)
+        items += _dicom_items(headers, options, errors, ignored)
+    for path in found.nifti:
+        items.append(Item("nifti", f"nifti:{path.resolve()}", str(path), options.nifti_modality,
+                          0, None, str(path)))
+    by_folder: dict[Path, list[Path]] = {}
+    for path, _root in found.images:
+        by_folder.setdefault(path.parent, []).append(path)
+    for folder, files in by_folder.items():
+        for start in range(0, len(files), IMAGE_CHUNK):
+            chunk = files[start:start + IMAGE_CHUNK]
+            items.append(Item("images", f"images:{folder.resolve()}#{start // IMAGE_CHUNK}",
+                              str(folder), "OT", len(chunk), None, [str(f) for f in chunk]))
+    return items, errors, ignored
+
+
+def _dicom_items(headers, options, errors, ignored):
+    series: dict[str, list[dict]] = {}
+    for h in headers:
+        series.setdefault(h["series_uid"], []).append(h)
+    items = []
+    for uid, members in series.items():
+        modality = members[0]["modality"]
+        if modality not in options.modalities:
+            ignored["other_modalities"][modality or "unknown"] += 1
+            continue
+        if not members[0]["rows"]:
+            errors += [(h["file"], f"no image in this {modality} file") for h in members]
+            continue
+        try:
+            series_plan = order_series(members)
+        except SkipItem as err:
+            errors.append((str(Path(members[0]["file"]).parent), f"series {uid}: {err}"))
+            continue
+        n = sum(h["frames"] for h in members)
+        items.append(Item("dicom", uid, str(Path(members[0]["file"]).parent), modality, n,
+                          (members[0]["rows"], members[0]["cols"]), series_plan))
+    return items
+
+
+# --- conversion (runs in worker processes) -----------------------------------------------------
+def _rows(item: Item, sources, positions, spacing, patient, indices):
+    return [{
+        "source": src, "patient_id": patient, "series_uid": item.group, "modality": item.modality,
+        "slice_index": int(i), "position_mm": pos,
+        "spacing_row_mm": spacing[0], "spacing_col_mm": spacing[1],
+    } for src, pos, i in zip(sources, positions, indices)]
+
+
+def _finish(values, fill, options: Options):
+    """Resize, thin, round: float (n, H, W) -> int16 slices, kept indices, spacing factor."""
+    values, factor = fit_to_size(values, options.size, fill)
+    keep = thin.keep_mask(values, options.thin) if options.thin is not None else np.ones(len(values), bool)
+    return to_int16(values[keep], options.clip), np.nonzero(keep)[0], factor
+
+
+def convert(item: Item, options: Options):
+    """-> (item, slices int16 or None, manifest rows, dropped count, [(file, reason)])"""
+    try:
+        if item.kind == "dicom":
+            return _convert_dicom(item, options)
+        if item.kind == "nifti":
+            return _convert_nifti(item, options)
+        return _convert_images(item, options)
+    except SkipItem as err:
+        return item, None, [], 0, [(err.file or item.label, str(err))]
+
+
+def _convert_dicom(item: Item, options: Options):
+    plan_: SeriesPlan = item.payload
+    values = read_series(plan_)
+    fill = AIR_HU if item.modality == "CT" else float(values.min())
+    slices, kept, factor = _finish(values, fill, options)
+    first = plan_.first
+    frames = first["frames"]
+    sources = plan_.files if frames == 1 else [f"{plan_.files[0]}#frame{i}" for i in range(frames)]
+    spacing = [s * factor for s in first["spacing"]]
+    rows = _rows(item, [sources[i] for i in kept], [plan_.positions[i] for i in kept], spacing,
+                 first["patient_id"], kept)
+    return item, slices, rows, len(values) - len(kept), []
+
+
+def _convert_nifti(item: Item, options: Options):
+    volumes, positions, spacing = read_volume(item.payload)
+    parts, rows, dropped = [], [], 0
+    patient = Path(item.payload).name.split(".nii")[0]
+    for t, values in enumerate(volumes):
+        fill = AIR_HU if item.modality == "CT" else float(values.min())
+        slices, kept, factor = _finish(values, fill, options)
+        source = item.payload if len(volumes) == 1 else f"{item.payload}#t{t}"
+        rows += _rows(item, [source] * len(kept), [positions[i] for i in kept],
+                      [s * factor for s in spacing], patient, kept)
+        parts.append(slices)
+        dropped += len(values) - len(kept)
+    return item, np.concatenate(parts), rows, dropped, []
+
+
+def _convert_images(item: Item, options: Options):
+    parts, rows, errors = [], [], []
+    files = item.payload
+    for index, path in enumerate(files):
+        try:
+            values = read_image(path)[None]
+        except SkipItem as err:
+            errors.append((path, str(err)))
+            continue
+        resized, factor = fit_to_size(values, options.size, float(values.min()))
+        parts.append(to_int16(resized, options.clip))
+        rows += _rows(item, [path], [np.nan], [np.nan, np.nan], Path(path).parent.name, [index])
+    slices = np.concatenate(parts) if parts else None
+    return item, slices, rows, 0, errors
+
+
+def _init_worker():
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _ordered(pool, fn, items, ahead):
+    """Like pool.map, in order, but with at most ``ahead`` items in flight (bounded memory)."""
+    queue = deque()
+    it = iter(items)
+    for item in it:
+        queue.append(pool.submit(fn, item) if pool else item)
+        if len(queue) >= ahead:
+            break
+    while queue:
+        head = queue.popleft()
+        yield head.result() if pool else fn(head)
+        nxt = next(it, None)
+        if nxt is not None:
+            queue.append(pool.submit(fn, nxt) if pool else nxt)
+
+
+# --- the run -------------------------------------------------------------------------------
+def units_for(items, options: Options) -> str:
+    if any(i.kind == "images" for i in items):
+        return "raw"
+    modalities = {i.modality for i in items} | set(options.modalities)
+    return "HU" if modalities <= {"CT"} else "raw"
+
+
+def describe_plan(items, errors, ignored) -> pd.DataFrame:
+    return pd.DataFrame([{"kind": i.kind, "series": i.group, "where": i.label, "modality": i.modality,
+                          "slices": i.slices or None, "size": "x".join(map(str, i.size)) if i.size else ""}
+                         for i in items])
+
+
+def ingest(inputs, out, options: Options = Options(), *, workers: int | None = None,
+           overwrite: bool = False, progress: bool = True, errors_report: str | Path | None = None,
+           dry_run: bool = False):
+    """Ingest DICOM series, NIfTI volumes and image folders into a slice store at ``out``.
+
+    Returns (Summary, plan DataFrame). Running the same call again after an interruption
+    finishes the job: series already in the store are not converted again.
+    """
+    from functools import partial
+
+    out = Path(out)
+    workers = workers or os.cpu_count() or 1
+    pool = ProcessPoolExecutor(workers, initializer=_init_worker) if workers > 1 else None
+    try:
+        items, errors, ignored = plan(inputs, options, pool, progress)
+        table = describe_plan(items, errors, ignored)
+        summary = Summary(store=str(out), non_image_files_ignored=ignored["non_image_files"],
+                          series_of_other_modalities=dict(ignored["other_modalities"]))
+        if dry_run:
+            summary.skipped = len(errors)
+            return summary, table, errors
+        if not items and not errors:
+            raise IngestError(f"no DICOM, NIfTI or image files found in {', '.join(map(str, inputs))}")
+        attrs = {"source": "medssl ingest", "modalities": list(options.modalities),
+                 "thin_ssim": options.thin}
+        writer = SliceStoreWriter(out, options.size, units=units_for(items, options),
+                                  clip=options.clip, attrs=attrs, resume=not overwrite,
+                                  overwrite=overwrite)
+        report_path = Path(errors_report) if errors_report else out / ERRORS_FILE
+        summary.errors_report = str(report_path)
+        todo = [i for i in items if i.group not in writer.done_groups]
+        summary.series_already_done = len(items) - len(todo)
+        with open(report_path, "w", newline="") as report, writer:
+            log = csv.writer(report)
+            log.writerow(["file", "reason"])
+            for file, reason in errors:
+                log.writerow([file, reason])
+            report.flush()
+            bar = tqdm(total=sum(i.slices for i in todo) or None, desc="ingesting", unit="slice",
+                       disable=not progress)
+            for item, slices, rows, dropped, item_errors in _ordered(
+                    pool, partial(convert, options=options), todo, ahead=2 * workers):
+                log.writerows(item_errors)
+                report.flush()
+                errors += item_errors
+                if slices is None:
+                    summary.series_skipped += 1
+                else:
+                    writer.add(slices, rows)
+                    summary.series_written += 1
+                    summary.slices_written += len(slices)
+                    summary.slices_dropped_by_thinning += dropped
+                bar.update(item.slices or len(rows) + dropped)
+            bar.close()
+        summary.skipped = len(errors)
+        summary.slices_in_store = len(SliceStore(out))
+        (out / SUMMARY_FILE).write_text(json.dumps(asdict(summary), indent=1) + "\n")
+        return summary, table, errors
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
