@@ -83,7 +83,7 @@ def write_series(folder: str | Path, hu: np.ndarray, *, series_uid: str | None =
         elif encoding == "jpeg2000":
             ds.compress(JPEG2000Lossless)
         name = {"instance": f"IM{k + 1:05d}.dcm", "uid": f"{sop_uid}.dcm",
-                "shuffled": f"file{order[k]:05d}.dcm"}[names]
+                "shuffled": f"{order[k]:05d}-{series_uid}.dcm"}[names]
         path = folder / name
         ds.save_as(path, implicit_vr=encoding == "implicit", little_endian=little,
                    enforce_file_format=True)

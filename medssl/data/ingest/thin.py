@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torchmetrics.functional.image import structural_similarity_index_measure as ssim
 
-DEFAULT_THRESHOLD = 0.9
+DEFAULT_THRESHOLD = 0.95
 
 
 def keep_mask(slices: np.ndarray, threshold: float) -> np.ndarray:
     """Boolean mask over (n, H, W) slices: which to keep."""
+    from torchmetrics.functional.image import structural_similarity_index_measure as ssim  # slow import
+
     n = len(slices)
     keep = np.zeros(n, dtype=bool)
     if n == 0:
