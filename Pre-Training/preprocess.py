@@ -13,6 +13,7 @@ Exit status: 0 all ingested; 2 finished, but some inputs were skipped (see the e
 1 the run could not start or the store is unusable; 130 interrupted (run again to resume).
 """
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -43,6 +44,7 @@ def main(argv=None) -> int:
     options = Options(size=args.size, modalities=tuple(m.upper() for m in args.modality),
                       clip=tuple(args.clip) if args.clip else None, thin=args.thin,
                       nifti_modality=args.nifti_modality.upper())
+    signal.signal(signal.SIGTERM, _interrupt)  # e.g. a batch scheduler's time limit
     try:
         summary, table, errors = ingest(args.inputs, args.out or Path("."), options,
                                         workers=args.workers, overwrite=args.overwrite,
@@ -70,6 +72,10 @@ def main(argv=None) -> int:
         other = ", ".join(f"{m}: {n}" for m, n in sorted(summary.series_of_other_modalities.items()))
         print(f"ignored    series of other modalities ({other}); choose them with --modality")
     return 2 if summary.anything_skipped else 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def print_summary(s) -> None:

@@ -300,16 +300,37 @@ def test_interrupted_run_resumes_without_duplicates(tmp_path, monkeypatch):
         np.testing.assert_array_equal(np.stack(got), np.stack(want))
 
 
-def test_killed_command_finishes_when_run_again(tmp_path):
+KILLED_INGEST = """
+import os, signal, sys
+from medssl.data.ingest import Options, ingest, pipeline
+real = pipeline.convert
+done = []
+def convert(item, options):
+    done.append(item)
+    if len(done) == 4:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(item, options)
+pipeline.convert = convert
+ingest([sys.argv[1]], sys.argv[2], Options(size=32), workers=1, progress=False, shard_slices=3)
+"""
+
+
+def test_killed_run_finishes_when_the_command_is_run_again(tmp_path):
     make_tree(tmp_path / "in")
+    killed = subprocess.run([sys.executable, "-c", KILLED_INGEST, str(tmp_path / "in"),
+                             str(tmp_path / "s")], cwd=ROOT, timeout=300)
+    assert killed.returncode == -9
+    with pytest.raises(StoreError, match="incomplete"):
+        SliceStore(tmp_path / "s")
     cmd = [sys.executable, str(ROOT / "Pre-Training" / "preprocess.py"), str(tmp_path / "in"),
            "--out", str(tmp_path / "s"), "--size", "32", "--workers", "1"]
-    first = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert first.returncode == 0, first.stderr
-    assert "15 slices" in first.stdout
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert again.returncode == 0 and "5 series were already done" in again.stdout
-    assert len(SliceStore(tmp_path / "s")) == 15
+    assert again.returncode == 0, again.stderr
+    assert "3 series were already done" in again.stdout
+    store = SliceStore(tmp_path / "s")
+    assert len(store) == 15 and store.manifest.source.is_unique
+    twice = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert "5 series were already done" in twice.stdout and len(SliceStore(tmp_path / "s")) == 15
 
 
 def test_dry_run_lists_series_and_writes_nothing(tmp_path):

@@ -23,3 +23,47 @@ def window(hu: np.ndarray, level: float, width: float) -> np.ndarray:
 def to_uint8(hu: np.ndarray, level: float, width: float) -> np.ndarray:
     """HU -> 8-bit grey through a window, for pictures and 8-bit dataset formats."""
     return np.round(window(hu, level, width) * 255.0).astype(np.uint8)
+
+
+class HUToIntensity:
+    """The documented step from stored values (HU, int16) to network intensities in [0, 1].
+
+    mode:
+      - ``full``: the whole CT range -1024..3071 HU, linearly (the study's "use all data", but
+        with one mapping for every slice instead of per-slice min-max);
+      - ``window``: a fixed window ``(level, width)`` in HU, or a named one (``window_name``:
+        lung, abdomen, mediastinum, bone, brain);
+      - ``random_window``: per image, a level and width drawn uniformly from ``level_range``
+        and ``width_range`` (an augmentation that teaches the network several windows);
+      - ``range``: ``low``..``high`` for stores whose values are not HU (``units: raw``).
+    Works on numpy arrays or torch tensors of any shape.
+    """
+
+    def __init__(self, mode: str = "full", level: float = 40.0, width: float = 400.0,
+                 window_name: str | None = None, level_range=(-600.0, 100.0),
+                 width_range=(400.0, 2000.0), low: float = 0.0, high: float = 255.0):
+        if mode not in ("full", "window", "random_window", "range"):
+            raise ValueError(f"unknown intensity mode {mode!r}")
+        if window_name is not None:
+            level, width = WINDOWS[window_name]
+        if mode == "full":
+            level, width = WINDOWS["full"]
+        if mode == "range":
+            level, width = (low + high) / 2, high - low
+        self.mode, self.level, self.width = mode, float(level), float(width)
+        self.level_range, self.width_range = tuple(level_range), tuple(width_range)
+
+    def __call__(self, values):
+        import torch
+
+        level, width = self.level, self.width
+        if self.mode == "random_window":
+            level = float(torch.empty(()).uniform_(*self.level_range))
+            width = float(torch.empty(()).uniform_(*self.width_range))
+        if isinstance(values, torch.Tensor):
+            low = level - width / 2
+            return ((values.float() - low) / width).clamp_(0.0, 1.0)
+        return window(values, level, width)
+
+    def __repr__(self) -> str:
+        return f"HUToIntensity(mode={self.mode!r}, level={self.level}, width={self.width})"

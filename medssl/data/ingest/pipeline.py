@@ -254,7 +254,7 @@ def describe_plan(items, errors, ignored) -> pd.DataFrame:
 
 def ingest(inputs, out, options: Options = Options(), *, workers: int | None = None,
            overwrite: bool = False, progress: bool = True, errors_report: str | Path | None = None,
-           dry_run: bool = False):
+           dry_run: bool = False, shard_slices: int = 1024):
     """Ingest DICOM series, NIfTI volumes and image folders into a slice store at ``out``.
 
     Returns (Summary, plan DataFrame). Running the same call again after an interruption
@@ -279,7 +279,7 @@ def ingest(inputs, out, options: Options = Options(), *, workers: int | None = N
                  "thin_ssim": options.thin}
         writer = SliceStoreWriter(out, options.size, units=units_for(items, options),
                                   clip=options.clip, attrs=attrs, resume=not overwrite,
-                                  overwrite=overwrite)
+                                  overwrite=overwrite, shard_slices=shard_slices)
         report_path = Path(errors_report) if errors_report else out / ERRORS_FILE
         summary.errors_report = str(report_path)
         todo = [i for i in items if i.group not in writer.done_groups]

@@ -1,0 +1,11 @@
+"""Pre-train a ResNet with BYOL on a slice store.
+
+    python Pre-Training/byol.py fit --config Pre-Training/configs/byol.yaml --data.store STORE
+    python Pre-Training/byol.py fit --config Pre-Training/configs/byol_quick.yaml --data.store STORE
+    python Pre-Training/byol.py fit --config ... --ckpt_path last      # resume
+"""
+from medssl.cli import pretrain_cli
+from medssl.methods import BYOL
+
+if __name__ == "__main__":
+    pretrain_cli(BYOL)

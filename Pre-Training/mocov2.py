@@ -1,0 +1,11 @@
+"""Pre-train a ResNet with MoCoV2 on a slice store.
+
+    python Pre-Training/mocov2.py fit --config Pre-Training/configs/mocov2.yaml --data.store STORE
+    python Pre-Training/mocov2.py fit --config Pre-Training/configs/mocov2_quick.yaml --data.store STORE
+    python Pre-Training/mocov2.py fit --config ... --ckpt_path last      # resume
+"""
+from medssl.cli import pretrain_cli
+from medssl.methods import MoCoV2
+
+if __name__ == "__main__":
+    pretrain_cli(MoCoV2)

@@ -1,0 +1,11 @@
+"""Pre-train a ResNet with SwAV on a slice store.
+
+    python Pre-Training/swav.py fit --config Pre-Training/configs/swav.yaml --data.store STORE
+    python Pre-Training/swav.py fit --config Pre-Training/configs/swav_quick.yaml --data.store STORE
+    python Pre-Training/swav.py fit --config ... --ckpt_path last      # resume
+"""
+from medssl.cli import pretrain_cli
+from medssl.methods import SwAV
+
+if __name__ == "__main__":
+    pretrain_cli(SwAV)

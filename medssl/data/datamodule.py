@@ -1,0 +1,79 @@
+"""LightningDataModule over a slice store: memory-mapped reads, HU -> intensity, method views."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .intensity import HUToIntensity
+from .store import MANIFEST_FILE, SliceStore
+from .views import MultiView
+
+
+class SliceViews(Dataset):
+    """Item i: the list of augmented views of slice i."""
+
+    def __init__(self, store: SliceStore, intensity: HUToIntensity, views: MultiView):
+        self.store, self.intensity, self.views = store, intensity, views
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __getitem__(self, index: int) -> list[torch.Tensor]:
+        image = self.intensity(torch.from_numpy(self.store[index].astype(np.float32))[None])
+        return self.views(image)
+
+
+class SliceStoreDataModule(pl.LightningDataModule):
+    """Pre-training data.
+
+    Args:
+        store: path of a slice store (see ``Pre-Training/preprocess.py``).
+        views: one dict per view kind (see ``medssl.data.views.ViewSpec``), set by each method's
+            config: e.g. two 224 px crops for MoCo v2, 2 x 224 + 6 x 96 for SwAV.
+        intensity: keyword arguments of ``medssl.data.intensity.HUToIntensity`` (mode full,
+            window, random_window or range).
+        batch_size: per process (DDP multiplies it by the number of processes).
+        num_workers: DataLoader worker processes; each memory-maps the shards itself.
+    """
+
+    def __init__(self, store: str, views: list[dict] | None = None, intensity: dict | None = None,
+                 batch_size: int = 64, num_workers: int = 4, prefetch_factor: int = 4,
+                 pin_memory: bool | None = None, drop_last: bool = True):
+        super().__init__()
+        self.save_hyperparameters()
+        self.store_path = Path(store)
+        self.views_config = views or [{"size": 224, "count": 2}]
+        self.intensity = HUToIntensity(**(intensity or {}))
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.prefetch_factor, self.drop_last = prefetch_factor, drop_last
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.store: SliceStore | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.store is None:
+            self.store = SliceStore(self.store_path)
+            if self.store.units != "HU" and self.intensity.mode != "range":
+                raise ValueError(f"{self.store_path}: values are not HU (units={self.store.units}); "
+                                 "use intensity mode 'range' with low/high.")
+            if len(self.store) < self.batch_size and self.drop_last:
+                raise ValueError(f"{self.store_path}: {len(self.store)} slices, fewer than one "
+                                 f"batch of {self.batch_size}.")
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the store's manifest: which slices a model was trained on."""
+        return hashlib.sha256((self.store_path / MANIFEST_FILE).read_bytes()).hexdigest()
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        dataset = SliceViews(self.store, self.intensity, MultiView(self.views_config))
+        workers = self.num_workers
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=True, drop_last=self.drop_last,
+                          num_workers=workers, pin_memory=self.pin_memory,
+                          persistent_workers=workers > 0,
+                          prefetch_factor=self.prefetch_factor if workers > 0 else None)

@@ -1,0 +1,99 @@
+"""Augmented views for self-supervised methods, on float tensors (no 8-bit round trip).
+
+A view is described by a plain dict (so configs stay YAML and checkpoints stay plain), e.g.
+``{"size": 224, "count": 2, "scale": [0.2, 1.0], "rotate_p": 0.5, ...}``; see ViewSpec.
+Input: a (1, H, W) tensor of intensities in [0, 1]. Output per view: (channels, size, size),
+normalised, grey replicated to ``channels`` (3 by default, for ImageNet-shaped backbones).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import v2 as T
+
+
+@dataclass
+class ViewSpec:
+    size: int = 224
+    count: int = 2
+    scale: tuple[float, float] = (0.2, 1.0)
+    interpolation: str = "bilinear"  # or bicubic (SparK)
+    rotate_p: float = 0.0  # random rotation up to +-rotate_degrees with this probability
+    rotate_degrees: float = 180.0
+    hflip_p: float = 0.5
+    vflip_p: float = 0.0
+    jitter_p: float = 0.0  # brightness/contrast jitter (saturation and hue do nothing on grey)
+    brightness: float = 0.4
+    contrast: float = 0.4
+    blur_p: float = 0.0
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    noise_p: float = 0.0  # additive Gaussian noise, variance log-uniform in noise_var
+    noise_var: tuple[float, float] = (1e-5, 1e-4)
+    mean: list[float] = field(default_factory=lambda: [0.5])
+    std: list[float] = field(default_factory=lambda: [0.25])
+    channels: int = 3
+
+    @classmethod
+    def of(cls, spec: "ViewSpec | dict") -> "ViewSpec":
+        return spec if isinstance(spec, ViewSpec) else cls(**spec)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class RandomGaussianNoise(torch.nn.Module):
+    """Add N(0, var) noise with var drawn log-uniformly from ``var_range``."""
+
+    def __init__(self, var_range=(1e-5, 1e-4)):
+        super().__init__()
+        self.log_low, self.log_high = (math.log(v) for v in var_range)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        var = math.exp(float(torch.empty(()).uniform_(self.log_low, self.log_high)))
+        return x + torch.randn_like(x) * math.sqrt(var)
+
+
+class GreyToChannels(torch.nn.Module):
+    def __init__(self, channels: int = 3):
+        super().__init__()
+        self.channels = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.expand(self.channels, *x.shape[1:]).contiguous() if self.channels != 1 else x
+
+
+def build_view(spec: ViewSpec) -> T.Compose:
+    """One view's pipeline, in the study's order: geometry, intensity, noise, normalise."""
+    steps = []
+    if spec.rotate_p > 0:
+        steps.append(T.RandomApply([T.RandomRotation(spec.rotate_degrees)], p=spec.rotate_p))
+    steps.append(T.RandomResizedCrop(spec.size, scale=tuple(spec.scale), antialias=True,
+                                     interpolation=InterpolationMode(spec.interpolation)))
+    if spec.hflip_p > 0:
+        steps.append(T.RandomHorizontalFlip(spec.hflip_p))
+    if spec.vflip_p > 0:
+        steps.append(T.RandomVerticalFlip(spec.vflip_p))
+    if spec.jitter_p > 0:
+        steps.append(T.RandomApply([T.ColorJitter(spec.brightness, spec.contrast)], p=spec.jitter_p))
+    if spec.blur_p > 0:
+        kernel = max(3, int(0.1 * spec.size) // 2 * 2 + 1)
+        steps.append(T.RandomApply([T.GaussianBlur(kernel, tuple(spec.blur_sigma))], p=spec.blur_p))
+    if spec.noise_p > 0:
+        steps.append(T.RandomApply([RandomGaussianNoise(tuple(spec.noise_var))], p=spec.noise_p))
+    steps.append(T.Normalize(spec.mean[:1], spec.std[:1]))
+    steps.append(GreyToChannels(spec.channels))
+    return T.Compose(steps)
+
+
+class MultiView:
+    """All views of one image: ``count`` draws of each spec, in spec order."""
+
+    def __init__(self, specs):
+        self.specs = [ViewSpec.of(s) for s in specs]
+        self.pipelines = [(build_view(s), s.count) for s in self.specs]
+
+    def __call__(self, image: torch.Tensor) -> list[torch.Tensor]:
+        return [pipe(image) for pipe, count in self.pipelines for _ in range(count)]

@@ -1,0 +1,125 @@
+"""What every pre-training method shares: backbone, optimizer, per-step schedule, export."""
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from lightly.models.modules.memory_bank import MemoryBankModule
+from lightly.utils.lars import LARS
+from lightly.utils.scheduler import cosine_warmup_schedule
+
+from ..models import build_backbone, feature_dim
+
+OPTIMIZERS = ("sgd", "lars", "adam", "adamw", "lamb")
+
+
+class PretrainMethod(pl.LightningModule):
+    """Base of SwAV, MoCo v2, BYOL and SparK.
+
+    The learning rate follows a linear warm-up over ``warmup_epochs`` from
+    ``warmup_start_ratio * lr``, then a cosine to ``final_lr_ratio * lr``, updated every optimizer
+    step and built from the REAL number of steps (``trainer.estimated_stepping_batches``).
+    """
+
+    method_name = "base"
+
+    def __init__(self, arch: str = "resnet50", optimizer: str = "sgd", lr: float = 0.05,
+                 weight_decay: float = 1e-4, momentum: float = 0.9, betas: tuple = (0.9, 0.999),
+                 warmup_epochs: float = 0.0, warmup_start_ratio: float = 0.0,
+                 final_lr_ratio: float = 0.0, channels_last: bool = False, compile: bool = False):
+        super().__init__()
+        self.save_hyperparameters()  # collects the subclass's arguments too
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {optimizer!r}")
+        self.arch = arch
+        self.backbone = build_backbone(arch)
+        self.feature_dim = feature_dim(arch)
+
+    # --- hooks shared by the methods ---------------------------------------------------------
+    def configure_model(self) -> None:
+        if self.hparams.compile and not getattr(self, "_compiled", False):
+            for module in self.compiled_modules():
+                module.compile()  # in place: state-dict names stay the same
+            self._compiled = True
+
+    def compiled_modules(self) -> list[torch.nn.Module]:
+        return [self.backbone]
+
+    def on_fit_start(self) -> None:
+        if self.hparams.channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    def views_to_device_format(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
+        if self.hparams.channels_last:
+            return [v.contiguous(memory_format=torch.channels_last) for v in views]
+        return views
+
+    def optimizer_step(self, *args, **kwargs):
+        super().optimizer_step(*args, **kwargs)
+        self.after_optimizer_step()
+
+    def after_optimizer_step(self) -> None:
+        """Momentum-encoder updates and the like: once per optimizer step (not per micro-batch)."""
+
+    # --- optimisation ------------------------------------------------------------------------
+    def steps_per_epoch(self) -> float:
+        """Optimizer steps per epoch, from the real data (also for runs set by max_steps)."""
+        trainer = self.trainer
+        if trainer.max_epochs and trainer.max_epochs > 0 and trainer.max_steps < 0:
+            return trainer.estimated_stepping_batches / trainer.max_epochs
+        trainer.fit_loop.setup_data()  # loads the train dataloader to count its batches
+        return max(1.0, trainer.num_training_batches / trainer.accumulate_grad_batches)
+
+    def lr_factor(self, step: int, total_steps: int, warmup_steps: int) -> float:
+        h = self.hparams
+        return cosine_warmup_schedule(step, max(total_steps, 1), 1.0, h.final_lr_ratio,
+                                      warmup_steps, h.warmup_start_ratio)
+
+    def parameter_groups(self):
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def build_optimizer(self, params) -> torch.optim.Optimizer:
+        h = self.hparams
+        if h.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=h.lr, momentum=h.momentum, weight_decay=h.weight_decay)
+        if h.optimizer == "lars":
+            return LARS(params, lr=h.lr, momentum=h.momentum, weight_decay=h.weight_decay)
+        if h.optimizer == "adam":
+            return torch.optim.Adam(params, lr=h.lr, betas=tuple(h.betas), weight_decay=h.weight_decay)
+        if h.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=h.lr, betas=tuple(h.betas), weight_decay=h.weight_decay)
+        from timm.optim import Lamb
+
+        return Lamb(params, lr=h.lr, betas=tuple(h.betas), weight_decay=h.weight_decay)
+
+    def configure_optimizers(self):
+        optimizer = self.build_optimizer(self.parameter_groups())
+        total = int(self.trainer.estimated_stepping_batches)
+        warmup_epochs = self.hparams.warmup_epochs
+        warmup = min(int(round(warmup_epochs * self.steps_per_epoch())), total) if warmup_epochs else 0
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: self.lr_factor(step, total, warmup))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def total_steps(self) -> int:
+        return max(int(self.trainer.estimated_stepping_batches), 1)
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["medssl"] = {"method": self.method_name, "arch": self.arch}
+        # lightly keeps queues out of the state dict; keep them so a resumed run goes on with them
+        checkpoint["medssl"]["queues"] = {
+            name: {"bank": m.bank.detach().cpu(), "ptr": m.bank_ptr.detach().cpu()}
+            for name, m in self.named_modules() if isinstance(m, MemoryBankModule) and m.size[0] > 0}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        queues = checkpoint.get("medssl", {}).get("queues", {})
+        modules = dict(self.named_modules())
+        for name, saved in queues.items():
+            if name in modules:
+                modules[name].bank.copy_(saved["bank"])
+                modules[name].bank_ptr.copy_(saved["ptr"])
+
+    def log_step(self, loss: torch.Tensor, batch_size: int, **extra) -> None:
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size, sync_dist=False)
+        for name, value in extra.items():
+            self.log(f"train/{name}", value, batch_size=batch_size)

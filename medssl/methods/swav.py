@@ -1,0 +1,81 @@
+"""SwAV: swapped prediction of online cluster assignments, with multi-crop (lightly pieces)."""
+from __future__ import annotations
+
+import torch
+from lightly.loss import SwaVLoss
+from lightly.models.modules import SwaVProjectionHead, SwaVPrototypes
+from lightly.models.modules.memory_bank import MemoryBankModule
+
+from .base import PretrainMethod
+
+
+class SwAV(PretrainMethod):
+    """Views: ``n_high_res`` global crops first, then the low-resolution crops.
+
+    Defaults are the study's (PROTOCOL.md): 500 prototypes frozen for the first epoch,
+    temperature 0.1, Sinkhorn eps 0.05 with 3 iterations gathered over all processes, head
+    2048-2048-BN-ReLU-128, LARS lr 0.15 with 10 warm-up epochs then cosine to 0 per step.
+    ``queue_length > 0`` adds the SwAV feature queue (per high-res crop, gathered over processes)
+    from epoch ``queue_start_epoch`` on; the study used none.
+    """
+
+    method_name = "swav"
+
+    def __init__(self, arch: str = "resnet50", hidden_dim: int = 2048, out_dim: int = 128,
+                 n_prototypes: int = 500, temperature: float = 0.1, sinkhorn_iterations: int = 3,
+                 sinkhorn_epsilon: float = 0.05, freeze_prototypes_epochs: int = 1,
+                 n_high_res: int = 2, queue_length: int = 0, queue_start_epoch: int = 15,
+                 optimizer: str = "lars", lr: float = 0.15, weight_decay: float = 1e-6,
+                 momentum: float = 0.9, betas: tuple = (0.9, 0.999), warmup_epochs: float = 10,
+                 warmup_start_ratio: float = 0.0, final_lr_ratio: float = 0.0,
+                 channels_last: bool = False, compile: bool = False):
+        super().__init__(arch=arch, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
+                         momentum=momentum, betas=betas, warmup_epochs=warmup_epochs,
+                         warmup_start_ratio=warmup_start_ratio, final_lr_ratio=final_lr_ratio,
+                         channels_last=channels_last, compile=compile)
+        self.projection_head = SwaVProjectionHead(self.feature_dim, hidden_dim, out_dim)
+        self.prototypes = SwaVPrototypes(out_dim, n_prototypes)
+        self.criterion = SwaVLoss(temperature=temperature, sinkhorn_iterations=sinkhorn_iterations,
+                                  sinkhorn_epsilon=sinkhorn_epsilon,
+                                  sinkhorn_gather_distributed=torch.distributed.is_available())
+        self.queues = torch.nn.ModuleList(
+            [MemoryBankModule((queue_length, out_dim), gather_distributed=True)
+             for _ in range(n_high_res)] if queue_length > 0 else [])
+
+    def embed(self, crops: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Normalised projections, one backbone pass per crop resolution."""
+        if not crops:
+            return []
+        features = self.backbone(torch.cat(crops))
+        z = torch.nn.functional.normalize(self.projection_head(features), dim=1)
+        return list(z.chunk(len(crops)))
+
+    def training_step(self, batch, batch_idx):
+        views = self.views_to_device_format(batch)
+        self.prototypes.normalize()
+        high = self.embed(views[: self.hparams.n_high_res])
+        low = self.embed(views[self.hparams.n_high_res:])
+        high_p = [self.prototypes(z) for z in high]
+        low_p = [self.prototypes(z) for z in low]
+        queue_p = self.queue_predictions(high, self.current_epoch)
+        loss = self.criterion(high_p, low_p, queue_p)
+        self.log_step(loss, len(views[0]))
+        return loss
+
+    @torch.no_grad()
+    def queue_predictions(self, high: list[torch.Tensor], epoch: int):
+        if not len(self.queues):
+            return None
+        queued = []
+        for queue, z in zip(self.queues, high):
+            _, bank = queue(z.detach(), update=True)
+            queued.append(bank.T.to(z.dtype))
+        if epoch < self.hparams.queue_start_epoch:
+            return None
+        return [self.prototypes(q) for q in queued]
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # Frozen prototypes: drop their gradients after the (DDP-synchronised) backward pass.
+        if self.current_epoch < self.hparams.freeze_prototypes_epochs:
+            for p in self.prototypes.parameters():
+                p.grad = None

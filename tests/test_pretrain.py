@@ -1,0 +1,238 @@
+import hashlib
+import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+import torchvision
+from torch.utils.data import DataLoader, Dataset
+
+from medssl.cli import pretrain_cli
+from medssl.data.phantom import write_phantom_store
+from medssl.methods import BYOL, METHODS, MoCoV2, SwAV
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "Pre-Training" / "configs"
+TINY_VIEWS = {
+    "swav": '[{"size": 32, "count": 2, "scale": [0.5, 1.0], "jitter_p": 0.8, "blur_p": 0.5},'
+            ' {"size": 16, "count": 2, "scale": [0.1, 0.3]}]',
+    "mocov2": '[{"size": 32, "count": 2, "scale": [0.2, 1.0], "rotate_p": 0.5, "vflip_p": 0.5,'
+              ' "noise_p": 0.5, "blur_p": 0.5, "jitter_p": 0.8}]',
+    "byol": '[{"size": 32, "count": 2, "scale": [0.2, 1.0], "rotate_p": 0.5, "noise_p": 0.5}]',
+}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pretrain") / "store"
+    write_phantom_store(path, patients=4, slices_per_patient=8, size=32, seed=0, workers=1,
+                        progress=False)
+    return path
+
+
+def cli_args(method, store, root, *extra):
+    return ["fit", "--config", str(CONFIGS / f"{method}_quick.yaml"), "--data.store", str(store),
+            "--data.views", TINY_VIEWS[method], "--data.batch_size", "8", "--data.num_workers", "0",
+            "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false",
+            "--trainer.enable_model_summary", "false", *extra]
+
+
+def exported(cli) -> Path:
+    return Path(cli.trainer.log_dir) / f"{cli.model.method_name}_backbone.pt"
+
+
+@pytest.mark.parametrize("method", ["swav", "mocov2", "byol"])
+def test_quick_config_trains_and_exports_a_torchvision_backbone(method, store, tmp_path):
+    cli = pretrain_cli(METHODS[method], args=cli_args(method, store, tmp_path,
+                                                      "--trainer.max_steps", "3"))
+    assert cli.trainer.global_step == 3
+    assert math.isfinite(float(cli.trainer.callback_metrics["train/loss"]))
+    payload = torch.load(exported(cli), weights_only=True)
+    assert payload["method"] == method and payload["arch"] == "resnet18"
+    assert payload["steps"] == 3
+    manifest = (store / "manifest.csv").read_bytes()
+    assert payload["store_manifest_sha256"] == hashlib.sha256(manifest).hexdigest()
+    assert payload["config"]["data"]["batch_size"] == 8
+    result = torchvision.models.resnet18().load_state_dict(payload["state_dict"], strict=False)
+    assert sorted(result.missing_keys) == ["fc.bias", "fc.weight"]
+    assert result.unexpected_keys == []
+    assert torch.equal(payload["state_dict"]["conv1.weight"], cli.model.backbone.conv1.weight.cpu())
+
+
+SEED_README_SNIPPET = '''
+pre_train = "{method}"
+pre_training_checkpoint = "{path}"
+res_model = torchvision.models.resnet50()
+state_dict = torch.load(pre_training_checkpoint)
+if "module" in state_dict: # (SparK)
+    state_dict = state_dict["module"]
+if "state_dict" in state_dict: # (SwAV, MoCo, BYOL)
+    state_dict = state_dict["state_dict"]
+if pre_train == "SparK" or pre_train == "SwAV":
+        state_dict = {{k.replace("model.", ""): v for k, v in state_dict.items()}}
+elif pre_train == "MoCo":
+    state_dict = {{k.replace("encoder_q.", ""): v for k, v in state_dict.items()}}
+elif pre_train == "BYOL":
+    state_dict = {{k.replace("online_network.encoder.", ""): v for k, v in state_dict.items()}}
+pretrained_model = res_model.load_state_dict(state_dict, strict=False)
+print(format(pretrained_model))
+'''
+
+
+def test_resnet50_export_loads_with_the_seed_readme_snippet(store, tmp_path):
+    cli = pretrain_cli(BYOL, args=cli_args("byol", store, tmp_path, "--model.arch", "resnet50",
+                                           "--trainer.max_steps", "1"))
+    path = exported(cli)
+    for method in ("SwAV", "MoCo", "BYOL", "SparK"):
+        scope = {"torch": torch, "torchvision": torchvision}
+        exec(SEED_README_SNIPPET.format(method=method, path=path), scope)
+        result = scope["pretrained_model"]
+        assert sorted(result.missing_keys) == ["fc.bias", "fc.weight"] and not result.unexpected_keys
+        assert torch.equal(scope["res_model"].layer4[2].conv3.weight,
+                           cli.model.backbone.layer4[2].conv3.weight.cpu())
+
+
+class FixedViews(Dataset):
+    """The same views every time: a batch to overfit."""
+
+    def __init__(self, n_views, size=32, n=8):
+        g = torch.Generator().manual_seed(0)
+        self.views = [torch.randn(n, 3, size, size, generator=g) for _ in range(n_views)]
+
+    def __len__(self):
+        return len(self.views[0])
+
+    def __getitem__(self, i):
+        return [v[i] for v in self.views]
+
+
+class LossHistory(pl.Callback):
+    def __init__(self):
+        self.losses, self.lrs, self.steps_at_start = [], [], None
+
+    def on_train_start(self, trainer, module):
+        self.steps_at_start = trainer.global_step
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.losses.append(float(outputs["loss"]))
+
+
+@pytest.mark.parametrize("module, n_views", [
+    (SwAV(arch="resnet18", hidden_dim=128, out_dim=32, n_prototypes=16, freeze_prototypes_epochs=0,
+          optimizer="adam", lr=1e-3, warmup_epochs=0), 2),
+    (MoCoV2(arch="resnet18", hidden_dim=128, out_dim=32, queue_length=0, temperature=0.2,
+            optimizer="adam", lr=1e-3, key_momentum=0.9), 2),
+    (BYOL(arch="resnet18", hidden_dim=128, out_dim=32, lr=1e-3, warmup_epochs=0), 2),
+], ids=["swav", "mocov2", "byol"])
+def test_loss_drops_when_overfitting_one_batch(module, n_views):
+    history = LossHistory()
+    trainer = pl.Trainer(max_steps=25, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=[history])
+    trainer.fit(module, DataLoader(FixedViews(n_views), batch_size=8))
+    assert all(math.isfinite(x) for x in history.losses)
+    assert np.mean(history.losses[-5:]) < history.losses[0] - 0.05, history.losses
+
+
+def test_lr_schedule_follows_warmup_and_cosine_over_the_real_steps(store, tmp_path):
+    history = LossHistory()
+    module = SwAV(arch="resnet18", hidden_dim=64, out_dim=16, n_prototypes=8, lr=0.15,
+                  warmup_epochs=1, final_lr_ratio=0.01)
+    from medssl.data.datamodule import SliceStoreDataModule
+
+    data = SliceStoreDataModule(str(store), views=[{"size": 16, "count": 2}], batch_size=8,
+                                num_workers=0)
+    trainer = pl.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=[history])
+    trainer.fit(module, data)
+    total, warmup = 12, 4  # 32 slices / batch 8 = 4 steps per epoch, 3 epochs
+    assert len(history.lrs) == total
+    for step, lr in enumerate(history.lrs):
+        if step < warmup:
+            want = 0.15 * (step + 1) / warmup
+        else:
+            t = (step - warmup) / (total - warmup - 1)
+            want = 0.15 * (0.01 + (1 - 0.01) * (1 + math.cos(math.pi * t)) / 2)
+        assert lr == pytest.approx(want, rel=1e-6), step
+
+
+def test_byol_tau_follows_its_cosine_over_the_real_total_steps():
+    module = BYOL(arch="resnet18", hidden_dim=64, out_dim=16, warmup_epochs=0)
+    trainer = pl.Trainer(max_steps=6, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, DataLoader(FixedViews(2, n=8), batch_size=4))  # max_epochs is -1 here
+    total = module.total_steps()
+    assert total == 6
+    for step in range(total):
+        want = 1 - (1 - 0.996) * (math.cos(math.pi * step / (total - 1)) + 1) / 2
+        assert module.tau(step) == pytest.approx(want)
+    assert module.tau(0) == pytest.approx(0.996) and module.tau(total - 1) == 1.0
+
+
+def test_resume_continues_at_the_same_step_with_the_queue(store, tmp_path):
+    args = cli_args("mocov2", store, tmp_path, "--trainer.max_steps", "2")
+    first = pretrain_cli(MoCoV2, args=args)
+    queue = first.model.criterion.memory_bank.bank.clone()
+    last = Path(first.trainer.checkpoint_callback.last_model_path)
+    assert last.name == "last.ckpt" and last.exists()
+    checkpoint = torch.load(last, weights_only=True)  # our checkpoints hold plain types only
+    assert checkpoint["global_step"] == 2 and checkpoint["medssl"]["method"] == "mocov2"
+    history = LossHistory()
+    second = pretrain_cli(MoCoV2, run=False, args=args[1:] + ["--trainer.max_steps", "4"])
+    second.trainer.callbacks.append(history)
+    restored = {}
+    original_load = second.model.on_load_checkpoint
+
+    def spy(checkpoint):
+        original_load(checkpoint)
+        restored["bank"] = second.model.criterion.memory_bank.bank.clone()
+
+    second.model.on_load_checkpoint = spy
+    second.trainer.fit(second.model, datamodule=second.datamodule, ckpt_path=str(last))
+    assert history.steps_at_start == 2 and second.trainer.global_step == 4
+    assert torch.equal(restored["bank"], queue)
+
+
+DDP_SCRIPT = textwrap.dedent("""
+    import sys, torch, pytorch_lightning as pl
+    from medssl.data.datamodule import SliceStoreDataModule
+    from medssl.methods import MoCoV2
+
+    class Save(pl.Callback):
+        def on_train_end(self, trainer, module):
+            torch.save({"conv1": module.backbone.conv1.weight.detach().clone(),
+                        "queue": module.criterion.memory_bank.bank.clone(),
+                        "world": trainer.world_size},
+                       f"{sys.argv[2]}/rank{trainer.global_rank}.pt")
+
+    if __name__ == "__main__":
+        data = SliceStoreDataModule(sys.argv[1], views=[{"size": 32, "count": 2}], batch_size=4,
+                                    num_workers=0)
+        model = MoCoV2(arch="resnet18", hidden_dim=64, out_dim=16, queue_length=64, lr=0.05)
+        # SyncBatchNorm needs GPUs (the full configs turn it on); CPU DDP runs without it
+        trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=3,
+                             logger=False, enable_checkpointing=False,
+                             enable_progress_bar=False, enable_model_summary=False,
+                             callbacks=[Save()], default_root_dir=sys.argv[2])
+        trainer.fit(model, data)
+""")
+
+
+def test_ddp_on_two_cpu_processes_keeps_ranks_in_agreement(store, tmp_path):
+    script = tmp_path / "ddp_run.py"
+    script.write_text(DDP_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), str(store), str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert rank0["world"] == 2
+    assert torch.equal(rank0["conv1"], rank1["conv1"])
+    assert torch.equal(rank0["queue"], rank1["queue"])  # keys gathered from both ranks
