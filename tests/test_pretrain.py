@@ -236,3 +236,51 @@ def test_ddp_on_two_cpu_processes_keeps_ranks_in_agreement(store, tmp_path):
     assert rank0["world"] == 2
     assert torch.equal(rank0["conv1"], rank1["conv1"])
     assert torch.equal(rank0["queue"], rank1["queue"])  # keys gathered from both ranks
+
+
+def test_export_on_demand_from_a_checkpoint(store, tmp_path):
+    cli = pretrain_cli(SwAV, args=cli_args("swav", store, tmp_path, "--trainer.max_steps", "2"))
+    last = cli.trainer.checkpoint_callback.last_model_path
+    out = tmp_path / "on_demand.pt"
+    proc = subprocess.run([sys.executable, str(ROOT / "Pre-Training" / "export.py"), last,
+                           "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    at_end = torch.load(exported(cli), weights_only=True)
+    on_demand = torch.load(out, weights_only=True)
+    assert on_demand["method"] == "swav" and on_demand["steps"] == 2
+    assert on_demand["store_manifest_sha256"] == at_end["store_manifest_sha256"]
+    assert on_demand["state_dict"].keys() == at_end["state_dict"].keys()
+    for key, value in at_end["state_dict"].items():
+        assert torch.equal(on_demand["state_dict"][key], value), key
+
+
+def test_knn_monitor_logs_accuracy_on_a_labelled_set(store, tmp_path):
+    from medssl.data.phantom_tasks import TaskCounts, write_phantom_tasks
+
+    tasks = write_phantom_tasks(tmp_path / "tasks", size=32, counts=TaskCounts(6, 1, 1),
+                                progress=False)
+    cli = pretrain_cli(BYOL, args=cli_args(
+        "byol", store, tmp_path, "--trainer.max_epochs", "2",
+        "--trainer.callbacks+=medssl.knn_monitor.KNNMonitor",
+        "--trainer.callbacks.data", str(tasks["organ"]), "--trainer.callbacks.k", "5"))
+    monitor = next(c for c in cli.trainer.callbacks if type(c).__name__ == "KNNMonitor")
+    assert len(monitor.history) == 2 and all(0 <= a <= 1 for a in monitor.history)
+    assert float(cli.trainer.callback_metrics["knn/accuracy"]) == monitor.history[-1]
+
+
+def test_knn_sets_from_a_labelled_store(tmp_path):
+    from medssl.data import SliceStoreWriter
+    from medssl.data.intensity import HUToIntensity
+    from medssl.knn_monitor import load_labelled
+
+    rows = [{"source": f"s{i}", "patient_id": "p", "series_uid": f"s{i}", "modality": "CT",
+             "slice_index": 0, "position_mm": 0.0, "spacing_row_mm": 1.0, "spacing_col_mm": 1.0,
+             "label": "lesion" if i % 3 else "normal", "split": "train" if i < 6 else "test"}
+            for i in range(9)]
+    with SliceStoreWriter(tmp_path / "labelled", 8) as writer:
+        for i, row in enumerate(rows):
+            writer.add(np.full((1, 8, 8), 100 * i, np.int16), [row])
+    sets = load_labelled(tmp_path / "labelled", HUToIntensity("window", level=400, width=800))
+    assert sets["bank"][0].shape == (6, 1, 8, 8) and len(sets["query"][1]) == 3
+    assert sets["bank"][1].tolist() == [1, 0, 0, 1, 0, 0]  # categories sorted: lesion, normal
+    assert float(sets["query"][0][-1].max()) == 1.0  # 800 HU at the top of the 0..800 window
