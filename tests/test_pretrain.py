@@ -62,6 +62,7 @@ def test_quick_config_trains_and_exports_a_torchvision_backbone(method, store, t
     assert sorted(result.missing_keys) == ["fc.bias", "fc.weight"]
     assert result.unexpected_keys == []
     assert torch.equal(payload["state_dict"]["conv1.weight"], cli.model.backbone.conv1.weight.cpu())
+    assert list(Path(cli.trainer.log_dir).glob("events.out.tfevents.*"))  # TensorBoard by default
 
 
 SEED_README_SNIPPET = '''
@@ -284,3 +285,21 @@ def test_knn_sets_from_a_labelled_store(tmp_path):
     assert sets["bank"][0].shape == (6, 1, 8, 8) and len(sets["query"][1]) == 3
     assert sets["bank"][1].tolist() == [1, 0, 0, 1, 0, 0]  # categories sorted: lesion, normal
     assert float(sets["query"][0][-1].max()) == 1.0  # 800 HU at the top of the 0..800 window
+
+
+def test_momentum_updates_once_per_optimizer_step_with_accumulation():
+    class Counting(BYOL):
+        updates = 0
+
+        def after_optimizer_step(self):
+            Counting.updates += 1
+            super().after_optimizer_step()
+
+    module = Counting(arch="resnet18", hidden_dim=32, out_dim=8, warmup_epochs=0)
+    before = module.backbone_momentum.conv1.weight.clone()
+    trainer = pl.Trainer(max_epochs=1, accumulate_grad_batches=2, accelerator="cpu", logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False)
+    trainer.fit(module, DataLoader(FixedViews(2, size=16, n=16), batch_size=4))  # 4 batches
+    assert trainer.global_step == 2 and Counting.updates == 2
+    assert not torch.equal(before, module.backbone_momentum.conv1.weight)

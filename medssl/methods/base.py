@@ -77,19 +77,23 @@ class PretrainMethod(pl.LightningModule):
     def parameter_groups(self):
         return [p for p in self.parameters() if p.requires_grad]
 
+    def peak_lr(self) -> float:
+        return self.hparams.lr
+
     def build_optimizer(self, params) -> torch.optim.Optimizer:
         h = self.hparams
+        lr = self.peak_lr()
         if h.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=h.lr, momentum=h.momentum, weight_decay=h.weight_decay)
+            return torch.optim.SGD(params, lr=lr, momentum=h.momentum, weight_decay=h.weight_decay)
         if h.optimizer == "lars":
-            return LARS(params, lr=h.lr, momentum=h.momentum, weight_decay=h.weight_decay)
+            return LARS(params, lr=lr, momentum=h.momentum, weight_decay=h.weight_decay)
         if h.optimizer == "adam":
-            return torch.optim.Adam(params, lr=h.lr, betas=tuple(h.betas), weight_decay=h.weight_decay)
+            return torch.optim.Adam(params, lr=lr, betas=tuple(h.betas), weight_decay=h.weight_decay)
         if h.optimizer == "adamw":
-            return torch.optim.AdamW(params, lr=h.lr, betas=tuple(h.betas), weight_decay=h.weight_decay)
+            return torch.optim.AdamW(params, lr=lr, betas=tuple(h.betas), weight_decay=h.weight_decay)
         from timm.optim import Lamb
 
-        return Lamb(params, lr=h.lr, betas=tuple(h.betas), weight_decay=h.weight_decay)
+        return Lamb(params, lr=lr, betas=tuple(h.betas), weight_decay=h.weight_decay)
 
     def configure_optimizers(self):
         optimizer = self.build_optimizer(self.parameter_groups())

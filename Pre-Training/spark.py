@@ -1,0 +1,11 @@
+"""Pre-train a ResNet with SparK (masked image modelling with sparse convolutions).
+
+    python Pre-Training/spark.py fit --config Pre-Training/configs/spark.yaml --data.store STORE
+    python Pre-Training/spark.py fit --config Pre-Training/configs/spark_quick.yaml --data.store STORE
+    python Pre-Training/spark.py fit --config ... --ckpt_path last      # resume
+"""
+from medssl.cli import pretrain_cli
+from medssl.methods import SparK
+
+if __name__ == "__main__":
+    pretrain_cli(SparK)

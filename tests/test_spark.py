@@ -1,0 +1,228 @@
+import copy
+import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+import torchvision
+from torch.utils.data import DataLoader, Dataset
+
+from medssl.cli import pretrain_cli
+from medssl.data.phantom import write_phantom_store
+from medssl.methods import SparK
+from medssl.models.sparse import SparseResNet, mask_at, masked_batch_norm, random_mask
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def randomised_resnet(arch=torchvision.models.resnet18, seed=0):
+    torch.manual_seed(seed)
+    model = arch()
+    for m in model.modules():  # BatchNorm with shifts and scales that would leak if unmasked
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-1, 1)
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+    return model
+
+
+@pytest.fixture
+def mask():
+    g = torch.Generator().manual_seed(1)
+    return random_mask(4, 3, 0.6, generator=g)  # 96 px input: 3 x 3 grid
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("arch", [torchvision.models.resnet18, torchvision.models.resnet50],
+                         ids=["basic", "bottleneck"])
+def test_masked_positions_stay_zero_and_do_not_influence_visible_ones(arch, train, mask):
+    a = SparseResNet(randomised_resnet(arch))
+    b = copy.deepcopy(a)
+    a.train(train), b.train(train)
+    x = torch.randn(4, 3, 96, 96)
+    hidden = 1 - mask_at(mask, 96)
+    x_changed = x + 5 * torch.randn_like(x) * hidden  # differs only under the mask
+    fa, fb = a(x, mask), b(x_changed, mask)
+    assert [f.shape[-1] for f in fa] == [24, 12, 6, 3]
+    for f_a, f_b in zip(fa, fb):
+        masked = 1 - mask_at(mask, f_a.shape[-2:])
+        assert torch.count_nonzero(f_a * masked) == 0  # exactly zero under the mask
+        assert torch.equal(f_a, f_b)  # visible outputs do not see the masked input
+        assert f_a.abs().sum() > 0
+    for bn_a, bn_b in zip(
+            [m for m in a.modules() if isinstance(m, torch.nn.BatchNorm2d)],
+            [m for m in b.modules() if isinstance(m, torch.nn.BatchNorm2d)]):
+        assert torch.equal(bn_a.running_mean, bn_b.running_mean)
+        assert torch.equal(bn_a.running_var, bn_b.running_var)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_visible_only_batchnorm_equals_batchnorm_on_the_visible_positions(train, mask):
+    torch.manual_seed(0)
+    x = torch.randn(4, 8, 12, 12) * 3 + 1
+    m = mask_at(mask, 12)
+    ours = torch.nn.BatchNorm2d(8)
+    ours.weight.data.uniform_(0.5, 1.5)
+    ours.bias.data.uniform_(-1, 1)
+    plain = torch.nn.BatchNorm1d(8)
+    plain.load_state_dict(ours.state_dict())
+    ours.train(train), plain.train(train)
+    out = masked_batch_norm(x, m, ours)
+    visible = m[:, 0].bool()
+    reference = plain(x.permute(0, 2, 3, 1)[visible])
+    torch.testing.assert_close(out.permute(0, 2, 3, 1)[visible], reference, rtol=1e-4, atol=1e-5)
+    assert torch.count_nonzero(out.permute(0, 2, 3, 1)[~visible]) == 0
+    torch.testing.assert_close(ours.running_mean, plain.running_mean)
+    torch.testing.assert_close(ours.running_var, plain.running_var)
+
+
+def test_state_dict_names_stay_torchvisions():
+    model = SparK(arch="resnet18", decoder_width=64)
+    names = set(model.backbone.state_dict())
+    assert names == set(torchvision.models.resnet18().state_dict()) - {"fc.weight", "fc.bias"}
+    assert model.encoder.resnet is model.backbone
+
+
+def test_loss_ignores_visible_patches_and_refuses_an_empty_mask():
+    model = SparK(arch="resnet18", decoder_width=64)
+    images = torch.randn(2, 3, 64, 64)
+    mask = torch.tensor([[[[True, False], [False, True]]], [[[False, True], [True, True]]]])
+    prediction = torch.randn(2, 3, 64, 64)
+    changed = prediction.clone()
+    changed[0, :, :32, :32] += 10  # patch (0, 0) of image 0 is visible
+    changed[1, :, 32:, 32:] -= 10  # patch (1, 1) of image 1 is visible
+    assert model.loss(images, prediction, mask) == model.loss(images, changed, mask)
+    changed[0, :, :32, 32:] += 1  # a masked patch: the loss sees it
+    assert model.loss(images, prediction, mask) != model.loss(images, changed, mask)
+    empty = SparK(arch="resnet18", decoder_width=64, mask_ratio=0.0)
+    all_visible = empty.make_mask(images)
+    assert all_visible.all()
+    with pytest.raises(ValueError, match="no masked patch"):
+        empty.loss(images, prediction, all_visible)
+
+
+def test_mask_ratio_and_shape():
+    m = random_mask(64, 7, 0.6, generator=torch.Generator().manual_seed(0))
+    assert m.shape == (64, 1, 7, 7)
+    assert (m.flatten(1).sum(1) == round(49 * 0.4)).all()
+    assert len({tuple(r.tolist()) for r in m.flatten(1)}) > 50  # per-sample masks
+    with pytest.raises(ValueError):
+        random_mask(1, 7, 1.0)
+    with pytest.raises(ValueError, match="divisible by 32"):
+        SparK(arch="resnet18", decoder_width=64).make_mask(torch.zeros(1, 3, 50, 50))
+
+
+class FixedImages(Dataset):
+    """Phantom CT slices (structure a decoder can learn), fixed: a batch to overfit."""
+
+    def __init__(self, n=8, size=64):
+        from medssl.data.intensity import window
+        from medssl.data.phantom import phantom_volume
+
+        hu, _, _ = phantom_volume(0, 0, n, size, z_range=(0.2, 0.7))
+        x = torch.from_numpy((window(hu, 40, 800) - 0.5) / 0.25)[:, None]
+        self.x = x.expand(-1, 3, -1, -1).contiguous()
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return [self.x[i]]
+
+
+def test_loss_drops_when_overfitting_one_batch():
+    class History(pl.Callback):
+        losses = []
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            self.losses.append(float(outputs["loss"]))
+
+    pl.seed_everything(0)
+    model = SparK(arch="resnet18", decoder_width=64, drop_path=0.0, optimizer="adam", lr=2e-3 * 256 / 8,
+                  warmup_epochs=0, weight_decay=0.0, final_weight_decay=0.0)
+    fixed = random_mask(8, 2, 0.6, generator=torch.Generator().manual_seed(0))
+    model.make_mask = lambda images, generator=None: fixed[: len(images)]  # one batch, one mask
+    history = History()
+    trainer = pl.Trainer(max_steps=30, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=[history])
+    trainer.fit(model, DataLoader(FixedImages(), batch_size=8))
+    assert all(math.isfinite(v) for v in history.losses)
+    assert np.mean(history.losses[-5:]) < 0.8 * np.mean(history.losses[:3]), history.losses
+
+
+def test_weight_decay_schedule_and_scaled_lr(tmp_path):
+    model = SparK(arch="resnet18", decoder_width=32, warmup_epochs=0)
+    trainer = pl.Trainer(max_steps=5, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, DataLoader(FixedImages(n=8, size=64), batch_size=4))
+    opt = trainer.optimizers[0]
+    assert model.peak_lr() == pytest.approx(2e-4 * 4 / 256)
+    assert opt.param_groups[1]["weight_decay"] == 0.0  # biases, norms, mask tokens
+    total = model.total_steps()
+    for step in range(total):
+        want = 0.2 - (0.2 - 0.04) * (math.cos(math.pi * step / (total - 1)) + 1) / 2
+        assert model.weight_decay_at(step) == pytest.approx(want)
+    assert type(opt).__name__ == "Lamb" and tuple(opt.param_groups[0]["betas"]) == (0.9, 0.95)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("spark") / "store"
+    write_phantom_store(path, patients=2, slices_per_patient=8, size=64, seed=0, workers=1,
+                        progress=False)
+    return path
+
+
+def test_quick_config_exports_a_backbone_and_pictures(store, tmp_path):
+    cli = pretrain_cli(SparK, args=[
+        "fit", "--config", str(ROOT / "Pre-Training" / "configs" / "spark_quick.yaml"),
+        "--data.store", str(store), "--data.batch_size", "8", "--data.num_workers", "0",
+        "--trainer.max_steps", "3", "--trainer.default_root_dir", str(tmp_path),
+        "--trainer.enable_progress_bar", "false"])
+    log_dir = Path(cli.trainer.log_dir)
+    payload = torch.load(log_dir / "spark_backbone.pt", weights_only=True)
+    result = torchvision.models.resnet18().load_state_dict(payload["state_dict"], strict=False)
+    assert sorted(result.missing_keys) == ["fc.bias", "fc.weight"] and not result.unexpected_keys
+    assert payload["method"] == "spark" and payload["steps"] == 3
+    pictures = sorted((log_dir / "reconstructions").glob("*.png"))
+    assert pictures and pictures[-1].read_bytes()[:4] == b"\x89PNG"
+
+
+DDP_SCRIPT = textwrap.dedent("""
+    import sys, torch, pytorch_lightning as pl
+    from medssl.data.datamodule import SliceStoreDataModule
+    from medssl.methods import SparK
+
+    class Save(pl.Callback):
+        def on_train_end(self, trainer, module):
+            torch.save({"conv1": module.backbone.conv1.weight.detach().clone(),
+                        "bn1_mean": module.backbone.bn1.running_mean.clone()},
+                       f"{sys.argv[2]}/rank{trainer.global_rank}.pt")
+
+    if __name__ == "__main__":
+        data = SliceStoreDataModule(sys.argv[1], views=[{"size": 64, "count": 1}], batch_size=4,
+                                    num_workers=0)
+        model = SparK(arch="resnet18", decoder_width=32, sync_bn=True, warmup_epochs=0)
+        trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=2,
+                             logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False, callbacks=[Save()])
+        trainer.fit(model, data)
+""")
+
+
+def test_ddp_on_two_cpu_processes(store, tmp_path):
+    script = tmp_path / "spark_ddp.py"
+    script.write_text(DDP_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), str(store), str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert torch.equal(rank0["conv1"], rank1["conv1"])
+    torch.testing.assert_close(rank0["bn1_mean"], rank1["bn1_mean"])  # synchronised statistics
