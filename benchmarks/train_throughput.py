@@ -22,13 +22,13 @@ from pathlib import Path
 
 import torch
 
-METHODS = ("supervised", "swav", "mocov2", "byol")
+METHODS = ("supervised", "swav", "mocov2", "byol", "spark", "spark_dense")
 
 
 def build(method: str, arch: str):
     import pytorch_lightning as pl
 
-    from medssl.methods import BYOL, MoCoV2, SwAV
+    from medssl.methods import BYOL, MoCoV2, SparK, SwAV
     from medssl.models import build_backbone, feature_dim
 
     if method == "swav":
@@ -37,6 +37,28 @@ def build(method: str, arch: str):
         return MoCoV2(arch=arch)
     if method == "byol":
         return BYOL(arch=arch)
+    if method == "spark":
+        return SparK(arch=arch, warmup_epochs=0)
+    if method == "spark_dense":
+        class DenseSparK(SparK):
+            """The same encoder + decoder run densely: no masking, plain BatchNorm, no tokens;
+            the loss over every patch. What SparK's masking costs on top of it is its overhead."""
+
+            def forward(self, images, mask):
+                r = self.backbone
+                x = r.maxpool(r.relu(r.bn1(r.conv1(images))))
+                features = []
+                for layer in (r.layer1, r.layer2, r.layer3, r.layer4):
+                    x = layer(x)
+                    features.append(x)
+                d = self.densify
+                return self.decoder([p(n(f)) for f, n, p in zip(features[::-1], d.norms, d.projections)])
+
+            def make_mask(self, images, generator=None):
+                g = images.shape[-1] // 32
+                return torch.zeros(len(images), 1, g, g, dtype=torch.bool, device=images.device)
+
+        return DenseSparK(arch=arch, warmup_epochs=0)
 
     class Supervised(pl.LightningModule):
         def __init__(self):
@@ -58,7 +80,7 @@ def build(method: str, arch: str):
 def view_shapes(method: str, size: int):
     if method == "swav":
         return [size] * 2 + [max(16, size * 96 // 224)] * 6
-    if method == "supervised":
+    if method in ("supervised", "spark", "spark_dense"):
         return [size]
     return [size, size]
 
@@ -153,6 +175,10 @@ def main():
     for r in rows:
         ratio = r["step_s"] / base["step_s"] if base else float("nan")
         lines.append(f"| {r['method']} | {r['images_per_s']:.1f} | {ratio:.2f}x | {r['peak_memory_mib']:.0f} ({r['memory_kind']}) |")
+    by = {r["method"]: r for r in rows}
+    if "spark" in by and "spark_dense" in by:
+        lines.append(f"\nSparK step vs the same encoder + decoder run densely: "
+                     f"{by['spark']['step_s'] / by['spark_dense']['step_s']:.2f}x (goal <= 1.15x)")
     text = "\n".join(lines) + "\n"
     tag = f"train-{device.replace(' ', '_')}-{args.arch}-{args.size}px-{args.precision}"
     args.out.mkdir(parents=True, exist_ok=True)
