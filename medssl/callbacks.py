@@ -48,6 +48,7 @@ class SparkPictures(pl.Callback):
     def __init__(self, every_n_epochs: int = 10, count: int = 6, seed: int = 0):
         self.every_n_epochs, self.count, self.seed = every_n_epochs, count, seed
         self.saved: list[Path] = []
+        self._last_step = -1
 
     def _images(self, trainer, module):
         import numpy as np
@@ -68,7 +69,8 @@ class SparkPictures(pl.Callback):
             self.save(trainer, module)
 
     def on_train_end(self, trainer, module) -> None:
-        self.save(trainer, module)  # the last picture, whatever the epoch
+        if self._last_step != trainer.global_step:  # the last picture, whatever the epoch
+            self.save(trainer, module)
 
     @rank_zero_only
     def save(self, trainer, module) -> None:
@@ -85,9 +87,11 @@ class SparkPictures(pl.Callback):
         module.eval()
         pictures = module.reconstruct(images, mask)
         module.train(was_training)
+        low, high = float(images.min()), float(images.max())
+        visible = torch.nn.functional.interpolate(mask.float(), size=images.shape[-2:])
+        pictures["masked"] = pictures["masked"] + (1 - visible) * low  # hidden patches shown dark
         columns = ["input", "masked", "reconstruction", "pasted"]
         fig, axes = plt.subplots(len(images), 4, figsize=(8, 2 * len(images)), squeeze=False)
-        low, high = float(images.min()), float(images.max())
         for row in range(len(images)):
             for col, key in enumerate(columns):
                 ax = axes[row, col]
@@ -104,3 +108,4 @@ class SparkPictures(pl.Callback):
         fig.savefig(path, dpi=80)
         plt.close(fig)
         self.saved.append(path)
+        self._last_step = trainer.global_step
