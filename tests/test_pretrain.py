@@ -2,7 +2,6 @@ import hashlib
 import math
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import torch
 import torchvision
 from torch.utils.data import DataLoader, Dataset
 
+from conftest import run_two_process_ddp
 from medssl.cli import pretrain_cli
 from medssl.data.phantom import write_phantom_store
 from medssl.methods import BYOL, METHODS, MoCoV2, SwAV
@@ -201,42 +201,13 @@ def test_resume_continues_at_the_same_step_with_the_queue(store, tmp_path):
     assert torch.equal(restored["bank"], queue)
 
 
-DDP_SCRIPT = textwrap.dedent("""
-    import sys, torch, pytorch_lightning as pl
-    from medssl.data.datamodule import SliceStoreDataModule
-    from medssl.methods import MoCoV2
-
-    class Save(pl.Callback):
-        def on_train_end(self, trainer, module):
-            torch.save({"conv1": module.backbone.conv1.weight.detach().clone(),
-                        "queue": module.criterion.memory_bank.bank.clone(),
-                        "world": trainer.world_size},
-                       f"{sys.argv[2]}/rank{trainer.global_rank}.pt")
-
-    if __name__ == "__main__":
-        data = SliceStoreDataModule(sys.argv[1], views=[{"size": 32, "count": 2}], batch_size=4,
-                                    num_workers=0)
-        model = MoCoV2(arch="resnet18", hidden_dim=64, out_dim=16, queue_length=64, lr=0.05)
-        # SyncBatchNorm needs GPUs (the full configs turn it on); CPU DDP runs without it
-        trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=3,
-                             logger=False, enable_checkpointing=False,
-                             enable_progress_bar=False, enable_model_summary=False,
-                             callbacks=[Save()], default_root_dir=sys.argv[2])
-        trainer.fit(model, data)
-""")
-
-
 def test_ddp_on_two_cpu_processes_keeps_ranks_in_agreement(store, tmp_path):
-    script = tmp_path / "ddp_run.py"
-    script.write_text(DDP_SCRIPT)
-    proc = subprocess.run([sys.executable, str(script), str(store), str(tmp_path)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
-    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
-    assert rank0["world"] == 2
-    assert torch.equal(rank0["conv1"], rank1["conv1"])
-    assert torch.equal(rank0["queue"], rank1["queue"])  # keys gathered from both ranks
+    rank0, rank1 = run_two_process_ddp(
+        store, tmp_path, "MoCoV2(arch='resnet18', hidden_dim=64, out_dim=16, queue_length=64, lr=0.05)",
+        [{"size": 32, "count": 2}])
+    assert torch.equal(rank0["params"]["backbone.conv1.weight"], rank1["params"]["backbone.conv1.weight"])
+    queue = "criterion.memory_bank.bank"
+    assert torch.equal(rank0["buffers"][queue], rank1["buffers"][queue])  # keys from both ranks
 
 
 def test_export_on_demand_from_a_checkpoint(store, tmp_path):

@@ -1,8 +1,5 @@
 import copy
 import math
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +9,7 @@ import torch
 import torchvision
 from torch.utils.data import DataLoader, Dataset
 
+from conftest import run_two_process_ddp
 from medssl.cli import pretrain_cli
 from medssl.data.phantom import write_phantom_store
 from medssl.methods import SparK
@@ -194,35 +192,10 @@ def test_quick_config_exports_a_backbone_and_pictures(store, tmp_path):
     assert pictures and pictures[-1].read_bytes()[:4] == b"\x89PNG"
 
 
-DDP_SCRIPT = textwrap.dedent("""
-    import sys, torch, pytorch_lightning as pl
-    from medssl.data.datamodule import SliceStoreDataModule
-    from medssl.methods import SparK
-
-    class Save(pl.Callback):
-        def on_train_end(self, trainer, module):
-            torch.save({"conv1": module.backbone.conv1.weight.detach().clone(),
-                        "bn1_mean": module.backbone.bn1.running_mean.clone()},
-                       f"{sys.argv[2]}/rank{trainer.global_rank}.pt")
-
-    if __name__ == "__main__":
-        data = SliceStoreDataModule(sys.argv[1], views=[{"size": 64, "count": 1}], batch_size=4,
-                                    num_workers=0)
-        model = SparK(arch="resnet18", decoder_width=32, sync_bn=True, warmup_epochs=0)
-        trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=2,
-                             logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                             enable_model_summary=False, callbacks=[Save()])
-        trainer.fit(model, data)
-""")
-
-
 def test_ddp_on_two_cpu_processes(store, tmp_path):
-    script = tmp_path / "spark_ddp.py"
-    script.write_text(DDP_SCRIPT)
-    proc = subprocess.run([sys.executable, str(script), str(store), str(tmp_path)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
-    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
-    assert torch.equal(rank0["conv1"], rank1["conv1"])
-    torch.testing.assert_close(rank0["bn1_mean"], rank1["bn1_mean"])  # synchronised statistics
+    rank0, rank1 = run_two_process_ddp(
+        store, tmp_path, "SparK(arch='resnet18', decoder_width=32, sync_bn=True, warmup_epochs=0)",
+        [{"size": 64, "count": 1}])
+    assert torch.equal(rank0["params"]["backbone.conv1.weight"], rank1["params"]["backbone.conv1.weight"])
+    mean = "backbone.bn1.running_mean"  # visible-only statistics summed over both processes
+    torch.testing.assert_close(rank0["buffers"][mean], rank1["buffers"][mean])

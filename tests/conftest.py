@@ -1,0 +1,46 @@
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+DDP_SCRIPT = textwrap.dedent("""
+    import json, sys, torch, pytorch_lightning as pl
+    from medssl.data.datamodule import SliceStoreDataModule
+    from medssl.methods import BYOL, MoCoV2, SparK, SwAV
+
+    class Save(pl.Callback):
+        def on_train_end(self, trainer, module):
+            buffers = {k: v.detach().clone() for k, v in module.named_buffers()}
+            params = {k: v.detach().clone() for k, v in module.named_parameters()}
+            torch.save({"world": trainer.world_size, "params": params, "buffers": buffers},
+                       f"{sys.argv[2]}/rank{trainer.global_rank}.pt")
+
+    if __name__ == "__main__":
+        data = SliceStoreDataModule(sys.argv[1], views=json.loads(sys.argv[3]), batch_size=4,
+                                    num_workers=0)
+        model = eval(sys.argv[4])
+        # SyncBatchNorm needs GPUs (the full configs turn it on); CPU DDP runs without it
+        trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=2,
+                             logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False, callbacks=[Save()])
+        trainer.fit(model, data)
+""")
+
+
+def run_two_process_ddp(store, tmp_path, model: str, views: list[dict]) -> tuple[dict, dict]:
+    """Train ``model`` (a constructor expression) for 2 steps on 2 CPU processes (gloo);
+    return each rank's parameters and buffers."""
+    script = tmp_path / "ddp_run.py"
+    script.write_text(DDP_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), str(store), str(tmp_path),
+                           json.dumps(views), model], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = tuple(torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert ranks[0]["world"] == 2
+    return ranks
