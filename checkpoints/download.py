@@ -1,0 +1,90 @@
+"""Download the study's released checkpoints, resumable, with checksum verification.
+
+    python checkpoints/download.py all
+    python checkpoints/download.py spark [--dir DIR]
+    python checkpoints/download.py swav --url https://mirror.example/swav.ckpt --sha256 HEX
+
+Files go to checkpoints/ (or $MEDSSL_CHECKPOINTS, or --dir). An interrupted download resumes
+where it stopped when run again. After downloading, the file's keys are checked: it must hold a
+complete ResNet backbone, whatever its name says.
+"""
+import argparse
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch(entry, dest: Path, url: str | None, expected: str | None) -> bool:
+    import gdown
+
+    from medssl.checkpoints import CheckpointError, read_backbone
+
+    source = url or entry.url
+    if not dest.exists():
+        print(f"{entry.name}: downloading {source} -> {dest}")
+        try:
+            result = (gdown.download(url=url, output=str(dest), quiet=False, resume=True) if url
+                      else gdown.download(id=entry.gdrive_id, output=str(dest), quiet=False, resume=True))
+        except Exception as err:  # gdown raises requests' and its own errors
+            result, reason = None, f"{type(err).__name__}: {err}"
+        else:
+            reason = "the server sent no file"
+        if result is None or not dest.exists():
+            print(f"error: {entry.name}: cannot download from {source} ({reason}). Offline? Fetch "
+                  f"it in a browser, save it as {dest} and run this command again to verify it. "
+                  "A partial download is kept and resumed next time.", file=sys.stderr)
+            return False
+    else:
+        print(f"{entry.name}: {dest} is already there; verifying")
+    digest = sha256_of(dest)
+    if expected and digest != expected:
+        bad = dest.with_name(dest.name + ".bad")
+        os.replace(dest, bad)
+        print(f"error: {entry.name}: checksum mismatch: got {digest}, expected {expected}; the file "
+              f"was moved to {bad}. Run again to download it afresh.", file=sys.stderr)
+        return False
+    print(f"{entry.name}: sha256 {digest}" + ("" if expected else
+          " (not yet recorded in medssl/checkpoints/registry.py)"))
+    try:
+        _, report = read_backbone(dest, arch=None)
+    except CheckpointError as err:
+        print(f"error: {entry.name}: downloaded, but {err}", file=sys.stderr)
+        return False
+    note = "" if report.format == entry.format else f" (the registry expected {entry.format})"
+    print(f"{entry.name}: {report.format}{note}, {report.arch}, {report.loaded} backbone tensors: ready")
+    return True
+
+
+def main(argv=None) -> int:
+    from medssl.checkpoints import RELEASED, checkpoint_dir
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("names", nargs="+", help=f"{', '.join(RELEASED)} or all")
+    ap.add_argument("--dir", type=Path, help="where to save (default: checkpoints/)")
+    ap.add_argument("--url", help="download from this address instead (a mirror); one name only")
+    ap.add_argument("--sha256", help="expected checksum, when the registry has none yet")
+    args = ap.parse_args(argv)
+    names = list(RELEASED) if args.names == ["all"] else [n.lower() for n in args.names]
+    unknown = [n for n in names if n not in RELEASED]
+    if unknown:
+        ap.error(f"unknown checkpoint {unknown}; choose from {', '.join(RELEASED)} or all")
+    if args.url and len(names) != 1:
+        ap.error("--url takes one checkpoint name")
+    folder = args.dir or checkpoint_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    ok = [fetch(RELEASED[n], folder / RELEASED[n].filename, args.url,
+                args.sha256 or RELEASED[n].sha256) for n in names]
+    return 0 if all(ok) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""Say what a checkpoint holds and whether it will load, without running code from it.
+
+    python checkpoints/inspect.py PATH|NAME [--arch resnet50] [--trust-pickle]
+"""
+import os
+import sys
+
+# This file is named like the standard library's inspect module: keep its folder off the
+# import path before anything imports ``inspect``.
+_here = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != _here]
+
+import argparse  # noqa: E402
+
+from medssl.checkpoints import CheckpointError, read_backbone  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("source", help="a checkpoint file, or a released checkpoint's name")
+    ap.add_argument("--arch", help="expected ResNet (default: whatever the file holds)")
+    ap.add_argument("--trust-pickle", action="store_true",
+                    help="run the file's pickled code (only for files you trust)")
+    args = ap.parse_args(argv)
+    try:
+        _, report = read_backbone(args.source, args.arch, trust=args.trust_pickle)
+    except CheckpointError as err:
+        print(f"will it load? NO: {err}")
+        return 1
+    print(f"file       {report.source}")
+    print(f"unpickling {report.unpickling}")
+    print(f"tensors    {report.file_tensors} under {report.container!r}")
+    print(f"format     {report.format}")
+    print(f"method     {report.method or 'unknown'}")
+    print(f"arch       {report.arch}")
+    print(f"backbone   {report.loaded} tensors, every one found with the right shape")
+    ignored = ", ".join(f"{k} ({n})" for k, n in report.ignored.items()) or "nothing"
+    print(f"ignored    {ignored}")
+    if report.metadata:
+        print(f"metadata   {report.metadata}")
+    print(f"will it load? YES: medssl.checkpoints.load_backbone({args.source!r}, arch={report.arch!r}) "
+          f"gives a torchvision {report.arch} with all {report.loaded} backbone tensors; only fc is new.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

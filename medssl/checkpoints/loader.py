@@ -1,0 +1,222 @@
+"""The one backbone loader: detects a checkpoint's format from its keys, maps them to
+torchvision ResNet names, and refuses to return a network that is only partly loaded."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from ..models.backbone import BACKBONES
+from .registry import RELEASED, local_path
+from .safe_pickle import TRUST_HINT, UnsafeCheckpointError, safe_load
+
+# Known layouts, most specific first: (format name, method, prefix of the backbone's keys).
+KNOWN_PREFIXES = [
+    ("MoCo release (Lightning, encoder_q)", "mocov2", "encoder_q."),
+    ("BYOL release (Lightning, online_network.encoder)", "byol", "online_network.encoder."),
+    ("SwAV release (Lightning, model.)", "swav", "model."),
+    ("lightly-style backbone.", None, "backbone."),
+    ("plain torchvision / timm ResNet", None, ""),
+]
+SEQUENTIAL_NAMES = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot give a complete backbone; the message says why and what to do."""
+
+
+@dataclass
+class LoadReport:
+    source: str
+    format: str
+    method: str | None
+    arch: str
+    loaded: int
+    missing: list[str]
+    ignored: dict[str, int] = field(default_factory=dict)  # key prefix -> number of tensors
+    unpickling: str = "weights_only"
+    metadata: dict = field(default_factory=dict)
+    container: str = ""  # where the tensors sat: state_dict, module, top level, ...
+    file_tensors: int = 0
+
+    def __str__(self) -> str:
+        ignored = ", ".join(f"{p or '(top)'} x{n}" for p, n in self.ignored.items()) or "nothing"
+        return (f"{self.source}: {self.format} ({self.method or 'method unknown'}), {self.arch}; "
+                f"{self.loaded} backbone tensors loaded; missing {self.missing or 'nothing'}; "
+                f"ignored {ignored}; unpickling: {self.unpickling}")
+
+
+def expected_keys(arch: str) -> dict[str, torch.Size]:
+    model = BACKBONES[arch][0](weights=None)
+    return {k: v.shape for k, v in model.state_dict().items() if not k.startswith("fc.")}
+
+
+def infer_arch(keys: dict[str, torch.Tensor]) -> str | None:
+    """The torchvision ResNet whose trunk matches these (prefix-free) keys, if any."""
+    blocks = {}
+    for key in keys:
+        m = re.match(r"layer(\d)\.(\d+)\.", key)
+        if m:
+            blocks[int(m[1])] = max(blocks.get(int(m[1]), 0), int(m[2]) + 1)
+    bottleneck = "layer1.0.conv3.weight" in keys
+    layout = tuple(blocks.get(i, 0) for i in (1, 2, 3, 4))
+    for arch, (expect_layout, expect_bottleneck) in {
+            "resnet18": ((2, 2, 2, 2), False), "resnet34": ((3, 4, 6, 3), False),
+            "resnet50": ((3, 4, 6, 3), True), "resnet101": ((3, 4, 23, 3), True)}.items():
+        if layout == expect_layout and bottleneck == expect_bottleneck:
+            return arch
+    return None
+
+
+def _tensors(obj) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+
+
+def find_state_dict(obj) -> tuple[dict[str, torch.Tensor], str]:
+    """The dict of tensors inside a loaded checkpoint, and where it was found."""
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"holds a {type(obj).__name__}, not a dict of tensors")
+    for container in ("state_dict", "module", "model", "state_dict_ema"):
+        inner = obj.get(container)
+        if isinstance(inner, dict) and _tensors(inner):
+            return _tensors(inner), container
+    tensors = _tensors(obj)
+    if tensors:
+        return tensors, "top level"
+    raise CheckpointError(f"no tensors found (top-level keys: {sorted(map(str, obj))[:10]})")
+
+
+def _strip_module(keys: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], bool]:
+    """Remove DataParallel / DDP ``module.`` prefixes."""
+    stripped = False
+    while keys and all(k.startswith("module.") for k in keys):
+        keys = {k[len("module."):]: v for k, v in keys.items()}
+        stripped = True
+    return keys, stripped
+
+
+def _under(keys, prefix) -> dict[str, torch.Tensor]:
+    out = {k[len(prefix):]: v for k, v in keys.items() if k.startswith(prefix)}
+    if prefix == "backbone." and any(k.split(".")[0] in SEQUENTIAL_NAMES for k in out):
+        # lightly examples: nn.Sequential(*list(resnet.children())[:-1]) -> backbone.0., .4.0. ...
+        out = {SEQUENTIAL_NAMES.get(k.split(".")[0], k.split(".")[0]) + k[len(k.split(".")[0]):]: v
+               for k, v in out.items()}
+    return out
+
+
+def detect(keys: dict[str, torch.Tensor], obj) -> tuple[str, str | None, str]:
+    """(format name, method, prefix) decided from the keys alone."""
+    if isinstance(obj, dict) and obj.get("format") == "medssl-backbone":
+        return "medssl exported backbone", obj.get("method"), ""
+    medssl = obj.get("medssl") if isinstance(obj, dict) else None
+    for name, method, prefix in KNOWN_PREFIXES:
+        under = _under(keys, prefix)
+        if "conv1.weight" in under and "layer1.0.conv1.weight" in under:
+            if prefix == "backbone." and isinstance(medssl, dict):
+                return "medssl Lightning checkpoint", medssl.get("method"), prefix
+            if prefix == "" and isinstance(obj, dict) and "module" in obj and "fc.weight" not in keys:
+                return "SparK release (module)", "spark", prefix
+            return name, method, prefix
+    prefixes = sorted({k.rsplit("conv1.weight", 1)[0] for k in keys if k.endswith("conv1.weight")
+                       and "layer" not in k})
+    raise CheckpointError("no ResNet backbone found under any known key prefix "
+                          f"(prefixes that end in conv1.weight: {prefixes or 'none'})")
+
+
+def resolve(source: str | Path) -> Path:
+    path = Path(source)
+    if path.exists():
+        return path
+    name = str(source).lower()
+    if name in RELEASED:
+        local = local_path(name)
+        if local.exists():
+            return local
+        raise CheckpointError(f"released checkpoint {name!r} is not downloaded yet: run "
+                              f"python checkpoints/download.py {name}  (expected at {local})")
+    raise CheckpointError(f"{source}: no such file, and not a released checkpoint name "
+                          f"({', '.join(RELEASED)})")
+
+
+def read_backbone(source, arch: str | None = "resnet50", trust: bool = False):
+    """(backbone state dict with torchvision names, LoadReport) — every trunk tensor checked."""
+    path = resolve(source)
+    try:
+        obj, how = safe_load(path, trust=trust)
+    except UnsafeCheckpointError as err:
+        raise CheckpointError(f"{path}: refused: {err} {TRUST_HINT}") from err
+    except Exception as err:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from err
+    try:
+        keys, container = find_state_dict(obj)
+        keys, had_module = _strip_module(keys)
+        fmt, method, prefix = detect(keys, obj)
+    except CheckpointError as err:
+        raise CheckpointError(f"{path}: {err}") from err
+    if had_module:
+        fmt += " + DataParallel/DDP module. prefix"
+    trunk = {k: v for k, v in _under(keys, prefix).items() if not k.startswith("fc.")}
+    found_arch = infer_arch(trunk)
+    arch = arch or found_arch
+    if arch is None:
+        raise CheckpointError(f"{path}: {fmt}: the backbone is no torchvision ResNet layout; "
+                              "pass arch= explicitly")
+    if found_arch is not None and found_arch != arch:
+        raise CheckpointError(f"{path}: holds a {found_arch} backbone ({fmt}), but {arch} was "
+                              f"asked for: use arch='{found_arch}'")
+    expected = expected_keys(arch)
+    missing = sorted(set(expected) - set(trunk))
+    if missing:
+        raise CheckpointError(f"{path}: format guessed: {fmt} (prefix {prefix!r}); {len(missing)} "
+                              f"of the {arch} backbone's tensors are missing, e.g. {missing[:5]}. "
+                              "Nothing was loaded.")
+    wrong = [f"{k}: {tuple(trunk[k].shape)} in the file, {tuple(s)} in {arch}"
+             for k, s in expected.items() if trunk[k].shape != s]
+    if wrong:
+        raise CheckpointError(f"{path}: format guessed: {fmt}; shape mismatch: {'; '.join(wrong[:5])}")
+    state = {k: trunk[k] for k in expected}
+    used = {prefix + k for k in expected}
+    ignored: dict[str, int] = {}
+    for key in keys:
+        if key not in used and not (prefix == "backbone." and _is_sequential_alias(key, used)):
+            head = key[len(prefix):].split(".")[0] if key.startswith(prefix) else key.split(".")[0]
+            label = (prefix + head) if key.startswith(prefix) else head
+            ignored[label] = ignored.get(label, 0) + 1
+    metadata = {k: v for k, v in obj.items() if k in ("method", "arch", "epochs", "steps", "epoch",
+                                                      "global_step", "store_manifest_sha256")
+                and isinstance(v, (int, float, str))} if isinstance(obj, dict) else {}
+    report = LoadReport(str(path), fmt, method, arch, len(state), [], ignored, how, metadata,
+                        container, len(keys))
+    return state, report
+
+
+def _is_sequential_alias(key: str, used: set[str]) -> bool:
+    first = key[len("backbone."):].split(".")[0]
+    if first not in SEQUENTIAL_NAMES:
+        return False
+    return "backbone." + SEQUENTIAL_NAMES[first] + key[len("backbone.") + len(first):] in used
+
+
+def load_backbone(source, arch: str | None = "resnet50", num_classes: int | None = None,
+                  trust: bool = False) -> tuple[nn.Module, LoadReport]:
+    """A torchvision ResNet holding the pretrained backbone of ``source`` (a path or the name
+    of a released checkpoint), and a report of what was loaded, missing, ignored, and which
+    format was detected. ``fc`` is a new ``Linear(features, num_classes)`` if ``num_classes``
+    is given, else torchvision's untrained 1000-class ``fc``. ``arch=None``: take the file's.
+
+    Raises CheckpointError instead of ever returning a partly loaded network.
+    """
+    state, report = read_backbone(source, arch, trust)
+    model = BACKBONES[report.arch][0](weights=None)
+    if num_classes is not None:
+        model.fc = nn.Linear(model.fc.in_features, num_classes)
+    result = model.load_state_dict(state, strict=False)
+    leftover = [k for k in result.missing_keys if not k.startswith("fc.")]
+    if leftover or result.unexpected_keys:  # cannot happen after read_backbone's checks
+        raise CheckpointError(f"{report.source}: incomplete load: missing {leftover}, "
+                              f"unexpected {result.unexpected_keys}")
+    report.missing = list(result.missing_keys)
+    return model, report
