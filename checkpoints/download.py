@@ -8,11 +8,17 @@ Files go to checkpoints/ (or $MEDSSL_CHECKPOINTS, or --dir). An interrupted down
 where it stopped when run again. After downloading, the file's keys are checked: it must hold a
 complete ResNet backbone, whatever its name says.
 """
-import argparse
-import hashlib
 import os
 import sys
-from pathlib import Path
+
+# checkpoints/inspect.py shares its name with the standard library's inspect module: keep this
+# folder off the import path.
+_here = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != _here]
+
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 
 def sha256_of(path: Path) -> str:

@@ -1,0 +1,302 @@
+import argparse
+import hashlib
+import http.server
+import os
+import pathlib
+import pickle
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import timm
+import torch
+import torchvision
+from torch.utils.data import DataLoader, Dataset
+
+from medssl.checkpoints import CheckpointError, load_backbone, read_backbone
+from medssl.export import export_backbone
+from medssl.methods import BYOL, MoCoV2, SparK, SwAV
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def reference():
+    torch.manual_seed(0)
+    model = torchvision.models.resnet50()
+    for m in model.modules():  # make running statistics distinguishable from defaults
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+    return {k: v for k, v in model.state_dict().items()}
+
+
+def trunk(sd):
+    return {k: v for k, v in sd.items() if not k.startswith("fc.")}
+
+
+def layouts(sd):
+    """Each released / common format, built from one ResNet-50 state dict."""
+    body = trunk(sd)
+    head = {"0.weight": torch.randn(2048, 2048), "2.weight": torch.randn(128, 2048)}
+    return {
+        "SparK release": ({"module": body, "arch": "resnet50", "epoch": 1599, "is_pretrain": True},
+                          "spark"),
+        "SwAV release": ({"state_dict": {**{f"model.{k}": v for k, v in body.items()},
+                                         **{f"model.projection_head.{k}": v for k, v in head.items()},
+                                         "model.prototypes.weight": torch.randn(500, 128)},
+                          "hyper_parameters": {"args": argparse.Namespace(lr=0.15)}}, "swav"),
+        "MoCo release": ({"state_dict": {**{f"encoder_q.{k}": v for k, v in body.items()},
+                                         **{f"encoder_q.fc.{k}": v for k, v in head.items()},
+                                         **{f"encoder_k.{k}": v + 1 for k, v in body.items()},
+                                         "queue": torch.randn(128, 65536),
+                                         "queue_ptr": torch.zeros(1, dtype=torch.long)}}, "mocov2"),
+        "BYOL release": ({"state_dict": {**{f"online_network.encoder.{k}": v for k, v in body.items()},
+                                         **{f"online_network.projector.{k}": v for k, v in head.items()},
+                                         **{f"target_network.encoder.{k}": v * 0 for k, v in body.items()}},
+                          "epoch": np.int64(3), "root": pathlib.PosixPath("/data")}, "byol"),
+        "torchvision": (sd, None),
+        "DDP module.": ({"state_dict": {f"module.{k}": v for k, v in sd.items()}}, None),
+        "lightly backbone.": ({"state_dict": {f"backbone.{k}": v for k, v in body.items()}}, None),
+    }
+
+
+@pytest.mark.parametrize("name", ["SparK release", "SwAV release", "MoCo release", "BYOL release",
+                                  "torchvision", "DDP module.", "lightly backbone."])
+def test_every_format_loads_exactly(name, reference, tmp_path):
+    payload, method = layouts(reference)[name]
+    path = tmp_path / "ckpt.pt"
+    torch.save(payload, path)
+    model, report = load_backbone(path, num_classes=3)
+    assert report.method == method
+    assert sorted(report.missing) == ["fc.bias", "fc.weight"] and report.loaded == 318
+    state = model.state_dict()
+    for key, value in trunk(reference).items():
+        assert torch.equal(state[key], value), key
+    assert model.fc.out_features == 3
+
+
+def test_lightly_sequential_backbone_layout(reference, tmp_path):
+    seq = torch.nn.Sequential(*list(torchvision.models.resnet50().children())[:-1])
+    names = {"conv1": "0", "bn1": "1", "layer1": "4", "layer2": "5", "layer3": "6", "layer4": "7"}
+    sd = {f"backbone.{names[k.split('.')[0]]}{k[len(k.split('.')[0]):]}": v
+          for k, v in trunk(reference).items()}
+    assert set(sd) == {f"backbone.{k}" for k in seq.state_dict()}
+    torch.save({"state_dict": sd}, tmp_path / "lightly.ckpt")
+    model, report = load_backbone(tmp_path / "lightly.ckpt")
+    assert torch.equal(model.layer3[1].conv2.weight, reference["layer3.1.conv2.weight"])
+    assert report.ignored == {}
+
+
+def test_timm_resnet_loads(tmp_path):
+    net = timm.create_model("resnet50", pretrained=False)
+    torch.save(net.state_dict(), tmp_path / "timm.pth")
+    model, report = load_backbone(tmp_path / "timm.pth")
+    assert torch.equal(model.layer2[0].downsample[0].weight, net.layer2[0].downsample[0].weight)
+    assert report.ignored == {"fc": 2}
+
+
+def test_heads_and_second_encoders_are_reported_as_ignored(reference, tmp_path):
+    payload, _ = layouts(reference)["MoCo release"]
+    torch.save(payload, tmp_path / "moco.ckpt")
+    _, report = read_backbone(tmp_path / "moco.ckpt")
+    assert report.ignored == {"encoder_q.fc": 2, "encoder_k": 318, "queue": 1, "queue_ptr": 1}
+    assert "restricted" not in report.unpickling  # plain tensors: torch's weights_only path
+
+
+def test_wrong_prefix_is_an_error_not_a_silent_partial_load(reference, tmp_path):
+    torch.save({"state_dict": {f"net.trunk.{k}": v for k, v in reference.items()}}, tmp_path / "x.ckpt")
+    with pytest.raises(CheckpointError, match="no ResNet backbone found.*net.trunk"):
+        load_backbone(tmp_path / "x.ckpt")
+    partial = {k: v for k, v in trunk(reference).items() if not k.startswith("layer4")}
+    torch.save({"module": partial}, tmp_path / "partial.pth")
+    with pytest.raises(CheckpointError, match=r"missing, e\.g\. \['layer4.*Nothing was loaded"):
+        load_backbone(tmp_path / "partial.pth")
+
+
+def test_shape_mismatch_names_the_key(reference, tmp_path):
+    sd = dict(trunk(reference))
+    sd["conv1.weight"] = torch.randn(64, 1, 7, 7)
+    torch.save(sd, tmp_path / "grey.pth")
+    with pytest.raises(CheckpointError, match=r"shape mismatch: conv1.weight: \(64, 1, 7, 7\)"):
+        load_backbone(tmp_path / "grey.pth")
+
+
+def test_wrong_architecture_is_named(tmp_path):
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "r18.pth")
+    with pytest.raises(CheckpointError, match="holds a resnet18 backbone.*resnet50 was asked"):
+        load_backbone(tmp_path / "r18.pth", arch="resnet50")
+    model, report = load_backbone(tmp_path / "r18.pth", arch=None)
+    assert report.arch == "resnet18" and model.fc.in_features == 512
+
+
+class Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pickle_is_not_executed(reference, tmp_path):
+    marker = tmp_path / "pwned"
+    payload, _ = layouts(reference)["SparK release"]
+    torch.save({**payload, "extra": Evil(marker)}, tmp_path / "evil.pth")
+    with pytest.raises(CheckpointError, match=r"calls (posix|os)\.system.*--trust-pickle"):
+        load_backbone(tmp_path / "evil.pth")
+    assert not marker.exists()
+    proc = subprocess.run([sys.executable, str(ROOT / "checkpoints" / "inspect.py"),
+                           str(tmp_path / "evil.pth")], capture_output=True, text=True, cwd=ROOT,
+                          timeout=300)
+    assert proc.returncode == 1 and "NO" in proc.stdout and not marker.exists()
+
+
+class TrainingConfig:  # a class of some training script, unknown to the loader
+    def __init__(self):
+        self.lr, self.path = 0.1, pathlib.Path("/data")
+
+
+def test_harmless_unknown_classes_are_stubbed_not_refused(reference, tmp_path):
+    payload, _ = layouts(reference)["SwAV release"]
+    payload = {**payload, "hyper_parameters": {"cfg": TrainingConfig(), "n": np.float32(2.5)}}
+    torch.save(payload, tmp_path / "cfg.ckpt", pickle_protocol=2)
+    model, report = load_backbone(tmp_path / "cfg.ckpt")
+    assert "stubbed: test_checkpoints.TrainingConfig" in report.unpickling
+    assert torch.equal(model.conv1.weight, reference["conv1.weight"])
+
+
+class FixedViews(Dataset):
+    def __init__(self, views, size=64):
+        self.x = [torch.randn(4, 3, size, size) for _ in range(views)]
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return [v[i] for v in self.x]
+
+
+@pytest.mark.parametrize("module", [
+    SwAV(arch="resnet18", hidden_dim=32, out_dim=8, n_prototypes=4),
+    MoCoV2(arch="resnet18", hidden_dim=32, out_dim=8, queue_length=16),
+    BYOL(arch="resnet18", hidden_dim=32, out_dim=8),
+    SparK(arch="resnet18", decoder_width=32, warmup_epochs=0),
+], ids=["swav", "mocov2", "byol", "spark"])
+def test_our_checkpoints_and_exports_round_trip(module, tmp_path):
+    trainer = pl.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, DataLoader(FixedViews(2), batch_size=4))
+    trainer.save_checkpoint(tmp_path / "last.ckpt")
+    export_backbone(module.backbone, tmp_path / "export.pt", method=module.method_name, arch="resnet18")
+    for name, fmt in (("last.ckpt", "medssl Lightning checkpoint"), ("export.pt", "medssl exported backbone")):
+        model, report = load_backbone(tmp_path / name, arch="resnet18")
+        assert report.format == fmt and report.method == module.method_name
+        assert report.unpickling == "weights_only"
+        for key, value in module.backbone.state_dict().items():
+            assert torch.equal(model.state_dict()[key], value), key
+
+
+class RangeHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files from ``directory`` with HTTP Range support; records the Range headers."""
+
+    ranges: list = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        path = Path(self.directory) / self.path.lstrip("/")
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        start = 0
+        header = self.headers.get("Range")
+        RangeHandler.ranges.append(header)
+        if header and header.startswith("bytes="):
+            start = int(header[6:].split("-")[0])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(data) - start))
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        self.wfile.write(data[start:])
+
+
+@pytest.fixture
+def server(tmp_path):
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = lambda *a, **k: RangeHandler(*a, directory=str(served), **k)  # noqa: E731
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    RangeHandler.ranges = []
+    yield served, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def download(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, str(ROOT / "checkpoints" / "download.py"), *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_download_resumes_verifies_and_checks_keys(server, tmp_path):
+    served, base = server
+    sd = {f"model.{k}": v for k, v in trunk(torchvision.models.resnet18().state_dict()).items()}
+    torch.save({"state_dict": sd}, served / "swav.ckpt")
+    data = (served / "swav.ckpt").read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    out = tmp_path / "dl"
+    out.mkdir()
+    (out / "swav_study.ckptABCDEFGH.part").write_bytes(data[: len(data) // 2])  # interrupted earlier
+    proc = download("swav", "--url", f"{base}/swav.ckpt", "--dir", out, "--sha256", digest)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (out / "swav_study.ckpt").read_bytes() == data
+    assert f"bytes={len(data) // 2}-" in RangeHandler.ranges
+    assert "SwAV release" in proc.stdout and "ready" in proc.stdout
+    again = download("swav", "--url", f"{base}/swav.ckpt", "--dir", out, "--sha256", digest)
+    assert again.returncode == 0 and "already there" in again.stdout
+
+
+def test_download_rejects_a_wrong_checksum(server, tmp_path):
+    served, base = server
+    (served / "spark.pth").write_bytes(b"not the file you want")
+    proc = download("spark", "--url", f"{base}/spark.pth", "--dir", tmp_path, "--sha256", "0" * 64)
+    assert proc.returncode == 1 and "checksum mismatch" in proc.stderr
+    assert not (tmp_path / "spark_study.pth").exists() and (tmp_path / "spark_study.pth.bad").exists()
+
+
+def test_download_offline_error_is_clear(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = download("byol", "--url", f"http://127.0.0.1:{port}/byol.ckpt", "--dir", tmp_path)
+    assert proc.returncode == 1
+    assert "cannot download" in proc.stderr and "Offline?" in proc.stderr
+
+
+def test_released_name_not_downloaded_yet(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDSSL_CHECKPOINTS", str(tmp_path))
+    with pytest.raises(CheckpointError, match="not downloaded yet.*download.py spark"):
+        load_backbone("spark")
+
+
+def test_inspect_says_whether_it_will_load(reference, tmp_path):
+    payload, _ = layouts(reference)["BYOL release"]
+    torch.save(payload, tmp_path / "byol.ckpt")
+    proc = subprocess.run([sys.executable, str(ROOT / "checkpoints" / "inspect.py"),
+                           str(tmp_path / "byol.ckpt")], capture_output=True, text=True, cwd=ROOT,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "BYOL release" in proc.stdout and "resnet50" in proc.stdout
+    assert "will it load? YES" in proc.stdout and "target_network (318)" in proc.stdout
