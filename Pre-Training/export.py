@@ -3,6 +3,7 @@
     python Pre-Training/export.py lightning_logs/version_0/checkpoints/last.ckpt [--out swav_backbone.pt]
 
 Writes the same file as the end of training: torchvision key names, no fc, plain metadata.
+The checkpoint is read through the one loader (medssl.checkpoints), safely.
 """
 import argparse
 import hashlib
@@ -11,8 +12,8 @@ from pathlib import Path
 
 import torch
 
+from medssl.checkpoints import CheckpointError, load_backbone
 from medssl.export import export_backbone
-from medssl.models import build_backbone
 
 
 def main(argv=None) -> int:
@@ -21,27 +22,25 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, help="default: <method>_backbone.pt beside the checkpoint")
     args = ap.parse_args(argv)
     try:
-        ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-    except Exception as err:
-        print(f"error: {args.checkpoint}: not a readable medssl pre-training checkpoint ({err})",
+        model, report = load_backbone(args.checkpoint, arch=None)
+    except CheckpointError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if report.format != "medssl Lightning checkpoint":
+        print(f"error: {args.checkpoint}: a {report.format}, not a medssl pre-training checkpoint",
               file=sys.stderr)
         return 1
-    info = ckpt.get("medssl")
-    if not info:
-        print(f"error: {args.checkpoint}: not written by a medssl pre-training run", file=sys.stderr)
-        return 1
-    backbone = build_backbone(info["arch"])
-    state = {k[len("backbone."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("backbone.")}
-    backbone.load_state_dict(state)  # strict: every trunk tensor must be there
+    ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=True)  # ours: plain types
     data = ckpt.get("datamodule_hyper_parameters", {})
     manifest = Path(str(data.get("store", ""))) / "manifest.csv"
-    out = args.out or args.checkpoint.parent / f"{info['method']}_backbone.pt"
-    export_backbone(backbone, out, method=info["method"], arch=info["arch"], epochs=ckpt["epoch"],
+    model.fc = torch.nn.Identity()
+    out = args.out or args.checkpoint.parent / f"{report.method}_backbone.pt"
+    export_backbone(model, out, method=report.method, arch=report.arch, epochs=ckpt["epoch"],
                     steps=ckpt["global_step"],
                     config={"model": ckpt.get("hyper_parameters", {}), "data": data},
                     store_manifest_sha256=hashlib.sha256(manifest.read_bytes()).hexdigest()
                     if manifest.is_file() else None)
-    print(f"exported {info['method']} {info['arch']} backbone (epoch {ckpt['epoch']}, step "
+    print(f"exported {report.method} {report.arch} backbone (epoch {ckpt['epoch']}, step "
           f"{ckpt['global_step']}) to {out}")
     return 0
 
