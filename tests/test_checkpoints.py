@@ -3,7 +3,6 @@ import hashlib
 import http.server
 import os
 import pathlib
-import pickle
 import subprocess
 import sys
 import threading

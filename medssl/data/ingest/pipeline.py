@@ -246,7 +246,7 @@ def units_for(items, options: Options) -> str:
     return "HU" if modalities <= {"CT"} else "raw"
 
 
-def describe_plan(items, errors, ignored) -> pd.DataFrame:
+def describe_plan(items) -> pd.DataFrame:
     return pd.DataFrame([{"kind": i.kind, "series": i.group, "where": i.label, "modality": i.modality,
                           "slices": i.slices or None, "size": "x".join(map(str, i.size)) if i.size else ""}
                          for i in items])
@@ -267,7 +267,7 @@ def ingest(inputs, out, options: Options = Options(), *, workers: int | None = N
     pool = ProcessPoolExecutor(workers, initializer=_init_worker) if workers > 1 else None
     try:
         items, errors, ignored = plan(inputs, options, pool, progress)
-        table = describe_plan(items, errors, ignored)
+        table = describe_plan(items)
         summary = Summary(store=str(out), non_image_files_ignored=ignored["non_image_files"],
                           series_of_other_modalities=dict(ignored["other_modalities"]))
         if dry_run:
