@@ -1,0 +1,25 @@
+"""Training-set reduction: stratified, seeded and nested subsets."""
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_FRACTIONS = (1.0, 0.5, 0.25, 0.1, 0.05, 0.01)
+
+
+def nested_subsets(labels, fractions=DEFAULT_FRACTIONS, seed: int = 0,
+                   min_per_class: int = 2) -> dict[float, np.ndarray]:
+    """{fraction: sorted indices}. Each class is shuffled once with ``seed`` and every fraction
+    takes a prefix of it (``max(min_per_class, round(fraction * n_class))``, at most n_class),
+    so for one seed a smaller subset always lies inside a larger one and class proportions are
+    kept (up to the floor)."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    orders = {c: rng.permutation(np.nonzero(labels == c)[0]) for c in np.unique(labels)}
+    out = {}
+    for fraction in fractions:
+        if not 0 < fraction <= 1:
+            raise ValueError(f"fractions must be in (0, 1], got {fraction}")
+        picks = [order[:min(len(order), max(min_per_class, int(round(fraction * len(order)))))]
+                 for order in orders.values()]
+        out[fraction] = np.sort(np.concatenate(picks)) if picks else np.zeros(0, dtype=np.int64)
+    return out

@@ -1,0 +1,148 @@
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from sklearn import metrics as skm
+
+from medssl.data.phantom import phantom_volume
+from medssl.data.phantom_tasks import TaskCounts, write_phantom_tasks
+from medssl.data.synthetic_dicom import write_series
+from medssl.downstream import ClassificationMetrics, TaskError, load_task, nested_subsets
+
+
+@pytest.fixture(scope="module")
+def phantom_tasks(tmp_path_factory):
+    root = tmp_path_factory.mktemp("down") / "tasks"
+    return write_phantom_tasks(root, size=32, counts=TaskCounts(4, 10, 10), progress=False)
+
+
+def copy_of(path, tmp_path):
+    target = tmp_path / path.name
+    (shutil.copytree if path.is_dir() else shutil.copy)(path, target)
+    return target
+
+
+def test_covid_layout_with_official_lists(phantom_tasks):
+    task = load_task("covid", phantom_tasks["covid"])
+    assert task.classes == ["NonCOVID", "COVID"]
+    assert sum(len(s) for s in task.splits.values()) == 20
+    listed = (phantom_tasks["covid"] / "Data-split" / "COVID" / "testCT_COVID.txt").read_text().split()
+    test_covid = [p for p, y in zip(task.splits["test"].items, task.splits["test"].labels) if y == 1]
+    assert sorted(p.split("/")[-1] for p in test_covid) == sorted(listed)
+    image = task.image("train", 0)
+    assert image.dtype == np.float32 and image.ndim == 2 and 0 <= image.min() and image.max() <= 1
+
+
+def test_covid_bad_inputs_name_the_file(phantom_tasks, tmp_path):
+    root = copy_of(phantom_tasks["covid"], tmp_path)
+    listing = root / "Data-split" / "COVID" / "valCT_COVID.txt"
+    listing.write_text(listing.read_text() + "ghost.png\n")
+    with pytest.raises(TaskError, match=r"valCT_COVID.txt: lists 'ghost.png'"):
+        load_task("covid", root)
+    listing.unlink()
+    with pytest.raises(TaskError, match="valCT_COVID.txt: split list missing"):
+        load_task("covid", root)
+
+
+def test_unreadable_image_is_named(phantom_tasks, tmp_path):
+    root = copy_of(phantom_tasks["brain"], tmp_path)
+    victim = sorted((root / "train" / "b_with").iterdir())[0]
+    victim.write_bytes(b"garbage")
+    with pytest.raises(TaskError, match=f"{victim.name}: unreadable image"):
+        load_task("brain", root)
+
+
+def test_medmnist_npz(phantom_tasks, tmp_path):
+    task = load_task("medmnist", phantom_tasks["organ"])
+    assert len(task.classes) == 7 and task.image("test", 0).shape == (28, 28)
+    data = dict(np.load(phantom_tasks["organ"]))
+    data.pop("val_labels")
+    np.savez(tmp_path / "broken.npz", **data)
+    with pytest.raises(TaskError, match=r"broken.npz: arrays \['val_labels'\] missing"):
+        load_task("medmnist", tmp_path / "broken.npz")
+
+
+def test_brain_layout_has_a_seeded_stratified_val_split(phantom_tasks):
+    a = load_task("brain", phantom_tasks["brain"], val_fraction=0.25, seed=3)
+    b = load_task("brain", phantom_tasks["brain"], val_fraction=0.25, seed=3)
+    c = load_task("brain", phantom_tasks["brain"], val_fraction=0.25, seed=4)
+    assert a.classes == ["a_without", "b_with"]
+    assert a.splits["val"].items == b.splits["val"].items != c.splits["val"].items
+    assert set(np.bincount(a.splits["val"].labels)) <= {2, 3}  # both classes, stratified
+    assert not set(a.splits["val"].items) & set(a.splits["train"].items)
+
+
+def test_brain_test_label_unknown_to_training_is_an_error(phantom_tasks, tmp_path):
+    root = copy_of(phantom_tasks["brain"], tmp_path)
+    (root / "test" / "c_other").mkdir()
+    shutil.copy(next((root / "test" / "b_with").iterdir()), root / "test" / "c_other" / "x.png")
+    with pytest.raises(TaskError, match=r"unknown label\(s\) \['c_other'\]"):
+        load_task("brain", root)
+
+
+def test_own_data_as_folders_and_csv_with_dicom(tmp_path):
+    for label in ("benign", "malignant"):
+        for i in range(6):
+            (tmp_path / "folders" / label).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((16, 16), 40 * i, np.uint8)).save(tmp_path / "folders" / label / f"{i}.png")
+    task = load_task("folder", tmp_path / "folders", val_fraction=0.2, test_fraction=0.3)
+    assert task.classes == ["benign", "malignant"] and sum(len(s) for s in task.splits.values()) == 12
+    hu, _, _ = phantom_volume(0, 0, 2, 32)
+    dicom = write_series(tmp_path / "dicom", hu)
+    rows = ["path,label,split", f"{dicom[0]},lesion,train", f"{dicom[1]},normal,train",
+            "folders/benign/0.png,normal,val", "folders/malignant/1.png,lesion,test"]
+    (tmp_path / "data.csv").write_text("\n".join(rows) + "\n")
+    task = load_task("csv", tmp_path / "data.csv")
+    image = task.image("train", 0)
+    assert task.classes == ["lesion", "normal"] and image.shape == (32, 32)
+    np.testing.assert_allclose(image, np.clip((hu[0] + 1024) / 4096, 0, 1), atol=1e-6)
+    (tmp_path / "bad.csv").write_text("path,label,split\nfolders/benign/0.png,normal,train\n"
+                                      "folders/benign/1.png,cyst,test\n")
+    with pytest.raises(TaskError, match=r"bad.csv \(test rows\): unknown label\(s\) \['cyst'\]"):
+        load_task("csv", tmp_path / "bad.csv")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 4), min_size=5, max_size=200), st.integers(0, 10 ** 6),
+       st.integers(1, 3))
+def test_subsets_are_stratified_seeded_and_nested(labels, seed, floor):
+    labels = np.asarray(labels)
+    fractions = (1.0, 0.5, 0.25, 0.1, 0.05, 0.01)
+    subsets = nested_subsets(labels, fractions, seed=seed, min_per_class=floor)
+    assert np.array_equal(subsets[1.0], np.arange(len(labels)))
+    assert all(np.array_equal(v, nested_subsets(labels, fractions, seed, floor)[k])
+               for k, v in subsets.items())
+    for big, small in zip(fractions, fractions[1:]):
+        assert set(subsets[small]) <= set(subsets[big])  # nested
+    for fraction, picked in subsets.items():
+        for c in np.unique(labels):
+            n = int((labels == c).sum())
+            got = int((labels[picked] == c).sum())
+            assert got == min(n, max(floor, int(round(fraction * n))))  # every class kept
+
+
+def test_metrics_equal_scikit_learn_on_fixed_predictions():
+    rng = np.random.default_rng(0)
+    for classes in (2, 5):
+        target = rng.integers(0, classes, 300)
+        logits = rng.normal(size=(300, classes)) + 1.5 * np.eye(classes)[target]
+        probs = torch.softmax(torch.tensor(logits), 1).float()
+        metrics = ClassificationMetrics(classes)
+        for chunk in range(0, 300, 64):  # batched, like validation
+            metrics.update(probs[chunk:chunk + 64], torch.tensor(target[chunk:chunk + 64]))
+        got = metrics.compute()
+        pred = probs.argmax(1).numpy()
+        p = probs.numpy().astype(np.float64)
+        auc = (skm.roc_auc_score(target, p[:, 1]) if classes == 2
+               else skm.roc_auc_score(target, p, multi_class="ovr", average="macro"))
+        assert got["accuracy"] == pytest.approx(skm.accuracy_score(target, pred), abs=1e-6)
+        assert got["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(target, pred), abs=1e-6)
+        assert got["f1_macro"] == pytest.approx(skm.f1_score(target, pred, average="macro"), abs=1e-6)
+        assert got["precision"] == pytest.approx(skm.precision_score(target, pred, average="macro"), abs=1e-6)
+        assert got["recall"] == pytest.approx(skm.recall_score(target, pred, average="macro"), abs=1e-6)
+        assert got["auc"] == pytest.approx(auc, abs=1e-5)
+        assert got["confusion"] == skm.confusion_matrix(target, pred).tolist()
