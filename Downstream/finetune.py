@@ -1,0 +1,12 @@
+"""Fine-tune a (pre-trained) ResNet on a labelled task; test the best validation checkpoint.
+
+    python Downstream/finetune.py fit --config Downstream/configs/covid.yaml \\
+        --data.path data/COVID-CT --model.checkpoint spark
+    python Downstream/finetune.py fit --config Downstream/configs/organsmnist.yaml \\
+        --data.path organsmnist_224.npz --model.checkpoint runs/swav_backbone.pt --data.fraction 0.1
+    python Downstream/finetune.py fit --config ... --model.mode linear      # frozen backbone
+"""
+from medssl.downstream.cli import finetune_cli
+
+if __name__ == "__main__":
+    finetune_cli()

@@ -1,0 +1,27 @@
+"""The LightningCLI of ``Downstream/finetune.py``: fit with model selection on the validation
+set, then test the best checkpoint."""
+from __future__ import annotations
+
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.cli import LightningCLI
+
+from .finetune import FineTune, TaskDataModule
+
+
+class FineTuneCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("data", "model.num_classes", compute_fn=lambda d: d.num_classes,
+                              apply_on="instantiate")
+
+    def after_fit(self) -> None:
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best")
+
+
+def finetune_cli(args=None, run: bool = True) -> FineTuneCLI:
+    return FineTuneCLI(
+        FineTune, TaskDataModule, args=args, run=run, seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+        trainer_defaults={"max_epochs": 70, "callbacks": [
+            ModelCheckpoint(monitor="val/accuracy", mode="max", save_top_k=1,
+                            filename="best-{epoch}")]},
+    )

@@ -1,0 +1,188 @@
+"""Fine-tuning (and linear probing) of a pre-trained ResNet on a labelled task."""
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from pytorch_lightning.callbacks import BaseFinetuning
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2 as T
+
+from ..checkpoints import load_backbone
+from ..models.backbone import BACKBONES
+from .metrics import ClassificationMetrics
+from .subsets import nested_subsets
+from .tasks import TaskData, load_task
+
+MODES = ("finetune", "linear")
+
+
+class TaskImages(Dataset):
+    """(image (3, size, size) normalised, label) for the chosen items of one split."""
+
+    def __init__(self, task: TaskData, split: str, indices, size: int, augment: bool,
+                 mean: float, std: float):
+        self.task, self.split, self.indices = task, split, np.asarray(indices)
+        steps = [T.Resize((size, size), antialias=True)]
+        if augment:  # light: small shifts, rotations and flips
+            steps += [T.RandomAffine(degrees=10, translate=(0.05, 0.05), scale=(0.95, 1.05)),
+                      T.RandomHorizontalFlip()]
+        self.transform = T.Compose(steps + [T.Normalize([mean], [std])])
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        index = int(self.indices[i])
+        image = torch.from_numpy(self.task.image(self.split, index))[None]
+        return self.transform(image).expand(3, -1, -1), int(self.task.splits[self.split].labels[index])
+
+
+class TaskDataModule(pl.LightningDataModule):
+    """A task (``kind``: covid, medmnist, brain, folder, csv) at a training fraction.
+
+    ``fraction`` and ``seed`` pick a stratified, nested subset of the training split (at least
+    ``min_per_class`` images per class); val and test stay whole.
+    """
+
+    def __init__(self, kind: str, path: str, image_size: int = 224, batch_size: int = 64,
+                 fraction: float = 1.0, seed: int = 0, min_per_class: int = 2,
+                 augment: bool = False, num_workers: int = 4, val_fraction: float = 0.15,
+                 mean: float = 0.5, std: float = 0.25):
+        super().__init__()
+        self.save_hyperparameters()
+        self.task: TaskData | None = None
+
+    def load(self) -> TaskData:
+        """Read and check the task (every problem is an error here, before training)."""
+        if self.task is None:
+            h = self.hparams
+            self.task = load_task(h.kind, h.path, val_fraction=h.val_fraction, seed=h.seed)
+            train = self.task.splits["train"].labels
+            self.train_indices = nested_subsets(train, [h.fraction], h.seed, h.min_per_class)[h.fraction]
+        return self.task
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.load().classes)
+
+    def setup(self, stage=None) -> None:
+        self.load()
+
+    def _loader(self, split, indices, train):
+        h = self.hparams
+        data = TaskImages(self.task, split, indices, h.image_size, h.augment and train, h.mean, h.std)
+        return DataLoader(data, batch_size=h.batch_size, shuffle=train, num_workers=h.num_workers,
+                          persistent_workers=h.num_workers > 0, pin_memory=torch.cuda.is_available())
+
+    def train_dataloader(self):
+        return self._loader("train", self.train_indices, True)
+
+    def val_dataloader(self):
+        return self._loader("val", range(len(self.task.splits["val"])), False)
+
+    def test_dataloader(self):
+        return self._loader("test", range(len(self.task.splits["test"])), False)
+
+
+class FreezeBackbone(BaseFinetuning):
+    """Backbone frozen (BatchNorm affine parameters still train) for ``epochs`` epochs, then
+    trained with its own, explicit learning rate ``backbone_lr``."""
+
+    def __init__(self, epochs: int, backbone_lr: float):
+        super().__init__()
+        self.epochs, self.backbone_lr = epochs, backbone_lr
+
+    def freeze_before_training(self, module) -> None:
+        if module.hparams.mode == "linear":  # everything frozen, running statistics too
+            for m in module.trunk():
+                m.requires_grad_(False)
+        else:
+            self.freeze(module.trunk(), train_bn=True)
+
+    def finetune_function(self, module, current_epoch, optimizer) -> None:
+        if current_epoch == self.epochs and module.hparams.mode == "finetune":
+            self.unfreeze_and_add_param_group(module.trunk(), optimizer, lr=self.backbone_lr,
+                                              initial_denom_lr=1.0, train_bn=True)
+
+
+class FineTune(pl.LightningModule):
+    """A torchvision ResNet initialised from ``checkpoint`` (any format the loader reads; None
+    for random initialisation), with a new linear head.
+
+    mode ``finetune``: the study's protocol (Adam lr 1e-4, weight decay 5e-4, backbone frozen
+    for ``freeze_epochs`` with BatchNorm affine training, then trained at ``backbone_lr``);
+    ``linear``: the backbone stays frozen, BatchNorm included.
+    """
+
+    def __init__(self, num_classes: int, checkpoint: str | None = None, arch: str = "resnet50",
+                 mode: str = "finetune", lr: float = 1e-4, weight_decay: float = 5e-4,
+                 freeze_epochs: int = 10, backbone_lr: float = 1e-4, trust_checkpoint: bool = False):
+        super().__init__()
+        self.save_hyperparameters()
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        if checkpoint:
+            self.model, self.load_report = load_backbone(checkpoint, arch, num_classes,
+                                                         trust=trust_checkpoint)
+        else:
+            self.model = BACKBONES[arch][0](weights=None, num_classes=num_classes)
+            self.load_report = None
+        self.val_metrics = ClassificationMetrics(num_classes)
+        self.test_metrics = ClassificationMetrics(num_classes)
+        self.test_results: dict = {}
+
+    def trunk(self) -> list[nn.Module]:
+        return [m for name, m in self.model.named_children() if name != "fc"]
+
+    def on_train_epoch_start(self) -> None:
+        if self.hparams.mode == "linear":
+            for module in self.trunk():
+                module.eval()  # frozen statistics too
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)
+
+    def training_step(self, batch, batch_idx):
+        images, labels = batch
+        loss = F.cross_entropy(self(images), labels)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(labels))
+        return loss
+
+    def _evaluate(self, batch, metrics, stage):
+        images, labels = batch
+        logits = self(images)
+        metrics.update(logits.softmax(1), labels)
+        self.log(f"{stage}/loss", F.cross_entropy(logits, labels), batch_size=len(labels))
+
+    def validation_step(self, batch, batch_idx):
+        self._evaluate(batch, self.val_metrics, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        results = self.val_metrics.compute()
+        self.val_metrics.reset()
+        for key in ("accuracy", "balanced_accuracy", "auc"):
+            self.log(f"val/{key}", results[key], prog_bar=key == "accuracy")
+
+    def test_step(self, batch, batch_idx):
+        self._evaluate(batch, self.test_metrics, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self.test_results = self.test_metrics.compute()
+        self.test_metrics.reset()
+        for key, value in self.test_results.items():
+            if key != "confusion":
+                self.log(f"test/{key}", value)
+
+    def configure_optimizers(self):
+        h = self.hparams
+        head = self.model.fc.parameters()
+        # The trunk's BatchNorm affine parameters train from the start (frozen backbone);
+        # FreezeBackbone adds the rest of the trunk later with its own learning rate.
+        params = list(head) + [p for m in self.trunk() for p in m.parameters() if p.requires_grad]
+        return torch.optim.Adam(params, lr=h.lr, weight_decay=h.weight_decay)
+
+    def configure_callbacks(self):
+        return [FreezeBackbone(self.hparams.freeze_epochs, self.hparams.backbone_lr)]

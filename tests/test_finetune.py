@@ -1,0 +1,109 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+
+from medssl.checkpoints import CheckpointError
+from medssl.data.phantom_tasks import TaskCounts, write_phantom_tasks
+from medssl.downstream.cli import finetune_cli
+from medssl.downstream.finetune import FineTune, TaskDataModule
+from medssl.export import export_backbone
+from medssl.models import build_backbone
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def organ(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ft") / "tasks"
+    return write_phantom_tasks(root, size=32, counts=TaskCounts(6, 1, 1), progress=False)["organ"]
+
+
+@pytest.fixture(scope="module")
+def backbone_file(tmp_path_factory):
+    torch.manual_seed(0)
+    return export_backbone(build_backbone("resnet18"), tmp_path_factory.mktemp("bb") / "r18.pt",
+                           method="byol", arch="resnet18")
+
+
+def test_finetune_cli_trains_selects_and_tests(organ, backbone_file, tmp_path):
+    cli = finetune_cli(args=[
+        "fit", "--config", str(ROOT / "Downstream" / "configs" / "organsmnist.yaml"),
+        "--data.path", str(organ), "--data.image_size", "32", "--data.batch_size", "16",
+        "--data.num_workers", "0", "--model.arch", "resnet18",
+        "--model.checkpoint", str(backbone_file), "--model.freeze_epochs", "1",
+        "--trainer.max_epochs", "2", "--trainer.precision", "32-true", "--trainer.accelerator", "cpu",
+        "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false"])
+    results = cli.model.test_results
+    assert set(results) >= {"accuracy", "balanced_accuracy", "auc", "f1_macro", "confusion"}
+    assert 0 <= results["accuracy"] <= 1 and len(results["confusion"]) == 7
+    assert cli.model.load_report.format == "medssl exported backbone"
+    assert Path(cli.trainer.checkpoint_callback.best_model_path).name.startswith("best-")
+
+
+class Snapshots(pl.Callback):
+    def __init__(self):
+        self.seen = []
+
+    def on_train_epoch_end(self, trainer, module):
+        m = module.model
+        self.seen.append({"conv1": m.conv1.weight.detach().clone(), "bn1": m.bn1.weight.detach().clone(),
+                          "bn1_mean": m.bn1.running_mean.clone(), "fc": m.fc.weight.detach().clone(),
+                          "groups": [g["lr"] for g in trainer.optimizers[0].param_groups]})
+
+
+def folder_task(tmp_path):
+    rng = np.random.default_rng(0)
+    for label in ("a", "b", "c"):
+        (tmp_path / "data" / label).mkdir(parents=True, exist_ok=True)
+        for i in range(8):
+            Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(tmp_path / "data" / label / f"{i}.png")
+    return TaskDataModule("folder", str(tmp_path / "data"), image_size=32, batch_size=8, num_workers=0)
+
+
+def run(module, data, epochs=2):
+    snaps = Snapshots()
+    start = {"conv1": module.model.conv1.weight.detach().clone(), "bn1": module.model.bn1.weight.detach().clone(),
+             "bn1_mean": module.model.bn1.running_mean.clone(), "fc": module.model.fc.weight.detach().clone()}
+    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=[snaps],
+                         num_sanity_val_steps=0)
+    trainer.fit(module, data)
+    return start, snaps.seen
+
+
+def test_backbone_frozen_then_trained_at_its_own_lr(tmp_path, backbone_file):
+    module = FineTune(num_classes=3, checkpoint=str(backbone_file), arch="resnet18", lr=1e-3,
+                      freeze_epochs=1, backbone_lr=3e-5)
+    start, seen = run(module, folder_task(tmp_path))
+    assert torch.equal(seen[0]["conv1"], start["conv1"])  # frozen in epoch 0
+    assert not torch.equal(seen[0]["bn1"], start["bn1"])  # BatchNorm affine trains meanwhile
+    assert not torch.equal(seen[0]["fc"], start["fc"])
+    assert not torch.equal(seen[1]["conv1"], seen[0]["conv1"])  # unfrozen from epoch 1
+    assert seen[1]["groups"] == [1e-3, 3e-5]  # the backbone's explicit learning rate
+
+
+def test_linear_mode_keeps_the_whole_backbone_fixed(tmp_path, backbone_file):
+    module = FineTune(num_classes=3, checkpoint=str(backbone_file), arch="resnet18", mode="linear",
+                      lr=1e-3)
+    start, seen = run(module, folder_task(tmp_path))
+    for key in ("conv1", "bn1", "bn1_mean"):
+        assert torch.equal(seen[-1][key], start[key]), key
+    assert not torch.equal(seen[-1]["fc"], start["fc"])
+
+
+def test_wrong_architecture_fails_before_training(backbone_file):
+    with pytest.raises(CheckpointError, match="holds a resnet18 backbone"):
+        FineTune(num_classes=2, checkpoint=str(backbone_file), arch="resnet50")
+
+
+def test_training_fraction_takes_a_stratified_subset(tmp_path):
+    data = folder_task(tmp_path)
+    data.hparams.fraction = 0.25
+    data.load()
+    labels = data.task.splits["train"].labels[data.train_indices]
+    assert len(data.train_indices) < len(data.task.splits["train"])
+    assert set(np.bincount(labels)) == {2}  # the floor of 2 per class
