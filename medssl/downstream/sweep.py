@@ -1,0 +1,118 @@
+"""Checkpoints x tasks x training fractions x seeds; one row of results.csv per finished run.
+
+Every input is checked before the first run; a finished run is appended (and flushed) at once,
+and runs already in results.csv are skipped, so a killed sweep resumes where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint
+from tqdm.auto import tqdm
+
+from ..checkpoints import read_backbone
+from .finetune import FineTune, TaskDataModule
+from .subsets import DEFAULT_FRACTIONS
+from .tasks import load_task
+
+KEY = ["task", "checkpoint", "mode", "fraction", "seed"]
+COLUMNS = KEY + ["method", "n_train", "accuracy", "balanced_accuracy", "auc", "f1_macro",
+                 "precision", "recall", "epochs", "wall_s", "confusion"]
+RANDOM = "random"
+
+
+@dataclass
+class SweepConfig:
+    tasks: dict[str, tuple[str, str]]  # name -> (kind, path)
+    checkpoints: list[str] = field(default_factory=lambda: [RANDOM])
+    fractions: tuple[float, ...] = DEFAULT_FRACTIONS
+    seeds: tuple[int, ...] = (0, 1, 2)
+    mode: str = "finetune"
+    arch: str = "resnet50"
+    image_size: int = 224
+    batch_size: int = 64
+    max_epochs: int = 70
+    freeze_epochs: int = 10
+    lr: float = 1e-4
+    weight_decay: float = 5e-4
+    backbone_lr: float = 1e-4
+    min_per_class: int = 2
+    num_workers: int = 4
+    accelerator: str = "auto"
+    precision: str = "32-true"
+
+
+def finished_runs(path: Path) -> set[tuple]:
+    if not path.is_file():
+        return set()
+    done = pd.read_csv(path, usecols=KEY)
+    return {(r.task, str(r.checkpoint), r.mode, float(r.fraction), int(r.seed))
+            for r in done.itertuples()}
+
+
+def _append(path: Path, row: dict) -> None:
+    new = not path.is_file()
+    with open(path, "a") as f:
+        pd.DataFrame([row], columns=COLUMNS).to_csv(f, header=new, index=False)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def check_inputs(config: SweepConfig) -> dict[str, str]:
+    """Load every task and checkpoint once (errors name the file); {checkpoint: method}."""
+    for name, (kind, path) in config.tasks.items():
+        load_task(kind, path)
+    methods = {}
+    for ckpt in config.checkpoints:
+        methods[ckpt] = RANDOM if ckpt == RANDOM else (read_backbone(ckpt, config.arch)[1].method or "unknown")
+    return methods
+
+
+def run_one(config: SweepConfig, task: str, ckpt: str, fraction: float, seed: int, method: str) -> dict:
+    kind, path = config.tasks[task]
+    pl.seed_everything(seed, workers=True)
+    data = TaskDataModule(kind, path, image_size=config.image_size, batch_size=config.batch_size,
+                          fraction=fraction, seed=seed, min_per_class=config.min_per_class,
+                          num_workers=config.num_workers)
+    model = FineTune(data.num_classes, None if ckpt == RANDOM else ckpt, config.arch, config.mode,
+                     config.lr, config.weight_decay, config.freeze_epochs, config.backbone_lr)
+    folder = Path(tempfile.mkdtemp(prefix="medssl-sweep-"))
+    start = time.perf_counter()
+    try:
+        best = ModelCheckpoint(dirpath=folder, monitor="val/accuracy", mode="max", save_top_k=1)
+        trainer = pl.Trainer(max_epochs=config.max_epochs, accelerator=config.accelerator, devices=1,
+                             precision=config.precision, logger=False, callbacks=[best],
+                             enable_progress_bar=False, enable_model_summary=False,
+                             num_sanity_val_steps=0)
+        trainer.fit(model, data)
+        trainer.test(model, data, ckpt_path="best", verbose=False)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    results = model.test_results
+    return {"task": task, "checkpoint": ckpt, "mode": config.mode, "fraction": fraction,
+            "seed": seed, "method": method, "n_train": len(data.train_indices),
+            **{k: results[k] for k in ("accuracy", "balanced_accuracy", "auc", "f1_macro",
+                                       "precision", "recall")},
+            "epochs": trainer.current_epoch, "wall_s": round(time.perf_counter() - start, 2),
+            "confusion": json.dumps(results["confusion"])}
+
+
+def run_sweep(config: SweepConfig, out: str | Path, progress: bool = True) -> pd.DataFrame:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    methods = check_inputs(config)
+    done = finished_runs(out)
+    plan = [(t, c, float(f), int(s)) for t in config.tasks for c in config.checkpoints
+            for f in config.fractions for s in config.seeds
+            if (t, c, config.mode, float(f), int(s)) not in done]
+    for task, ckpt, fraction, seed in tqdm(plan, desc="sweep", unit="run", disable=not progress):
+        _append(out, run_one(config, task, ckpt, fraction, seed, methods[ckpt]))
+    return pd.read_csv(out)

@@ -1,0 +1,96 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from medssl.checkpoints import CheckpointError
+from medssl.data.phantom_tasks import TaskCounts, write_phantom_tasks
+from medssl.downstream import sweep as sweep_module
+from medssl.downstream.report import METRICS, write_report
+from medssl.downstream.sweep import SweepConfig, run_sweep
+from medssl.downstream.tasks import TaskError
+from medssl.export import export_backbone
+from medssl.models import build_backbone
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    tasks = write_phantom_tasks(root / "tasks", size=32, counts=TaskCounts(5, 1, 1), progress=False)
+    torch.manual_seed(0)
+    ckpt = export_backbone(build_backbone("resnet18"), root / "byol_backbone.pt", method="byol",
+                           arch="resnet18")
+    config = SweepConfig({"organ": ("medmnist", str(tasks["organ"]))}, [str(ckpt), "random"],
+                         fractions=(1.0, 0.5), seeds=(0, 1), arch="resnet18", image_size=32,
+                         batch_size=16, max_epochs=2, freeze_epochs=1, num_workers=0,
+                         accelerator="cpu")
+    return root, config
+
+
+def test_sweep_runs_resumes_without_duplicates_and_reports(setup, tmp_path, monkeypatch):
+    _, config = setup
+    out = tmp_path / "results.csv"
+    real, calls = sweep_module.run_one, []
+
+    def killed_after_three(*args):
+        calls.append(args)
+        if len(calls) == 4:
+            raise KeyboardInterrupt  # the sweep dies during its 4th run
+        return real(*args)
+
+    monkeypatch.setattr(sweep_module, "run_one", killed_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(config, out, progress=False)
+    assert len(pd.read_csv(out)) == 3
+    monkeypatch.setattr(sweep_module, "run_one", real)
+    table = run_sweep(config, out, progress=False)
+    assert len(table) == 8  # 2 checkpoints x 2 fractions x 2 seeds, each once
+    assert not table.duplicated(["task", "checkpoint", "fraction", "seed"]).any()
+    assert set(table.method) == {"byol", "random"}
+    assert (table[table.fraction == 0.5].n_train < table[table.fraction == 1.0].n_train.max()).all()
+    assert table[["accuracy", "auc"]].apply(lambda c: c.between(0, 1)).all().all()
+
+    paths = write_report(out, tmp_path / "report")
+    for key in ("table", "plot_organ", "confusion_organ"):
+        assert paths[key].exists()
+    assert paths["plot_organ"].read_bytes()[:4] == b"\x89PNG"
+    summary = pd.read_csv(paths["summary"])
+    text = paths["table"].read_text()
+    for (method, fraction), rows in table.groupby(["method", "fraction"]):
+        row = summary[(summary.method == method) & (summary.fraction == fraction)].iloc[0]
+        for metric in METRICS:
+            assert row[f"{metric}_mean"] == pytest.approx(rows[metric].mean())
+            assert row[f"{metric}_std"] == pytest.approx(rows[metric].std())
+        assert f"{rows['accuracy'].mean():.3f} +- {rows['accuracy'].std():.3f}" in text
+
+
+def test_bad_inputs_fail_before_any_run(setup, tmp_path):
+    root, config = setup
+    bad_task = SweepConfig({"x": ("covid", str(tmp_path / "nowhere"))}, ["random"])
+    with pytest.raises(TaskError, match="split list missing"):
+        run_sweep(bad_task, tmp_path / "r.csv", progress=False)
+    wrong_arch = SweepConfig(config.tasks, [str(root / "byol_backbone.pt")], arch="resnet50")
+    with pytest.raises(CheckpointError, match="holds a resnet18"):
+        run_sweep(wrong_arch, tmp_path / "r.csv", progress=False)
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_sweep_and_report_commands(setup, tmp_path):
+    root, config = setup
+    organ = config.tasks["organ"][1]
+    cmd = [sys.executable, str(ROOT / "Downstream" / "sweep.py"), "--task", f"organ=medmnist:{organ}",
+           "--checkpoints", "random", "--fractions", "1.0", "--seeds", "0", "--arch", "resnet18",
+           "--image-size", "32", "--batch-size", "16", "--epochs", "1", "--freeze-epochs", "0",
+           "--workers", "0", "--out", str(tmp_path / "results.csv")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = subprocess.run([sys.executable, str(ROOT / "Downstream" / "report.py"),
+                             str(tmp_path / "results.csv")], capture_output=True, text=True,
+                            cwd=ROOT, timeout=300)
+    assert report.returncode == 0, report.stderr
+    assert (tmp_path / "report" / "results.md").exists()
