@@ -1,9 +1,12 @@
+import http.server
 import json
 import subprocess
+import threading
 import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,3 +47,46 @@ def run_two_process_ddp(store, tmp_path, model: str, views: list[dict]) -> tuple
     ranks = tuple(torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert ranks[0]["world"] == 2
     return ranks
+
+
+class RangeHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files from ``directory`` with HTTP Range support; records the Range headers."""
+
+    ranges: list = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        path = Path(self.directory) / self.path.lstrip("/")
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        start = 0
+        header = self.headers.get("Range")
+        RangeHandler.ranges.append(header)
+        if header and header.startswith("bytes="):
+            start = int(header[6:].split("-")[0])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(data) - start))
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        self.wfile.write(data[start:])
+
+
+@pytest.fixture
+def server(tmp_path):
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = lambda *a, **k: RangeHandler(*a, directory=str(served), **k)  # noqa: E731
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    RangeHandler.ranges = []
+    yield served, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()

@@ -1,11 +1,9 @@
 import argparse
 import hashlib
-import http.server
 import os
 import pathlib
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ import torch
 import torchvision
 from torch.utils.data import DataLoader, Dataset
 
+from conftest import RangeHandler
 from medssl.checkpoints import CheckpointError, load_backbone, read_backbone
 from medssl.export import export_backbone
 from medssl.methods import BYOL, MoCoV2, SparK, SwAV
@@ -197,49 +196,6 @@ def test_our_checkpoints_and_exports_round_trip(module, tmp_path):
         assert report.unpickling == "weights_only"
         for key, value in module.backbone.state_dict().items():
             assert torch.equal(model.state_dict()[key], value), key
-
-
-class RangeHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves files from ``directory`` with HTTP Range support; records the Range headers."""
-
-    ranges: list = []
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        path = Path(self.directory) / self.path.lstrip("/")
-        if not path.is_file():
-            self.send_error(404)
-            return
-        data = path.read_bytes()
-        start = 0
-        header = self.headers.get("Range")
-        RangeHandler.ranges.append(header)
-        if header and header.startswith("bytes="):
-            start = int(header[6:].split("-")[0])
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(data) - start))
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Accept-Ranges", "bytes")
-        self.end_headers()
-        self.wfile.write(data[start:])
-
-
-@pytest.fixture
-def server(tmp_path):
-    served = tmp_path / "served"
-    served.mkdir()
-    handler = lambda *a, **k: RangeHandler(*a, directory=str(served), **k)  # noqa: E731
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    RangeHandler.ranges = []
-    yield served, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
 
 
 def download(*args, cwd=ROOT):
