@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoints", nargs="+", default=["random"])
     ap.add_argument("--fractions", nargs="+", type=float, default=list(DEFAULT_FRACTIONS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--mode", choices=("finetune", "linear"), default="finetune")
+    ap.add_argument("--mode", choices=("finetune", "linear", "knn"), default="finetune")
     ap.add_argument("--arch", default="resnet50")
     ap.add_argument("--image-size", type=int, default=224)
     ap.add_argument("--batch-size", type=int, default=64)

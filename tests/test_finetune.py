@@ -107,3 +107,23 @@ def test_training_fraction_takes_a_stratified_subset(tmp_path):
     labels = data.task.splits["train"].labels[data.train_indices]
     assert len(data.train_indices) < len(data.task.splits["train"])
     assert set(np.bincount(labels)) == {2}  # the floor of 2 per class
+
+
+def test_knn_mode_trains_nothing_and_classifies_by_neighbours(tmp_path, backbone_file):
+    yy, xx = np.mgrid[0:16, 0:16]
+    patterns = {"a": (xx // 2) % 2, "b": (yy // 2) % 2, "c": ((xx // 4 + yy // 4) % 2)}
+    rng = np.random.default_rng(0)
+    for label, pattern in patterns.items():  # textures that even an untrained network separates
+        (tmp_path / "knn" / label).mkdir(parents=True)
+        for i in range(8):
+            image = pattern * 200 + rng.integers(0, 30, (16, 16))
+            Image.fromarray(image.astype(np.uint8)).save(tmp_path / "knn" / label / f"{i}.png")
+    data = TaskDataModule("folder", str(tmp_path / "knn"), image_size=32, batch_size=8, num_workers=0)
+    module = FineTune(num_classes=3, checkpoint=str(backbone_file), arch="resnet18", mode="knn", knn_k=3)
+    start, _ = run(module, data, epochs=1)
+    pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False).test(module, data, verbose=False)
+    assert module.test_results["accuracy"] == 1.0
+    for key in ("conv1", "bn1", "bn1_mean", "fc"):
+        current = {"conv1": module.model.conv1.weight, "bn1": module.model.bn1.weight,
+                   "bn1_mean": module.model.bn1.running_mean, "fc": module.model.fc.weight}[key]
+        assert torch.equal(current.detach(), start[key]), key

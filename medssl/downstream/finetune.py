@@ -16,7 +16,7 @@ from .metrics import ClassificationMetrics
 from .subsets import nested_subsets
 from .tasks import TaskData, load_task
 
-MODES = ("finetune", "linear")
+MODES = ("finetune", "linear", "knn")
 
 
 class TaskImages(Dataset):
@@ -96,7 +96,7 @@ class FreezeBackbone(BaseFinetuning):
         self.epochs, self.backbone_lr = epochs, backbone_lr
 
     def freeze_before_training(self, module) -> None:
-        if module.hparams.mode == "linear":  # everything frozen, running statistics too
+        if module.hparams.mode != "finetune":  # everything frozen, running statistics too
             for m in module.trunk():
                 m.requires_grad_(False)
         else:
@@ -114,16 +114,22 @@ class FineTune(pl.LightningModule):
 
     mode ``finetune``: the study's protocol (Adam lr 1e-4, weight decay 5e-4, backbone frozen
     for ``freeze_epochs`` with BatchNorm affine training, then trained at ``backbone_lr``);
-    ``linear``: the backbone stays frozen, BatchNorm included.
+    ``linear``: the backbone stays frozen, BatchNorm included; ``knn``: no training at all, a
+    distance-weighted k-nearest-neighbour vote (``knn_k``) on L2-normalised backbone features
+    of the training images (one pass over them).
     """
 
     def __init__(self, num_classes: int, checkpoint: str | None = None, arch: str = "resnet50",
                  mode: str = "finetune", lr: float = 1e-4, weight_decay: float = 5e-4,
-                 freeze_epochs: int = 10, backbone_lr: float = 1e-4, trust_checkpoint: bool = False):
+                 freeze_epochs: int = 10, backbone_lr: float = 1e-4, knn_k: int = 20,
+                 trust_checkpoint: bool = False):
         super().__init__()
         self.save_hyperparameters()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        self.automatic_optimization = mode != "knn"
+        self._bank: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._knn = None
         if checkpoint:
             self.model, self.load_report = load_backbone(checkpoint, arch, num_classes,
                                                          trust=trust_checkpoint)
@@ -138,21 +144,49 @@ class FineTune(pl.LightningModule):
         return [m for name, m in self.model.named_children() if name != "fc"]
 
     def on_train_epoch_start(self) -> None:
-        if self.hparams.mode == "linear":
+        if self.hparams.mode != "finetune":
             for module in self.trunk():
                 module.eval()  # frozen statistics too
+        self._bank, self._knn = [], None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
 
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """L2-normalised pooled backbone features."""
+        m = self.model
+        x = m.maxpool(m.relu(m.bn1(m.conv1(images))))
+        x = m.layer4(m.layer3(m.layer2(m.layer1(x))))
+        return F.normalize(torch.flatten(m.avgpool(x), 1).float(), dim=1)
+
     def training_step(self, batch, batch_idx):
         images, labels = batch
+        if self.hparams.mode == "knn":
+            with torch.no_grad():
+                self._bank.append((self.features(images).cpu(), labels.cpu()))
+            return None
         loss = F.cross_entropy(self(images), labels)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(labels))
         return loss
 
+    def knn_probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        if self._knn is None:
+            from sklearn.neighbors import KNeighborsClassifier
+
+            bank = torch.cat([f for f, _ in self._bank]).numpy()
+            labels = torch.cat([y for _, y in self._bank]).numpy()
+            self._knn = KNeighborsClassifier(min(self.hparams.knn_k, len(labels)), weights="distance")
+            self._knn.fit(bank, labels)
+        seen = self._knn.predict_proba(self.features(images).cpu().numpy())
+        probs = torch.zeros(len(images), self.hparams.num_classes)
+        probs[:, torch.as_tensor(self._knn.classes_)] = torch.as_tensor(seen, dtype=torch.float32)
+        return probs.to(images.device)
+
     def _evaluate(self, batch, metrics, stage):
         images, labels = batch
+        if self.hparams.mode == "knn":
+            metrics.update(self.knn_probabilities(images), labels)
+            return
         logits = self(images)
         metrics.update(logits.softmax(1), labels)
         self.log(f"{stage}/loss", F.cross_entropy(logits, labels), batch_size=len(labels))
@@ -178,6 +212,8 @@ class FineTune(pl.LightningModule):
 
     def configure_optimizers(self):
         h = self.hparams
+        if h.mode == "knn":
+            return None
         head = self.model.fc.parameters()
         # The trunk's BatchNorm affine parameters train from the start (frozen backbone);
         # FreezeBackbone adds the rest of the trunk later with its own learning rate.

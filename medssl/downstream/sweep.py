@@ -88,7 +88,8 @@ def run_one(config: SweepConfig, task: str, ckpt: str, fraction: float, seed: in
     start = time.perf_counter()
     try:
         best = ModelCheckpoint(dirpath=folder, monitor="val/accuracy", mode="max", save_top_k=1)
-        trainer = pl.Trainer(max_epochs=config.max_epochs, accelerator=config.accelerator, devices=1,
+        epochs = 1 if config.mode == "knn" else config.max_epochs  # one pass builds the kNN bank
+        trainer = pl.Trainer(max_epochs=epochs, accelerator=config.accelerator, devices=1,
                              precision=config.precision, logger=False, callbacks=[best],
                              enable_progress_bar=False, enable_model_summary=False,
                              num_sanity_val_steps=0)
