@@ -20,18 +20,29 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) Pre-Training/make_phantom.py --out $(DEMO)/phantom
+	@rm -rf $(DEMO)/pretrain $(DEMO)/backbones $(DEMO)/results
+	@mkdir -p $(DEMO)/backbones
 	@for m in swav mocov2 byol spark; do \
 	  echo "== pre-training $$m ($(DEMO_STEPS) steps, ResNet-18, 64 px) =="; \
 	  $(PY) Pre-Training/$$m.py fit --config Pre-Training/configs/$${m}_quick.yaml \
 	    --data.store $(DEMO)/phantom/store --trainer.max_steps $(DEMO_STEPS) \
 	    --trainer.default_root_dir $(DEMO)/pretrain/$$m --trainer.enable_model_summary false \
 	    || exit 1; \
+	  cp $(DEMO)/pretrain/$$m/lightning_logs/version_0/$${m}_backbone.pt $(DEMO)/backbones/; \
 	done
+	@echo "== downstream sweep: 4 backbones + random init, 2 tasks, 2 training fractions, 2 seeds =="
+	$(PY) Downstream/sweep.py \
+	  --task organ=medmnist:$(DEMO)/phantom/tasks/organsmnist_phantom.npz \
+	  --task covid=covid:$(DEMO)/phantom/tasks/covid \
+	  --checkpoints random $(DEMO)/backbones/swav_backbone.pt $(DEMO)/backbones/mocov2_backbone.pt \
+	    $(DEMO)/backbones/byol_backbone.pt $(DEMO)/backbones/spark_backbone.pt \
+	  --fractions 0.5 0.1 --seeds 0 1 --arch resnet18 --image-size 32 --batch-size 32 \
+	  --epochs 2 --freeze-epochs 1 --workers 0 --out $(DEMO)/results/results.csv
+	$(PY) Downstream/report.py $(DEMO)/results/results.csv
 	@echo
-	@echo "Demo data: $(DEMO)/phantom (slice store, store_preview.png, labelled tasks/)."
-	@echo "Backbones:"; ls -1t $(DEMO)/pretrain/*/lightning_logs/version_*/*_backbone.pt
-	@echo "SparK reconstructions: $(DEMO)/pretrain/spark/lightning_logs/version_*/reconstructions/"
-	@echo "Next (not built yet): the downstream sweep over training-set sizes, then the report."
+	@echo "Demo done. Phantom data: $(DEMO)/phantom (store, store_preview.png, tasks/)."
+	@echo "Backbones: $(DEMO)/backbones/. SparK pictures: $(DEMO)/pretrain/spark/lightning_logs/version_0/reconstructions/"
+	@echo "Report: $(DEMO)/results/report/results.md and the PNG plots beside it."
 
 clean-demo:
 	rm -rf $(DEMO)

@@ -169,6 +169,10 @@ class FineTune(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(labels))
         return loss
 
+    def on_train_epoch_end(self) -> None:
+        if self.hparams.mode == "knn":
+            self.trainer.should_stop = True  # one pass over the training images is the whole "fit"
+
     def knn_probabilities(self, images: torch.Tensor) -> torch.Tensor:
         if self._knn is None:
             from sklearn.neighbors import KNeighborsClassifier
