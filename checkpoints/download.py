@@ -17,46 +17,19 @@ _here = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != _here]
 
 import argparse  # noqa: E402
-import hashlib  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def fetch(entry, dest: Path, url: str | None, expected: str | None) -> bool:
-    import gdown
-
+def check(entry, dest: Path, url: str | None, expected: str | None) -> bool:
     from medssl.checkpoints import CheckpointError, read_backbone
+    from medssl.download import DownloadError, fetch
 
-    source = url or entry.url
-    if not dest.exists():
-        print(f"{entry.name}: downloading {source} -> {dest}")
-        try:
-            result = (gdown.download(url=url, output=str(dest), quiet=False, resume=True) if url
-                      else gdown.download(id=entry.gdrive_id, output=str(dest), quiet=False, resume=True))
-        except Exception as err:  # gdown raises requests' and its own errors
-            result, reason = None, f"{type(err).__name__}: {err}"
-        else:
-            reason = "the server sent no file"
-        if result is None or not dest.exists():
-            print(f"error: {entry.name}: cannot download from {source} ({reason}). Offline? Fetch "
-                  f"it in a browser, save it as {dest} and run this command again to verify it. "
-                  "A partial download is kept and resumed next time.", file=sys.stderr)
-            return False
-    else:
-        print(f"{entry.name}: {dest} is already there; verifying")
-    digest = sha256_of(dest)
-    if expected and digest != expected:
-        bad = dest.with_name(dest.name + ".bad")
-        os.replace(dest, bad)
-        print(f"error: {entry.name}: checksum mismatch: got {digest}, expected {expected}; the file "
-              f"was moved to {bad}. Run again to download it afresh.", file=sys.stderr)
+    print(f"{entry.name}: " + (f"{dest} is already there; verifying" if dest.exists()
+                               else f"downloading {url or entry.url} -> {dest}"))
+    try:
+        digest = fetch(url, dest, gdrive_id=entry.gdrive_id, expected=expected)
+    except DownloadError as err:
+        print(f"error: {entry.name}: {err}", file=sys.stderr)
         return False
     print(f"{entry.name}: sha256 {digest}" + ("" if expected else
           " (not yet recorded in medssl/checkpoints/registry.py)"))
@@ -87,7 +60,7 @@ def main(argv=None) -> int:
         ap.error("--url takes one checkpoint name")
     folder = args.dir or checkpoint_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    ok = [fetch(RELEASED[n], folder / RELEASED[n].filename, args.url,
+    ok = [check(RELEASED[n], folder / RELEASED[n].filename, args.url,
                 args.sha256 or RELEASED[n].sha256) for n in names]
     return 0 if all(ok) else 1
 

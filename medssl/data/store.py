@@ -21,6 +21,8 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from ..download import file_digest
+
 FORMAT = "medssl-slice-store"
 VERSION = 1
 META_FILE = "store.json"
@@ -185,11 +187,7 @@ class SliceStore:
         for shard in tqdm(self._shards, desc="verify shards", unit="shard", disable=not progress):
             file = self.path / shard["file"]
             self._check_shard_file(shard)
-            digest = hashlib.sha256()
-            with open(file, "rb") as f:
-                for block in iter(lambda: f.read(1 << 22), b""):
-                    digest.update(block)
-            if digest.hexdigest() != shard["sha256"]:
+            if file_digest(file, "sha256") != shard["sha256"]:
                 raise StoreError(f"{file}: shard is damaged: checksum differs from the one "
                                  "recorded when it was written.")
 

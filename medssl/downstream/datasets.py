@@ -1,10 +1,10 @@
 """Public downstream datasets: where they live and how to lay them out as the loaders expect."""
 from __future__ import annotations
 
-import hashlib
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
+
+from ..download import DownloadError, fetch  # noqa: F401  (DownloadError: part of this API)
 
 ZENODO_MEDMNIST = "https://zenodo.org/records/10519652/files"
 COVID_CT = "https://github.com/UCSD-AI4H/COVID-CT/raw/master"
@@ -17,60 +17,18 @@ COVID_FILES = ["Images-processed/CT_COVID.zip", "Images-processed/CT_NonCOVID.zi
     f"Data-split/{c}/{s}CT_{c}.txt" for c in ("COVID", "NonCOVID") for s in ("train", "val", "test")]
 
 
-class DownloadError(RuntimeError):
-    pass
-
-
-@dataclass
-class Remote:
-    url: str
-    target: Path
-    md5: str | None = None
-
-
-def file_md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def fetch(remote: Remote) -> Path:
-    """Download with gdown (progress bar, resume of partial files); check the MD5 if known."""
-    import gdown
-
-    remote.target.parent.mkdir(parents=True, exist_ok=True)
-    if not remote.target.exists():
-        try:
-            result = gdown.download(url=remote.url, output=str(remote.target), quiet=False, resume=True)
-        except Exception as err:
-            result, reason = None, f"{type(err).__name__}: {err}"
-        else:
-            reason = "the server sent no file"
-        if result is None or not remote.target.exists():
-            raise DownloadError(f"cannot download {remote.url} ({reason}). Offline? Fetch it in a "
-                                f"browser, save it as {remote.target} and run again to check it.")
-    if remote.md5:
-        got = file_md5(remote.target)
-        if got != remote.md5:
-            bad = remote.target.with_name(remote.target.name + ".bad")
-            remote.target.replace(bad)
-            raise DownloadError(f"{remote.url}: checksum mismatch (MD5 {got}, expected {remote.md5}); "
-                                f"moved to {bad}. Run again to download afresh.")
-    return remote.target
-
-
 def organsmnist(out: Path, size: int = 28, base_url: str = ZENODO_MEDMNIST, md5: str | None = None) -> Path:
     name, known = ORGANSMNIST[size]
-    return fetch(Remote(f"{base_url}/{name}?download=1" if base_url == ZENODO_MEDMNIST else f"{base_url}/{name}",
-                        out / name, md5 or known))
+    url = f"{base_url}/{name}?download=1" if base_url == ZENODO_MEDMNIST else f"{base_url}/{name}"
+    fetch(url, out / name, algorithm="md5", expected=md5 or known)
+    return out / name
 
 
 def covid(out: Path, base_url: str = COVID_CT) -> Path:
     """Images and official split lists of UCSD-AI4H COVID-CT, laid out under ``out``."""
     for rel in COVID_FILES:
-        path = fetch(Remote(f"{base_url}/{rel}", out / rel))
+        path = out / rel
+        fetch(f"{base_url}/{rel}", path)
         if path.suffix == ".zip":
             folder = path.parent / path.stem
             if not folder.is_dir():
