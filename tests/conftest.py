@@ -35,6 +35,15 @@ DDP_SCRIPT = textwrap.dedent("""
 """)
 
 
+def phantom_store(tmp_path_factory, patients: int, size: int):
+    """A small phantom slice store (8 slices per patient) for training tests."""
+    from medssl.data.phantom import write_phantom_store
+
+    path = tmp_path_factory.mktemp("store") / "store"
+    return write_phantom_store(path, patients=patients, slices_per_patient=8, size=size, seed=0,
+                               workers=1, progress=False).path
+
+
 def run_two_process_ddp(store, tmp_path, model: str, views: list[dict]) -> tuple[dict, dict]:
     """Train ``model`` (a constructor expression) for 2 steps on 2 CPU processes (gloo);
     return each rank's parameters and buffers."""

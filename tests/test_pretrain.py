@@ -11,9 +11,8 @@ import torch
 import torchvision
 from torch.utils.data import DataLoader, Dataset
 
-from conftest import run_two_process_ddp
+from conftest import phantom_store, run_two_process_ddp
 from medssl.cli import pretrain_cli
-from medssl.data.phantom import write_phantom_store
 from medssl.methods import BYOL, METHODS, MoCoV2, SwAV
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,10 +28,7 @@ TINY_VIEWS = {
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    path = tmp_path_factory.mktemp("pretrain") / "store"
-    write_phantom_store(path, patients=4, slices_per_patient=8, size=32, seed=0, workers=1,
-                        progress=False)
-    return path
+    return phantom_store(tmp_path_factory, patients=4, size=32)
 
 
 def cli_args(method, store, root, *extra):

@@ -9,9 +9,8 @@ import torch
 import torchvision
 from torch.utils.data import DataLoader, Dataset
 
-from conftest import run_two_process_ddp
+from conftest import phantom_store, run_two_process_ddp
 from medssl.cli import pretrain_cli
-from medssl.data.phantom import write_phantom_store
 from medssl.methods import SparK
 from medssl.models.sparse import SparseResNet, mask_at, masked_batch_norm, random_mask
 
@@ -171,10 +170,7 @@ def test_weight_decay_schedule_and_scaled_lr(tmp_path):
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    path = tmp_path_factory.mktemp("spark") / "store"
-    write_phantom_store(path, patients=2, slices_per_patient=8, size=64, seed=0, workers=1,
-                        progress=False)
-    return path
+    return phantom_store(tmp_path_factory, patients=2, size=64)
 
 
 def test_quick_config_exports_a_backbone_and_pictures(store, tmp_path):
