@@ -225,15 +225,17 @@ def test_nifti_scaling_is_applied(tmp_path):
 
 
 def test_nibabel_example_volume(tmp_path):
-    source = NIBABEL_FILES / "anatomical.nii"
-    expected = nib.as_closest_canonical(nib.load(source)).get_fdata()
-    _, store = run_ingest([source], tmp_path / "s", size=64, nifti_modality="MR")
-    assert len(store) == expected.shape[2]
-    k = expected.shape[2] // 2
-    side = max(expected.shape[:2])
-    if expected.shape[0] == expected.shape[1] == 64:
-        np.testing.assert_array_equal(store[k], np.rint(np.flip(expected[:, :, k].T, (0, 1))))
-    assert store.units == "raw" and side > 0
+    source = NIBABEL_FILES / "anatomical.nii"  # 33 x 41 x 25, stored LAS
+    volume = nib.as_closest_canonical(nib.load(source)).get_fdata()
+    side = max(volume.shape[:2])  # padded to a square, no resizing
+    _, store = run_ingest([source], tmp_path / "s", size=side, nifti_modality="MR")
+    assert len(store) == volume.shape[2] and store.units == "raw"
+    k = volume.shape[2] // 2
+    slice_ = np.flip(volume[:, :, k].T, (0, 1))  # anterior up, patient's right on the left
+    expected = np.full((side, side), volume.min())
+    top, left = (side - slice_.shape[0]) // 2, (side - slice_.shape[1]) // 2
+    expected[top:top + slice_.shape[0], left:left + slice_.shape[1]] = slice_
+    np.testing.assert_array_equal(store[k], np.rint(expected))
 
 
 # --- image folders ----------------------------------------------------------------------------------
