@@ -42,6 +42,19 @@ def mask_at(mask: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
     return F.interpolate(mask.float(), size=size, mode="nearest")
 
 
+class MaskPyramid:
+    """The mask at every feature-map resolution of one forward pass, each computed once."""
+
+    def __init__(self, mask: torch.Tensor):
+        self.mask, self._levels = mask, {}
+
+    def __call__(self, size) -> torch.Tensor:
+        size = tuple(size)
+        if size not in self._levels:
+            self._levels[size] = mask_at(self.mask, size)
+        return self._levels[size]
+
+
 def masked_batch_norm(x: torch.Tensor, m: torch.Tensor, bn: nn.BatchNorm2d,
                       sync: bool = False) -> torch.Tensor:
     """BatchNorm over the visible positions of x (m: float 0/1 mask, (B, 1, H, W)); the output
@@ -104,12 +117,12 @@ class SparseResNet(nn.Module):
     def _out_channels(block) -> int:
         return block.bn3.num_features if isinstance(block, Bottleneck) else block.bn2.num_features
 
-    def _bn(self, x, mask, bn):
-        return masked_batch_norm(x, mask_at(mask, x.shape[-2:]), bn, self.sync_bn)
+    def _bn(self, x, masks: MaskPyramid, bn):
+        return masked_batch_norm(x, masks(x.shape[-2:]), bn, self.sync_bn)
 
-    def _masked(self, x, mask, module):
+    def _masked(self, x, masks: MaskPyramid, module):
         out = module(x)
-        return out * mask_at(mask, out.shape[-2:]).to(out.dtype)
+        return out * masks(out.shape[-2:]).to(out.dtype)
 
     def _block(self, x, mask, block, drop_path):
         identity = x
@@ -131,7 +144,8 @@ class SparseResNet(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
         r = self.resnet
-        x = x * mask_at(mask, x.shape[-2:]).to(x.dtype)
+        mask = MaskPyramid(mask)
+        x = x * mask(x.shape[-2:]).to(x.dtype)
         x = r.relu(self._bn(self._masked(x, mask, r.conv1), mask, r.bn1))
         x = self._masked(x, mask, r.maxpool)
         features, k = [], 0
