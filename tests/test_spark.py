@@ -98,10 +98,10 @@ def test_loss_ignores_visible_patches_and_refuses_an_empty_mask():
     changed[0, :, :32, 32:] += 1  # a masked patch: the loss sees it
     assert model.loss(images, prediction, mask) != model.loss(images, changed, mask)
     empty = SparK(arch="resnet18", decoder_width=64, mask_ratio=0.0)
-    all_visible = empty.make_mask(images)
-    assert all_visible.all()
     with pytest.raises(ValueError, match="no masked patch"):
-        empty.loss(images, prediction, all_visible)
+        empty.make_mask(images)
+    with pytest.raises(ValueError, match="no masked patch"):  # a 1x1 grid keeps its one cell
+        model.make_mask(torch.randn(2, 3, 32, 32))
 
 
 def test_mask_ratio_and_shape():

@@ -11,7 +11,23 @@ from torch.utils.data import DataLoader, Dataset
 
 from .intensity import HUToIntensity
 from .store import MANIFEST_FILE, SliceStore
+from .batch_views import BatchMultiView
 from .views import MultiView
+
+AUGMENT_ON = ("auto", "workers", "device")
+
+
+class SliceValues(Dataset):
+    """Item i: slice i as stored, (1, H, W) int16: views are made on the device."""
+
+    def __init__(self, store: SliceStore):
+        self.store = store
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.from_numpy(self.store[index])[None]
 
 
 class SliceViews(Dataset):
@@ -39,11 +55,14 @@ class SliceStoreDataModule(pl.LightningDataModule):
             window, random_window or range).
         batch_size: per process (DDP multiplies it by the number of processes).
         num_workers: DataLoader worker processes; each memory-maps the shards itself.
+        augment_on: where views are made: ``workers`` (per image, in the DataLoader workers),
+            ``device`` (whole batches on the training device, after the int16 slices travel
+            there: see ``medssl.data.batch_views``), or ``auto`` = device on GPUs, else workers.
     """
 
     def __init__(self, store: str, views: list[dict] | None = None, intensity: dict | None = None,
                  batch_size: int = 64, num_workers: int = 4, prefetch_factor: int = 4,
-                 pin_memory: bool | None = None, drop_last: bool = True):
+                 pin_memory: bool | None = None, drop_last: bool = True, augment_on: str = "auto"):
         super().__init__()
         self.save_hyperparameters()
         self.store_path = Path(store)
@@ -52,6 +71,10 @@ class SliceStoreDataModule(pl.LightningDataModule):
         self.batch_size, self.num_workers = batch_size, num_workers
         self.prefetch_factor, self.drop_last = prefetch_factor, drop_last
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        if augment_on not in AUGMENT_ON:
+            raise ValueError(f"augment_on must be one of {AUGMENT_ON}, not {augment_on!r}")
+        self.augment_on = augment_on
+        self.device_views: BatchMultiView | None = None
         self.store: SliceStore | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -69,11 +92,27 @@ class SliceStoreDataModule(pl.LightningDataModule):
         """sha256 of the store's manifest: which slices a model was trained on."""
         return hashlib.sha256((self.store_path / MANIFEST_FILE).read_bytes()).hexdigest()
 
+    def views_on_device(self) -> bool:
+        if self.augment_on != "auto":
+            return self.augment_on == "device"
+        trainer = self.trainer
+        return trainer is not None and trainer.strategy.root_device.type == "cuda"
+
     def train_dataloader(self) -> DataLoader:
         self.setup()
-        dataset = SliceViews(self.store, self.intensity, MultiView(self.views_config))
+        if self.views_on_device():
+            self.device_views = BatchMultiView(self.views_config)
+            dataset = SliceValues(self.store)
+        else:
+            self.device_views = None
+            dataset = SliceViews(self.store, self.intensity, MultiView(self.views_config))
         workers = self.num_workers
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=True, drop_last=self.drop_last,
                           num_workers=workers, pin_memory=self.pin_memory,
                           persistent_workers=workers > 0,
                           prefetch_factor=self.prefetch_factor if workers > 0 else None)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        if self.device_views is None or not isinstance(batch, torch.Tensor):
+            return batch
+        return self.device_views(self.intensity.batch(batch))

@@ -65,5 +65,18 @@ class HUToIntensity:
             return ((values.float() - low) / width).clamp_(0.0, 1.0)
         return window(values, level, width)
 
+    def batch(self, values):
+        """A (B, ...) tensor, one window per image in ``random_window`` mode; the draws happen on
+        the host and are copied without waiting for the device."""
+        import torch
+
+        if self.mode != "random_window":
+            return self(values)
+        shape = (len(values),) + (1,) * (values.dim() - 1)
+        level = torch.empty(len(values)).uniform_(*self.level_range)
+        width = torch.empty(len(values)).uniform_(*self.width_range)
+        low, width = ((v.view(shape).to(values.device, non_blocking=True) for v in (level - width / 2, width)))
+        return ((values.float() - low) / width).clamp_(0.0, 1.0)
+
     def __repr__(self) -> str:
         return f"HUToIntensity(mode={self.mode!r}, level={self.level}, width={self.width})"

@@ -65,11 +65,17 @@ class GreyToChannels(torch.nn.Module):
         return x.expand(self.channels, *x.shape[1:]).contiguous() if self.channels != 1 else x
 
 
+def blur_kernel_size(spec: ViewSpec) -> int:
+    """Odd, about a tenth of the view's side (as SimCLR / SwAV)."""
+    return max(3, int(0.1 * spec.size) // 2 * 2 + 1)
+
+
 def build_view(spec: ViewSpec) -> T.Compose:
     """One view's pipeline, in the study's order: geometry, intensity, noise, normalise."""
     steps = []
     if spec.rotate_p > 0:
-        steps.append(T.RandomApply([T.RandomRotation(spec.rotate_degrees)], p=spec.rotate_p))
+        rotation = T.RandomRotation(spec.rotate_degrees, interpolation=InterpolationMode.BILINEAR)
+        steps.append(T.RandomApply([rotation], p=spec.rotate_p))
     steps.append(T.RandomResizedCrop(spec.size, scale=tuple(spec.scale), antialias=True,
                                      interpolation=InterpolationMode(spec.interpolation)))
     if spec.hflip_p > 0:
@@ -79,7 +85,7 @@ def build_view(spec: ViewSpec) -> T.Compose:
     if spec.jitter_p > 0:
         steps.append(T.RandomApply([T.ColorJitter(spec.brightness, spec.contrast)], p=spec.jitter_p))
     if spec.blur_p > 0:
-        kernel = max(3, int(0.1 * spec.size) // 2 * 2 + 1)
+        kernel = blur_kernel_size(spec)
         steps.append(T.RandomApply([T.GaussianBlur(kernel, tuple(spec.blur_sigma))], p=spec.blur_p))
     if spec.noise_p > 0:
         steps.append(T.RandomApply([RandomGaussianNoise(tuple(spec.noise_var))], p=spec.noise_p))

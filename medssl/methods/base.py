@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 import torch
-from lightly.models.modules.memory_bank import MemoryBankModule
+from .queue import Queue
 from lightly.utils.lars import LARS
 from lightly.utils.scheduler import cosine_warmup_schedule
 
@@ -25,7 +25,7 @@ class PretrainMethod(pl.LightningModule):
     def __init__(self, arch: str = "resnet50", optimizer: str = "sgd", lr: float = 0.05,
                  weight_decay: float = 1e-4, momentum: float = 0.9, betas: tuple = (0.9, 0.999),
                  warmup_epochs: float = 0.0, warmup_start_ratio: float = 0.0,
-                 final_lr_ratio: float = 0.0, channels_last: bool = False, compile: bool = False):
+                 final_lr_ratio: float = 0.0, channels_last: bool | None = None, compile: bool = False):
         super().__init__()
         self.save_hyperparameters()  # collects the subclass's arguments too
         if optimizer not in OPTIMIZERS:
@@ -44,12 +44,18 @@ class PretrainMethod(pl.LightningModule):
     def compiled_modules(self) -> list[torch.nn.Module]:
         return [self.backbone]
 
+    @property
+    def uses_channels_last(self) -> bool:
+        """``channels_last``: True, False, or None = on CUDA devices only (the default)."""
+        choice = self.hparams.channels_last
+        return self.device.type == "cuda" if choice is None else bool(choice)
+
     def on_fit_start(self) -> None:
-        if self.hparams.channels_last:
+        if self.uses_channels_last:
             self.to(memory_format=torch.channels_last)
 
     def views_to_device_format(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
-        if self.hparams.channels_last:
+        if self.uses_channels_last:
             return [v.contiguous(memory_format=torch.channels_last) for v in views]
         return views
 
@@ -81,16 +87,19 @@ class PretrainMethod(pl.LightningModule):
         return self.hparams.lr
 
     def build_optimizer(self, params) -> torch.optim.Optimizer:
+        """torch's fused kernels for SGD / Adam / AdamW on CUDA; LARS (lightly) and LAMB (timm)
+        have no fused version."""
         h = self.hparams
         lr = self.peak_lr()
+        fused = {"fused": True} if self.device.type == "cuda" else {}
         if h.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=lr, momentum=h.momentum, weight_decay=h.weight_decay)
+            return torch.optim.SGD(params, lr=lr, momentum=h.momentum, weight_decay=h.weight_decay, **fused)
         if h.optimizer == "lars":
             return LARS(params, lr=lr, momentum=h.momentum, weight_decay=h.weight_decay)
         if h.optimizer == "adam":
-            return torch.optim.Adam(params, lr=lr, betas=tuple(h.betas), weight_decay=h.weight_decay)
+            return torch.optim.Adam(params, lr=lr, betas=tuple(h.betas), weight_decay=h.weight_decay, **fused)
         if h.optimizer == "adamw":
-            return torch.optim.AdamW(params, lr=lr, betas=tuple(h.betas), weight_decay=h.weight_decay)
+            return torch.optim.AdamW(params, lr=lr, betas=tuple(h.betas), weight_decay=h.weight_decay, **fused)
         from timm.optim import Lamb
 
         return Lamb(params, lr=lr, betas=tuple(h.betas), weight_decay=h.weight_decay)
@@ -113,15 +122,14 @@ class PretrainMethod(pl.LightningModule):
         # lightly keeps queues out of the state dict; keep them so a resumed run goes on with them
         checkpoint["medssl"]["queues"] = {
             name: {"bank": m.bank.detach().cpu(), "ptr": m.bank_ptr.detach().cpu()}
-            for name, m in self.named_modules() if isinstance(m, MemoryBankModule) and m.size[0] > 0}
+            for name, m in self.named_modules() if isinstance(m, Queue)}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         queues = checkpoint.get("medssl", {}).get("queues", {})
         modules = dict(self.named_modules())
         for name, saved in queues.items():
             if name in modules:
-                modules[name].bank.copy_(saved["bank"])
-                modules[name].bank_ptr.copy_(saved["ptr"])
+                modules[name].restore(saved["bank"], saved["ptr"])
 
     def log_step(self, loss: torch.Tensor, batch_size: int, **extra) -> None:
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size, sync_dist=False)

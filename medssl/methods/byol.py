@@ -27,7 +27,7 @@ class BYOL(PretrainMethod):
                  tau_base: float = 0.996, optimizer: str = "adam", lr: float = 1e-3,
                  weight_decay: float = 1.5e-6, momentum: float = 0.9, betas: tuple = (0.9, 0.999),
                  warmup_epochs: float = 10, warmup_start_ratio: float = 0.0,
-                 final_lr_ratio: float = 0.0, channels_last: bool = False, compile: bool = False):
+                 final_lr_ratio: float = 0.0, channels_last: bool | None = None, compile: bool = False):
         super().__init__(arch=arch, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
                          momentum=momentum, betas=betas, warmup_epochs=warmup_epochs,
                          warmup_start_ratio=warmup_start_ratio, final_lr_ratio=final_lr_ratio,

@@ -9,6 +9,7 @@ from lightly.models.modules import MoCoProjectionHead
 from lightly.models.utils import deactivate_requires_grad, update_momentum
 
 from .base import PretrainMethod
+from .queue import Queue
 
 
 class MoCoV2(PretrainMethod):
@@ -27,7 +28,7 @@ class MoCoV2(PretrainMethod):
                  key_momentum: float = 0.999, optimizer: str = "sgd", lr: float = 0.015,
                  weight_decay: float = 1e-4, momentum: float = 0.9, betas: tuple = (0.9, 0.999),
                  warmup_epochs: float = 0, warmup_start_ratio: float = 0.0,
-                 final_lr_ratio: float = 0.0, channels_last: bool = False, compile: bool = False):
+                 final_lr_ratio: float = 0.0, channels_last: bool | None = None, compile: bool = False):
         super().__init__(arch=arch, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
                          momentum=momentum, betas=betas, warmup_epochs=warmup_epochs,
                          warmup_start_ratio=warmup_start_ratio, final_lr_ratio=final_lr_ratio,
@@ -37,9 +38,8 @@ class MoCoV2(PretrainMethod):
         self.projection_head_momentum = copy.deepcopy(self.projection_head)
         deactivate_requires_grad(self.backbone_momentum)
         deactivate_requires_grad(self.projection_head_momentum)
-        self.criterion = NTXentLoss(temperature=temperature,
-                                    memory_bank_size=(queue_length, out_dim),
-                                    gather_distributed=True)
+        self.criterion = NTXentLoss(temperature=temperature, gather_distributed=True)
+        self.criterion.memory_bank = Queue((queue_length, out_dim), gather_distributed=True)
 
     def compiled_modules(self):
         return [self.backbone, self.backbone_momentum]

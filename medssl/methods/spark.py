@@ -39,7 +39,7 @@ class SparK(PretrainMethod):
                  lr: float = 2e-4, weight_decay: float = 0.04, final_weight_decay: float = 0.2,
                  momentum: float = 0.9, betas: tuple = (0.9, 0.95), warmup_epochs: float = 40,
                  warmup_start_ratio: float = 0.005, final_lr_ratio: float = 0.001,
-                 channels_last: bool = False, compile: bool = False):
+                 channels_last: bool | None = None, compile: bool = False):
         super().__init__(arch=arch, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
                          momentum=momentum, betas=betas, warmup_epochs=warmup_epochs,
                          warmup_start_ratio=warmup_start_ratio, final_lr_ratio=final_lr_ratio,
@@ -61,6 +61,10 @@ class SparK(PretrainMethod):
         h, w = images.shape[-2:]
         if h % STRIDE or w % STRIDE or h != w:
             raise ValueError(f"SparK needs square inputs with a side divisible by {STRIDE}, got {h}x{w}")
+        cells = (h // STRIDE) ** 2
+        if max(1, round(cells * (1.0 - self.hparams.mask_ratio))) >= cells:  # as random_mask
+            raise ValueError(f"no masked patch: mask ratio {self.hparams.mask_ratio} of a {h // STRIDE}x"
+                             f"{h // STRIDE} grid masks nothing, and the SparK loss needs masked patches")
         return random_mask(len(images), h // STRIDE, self.hparams.mask_ratio, images.device, generator)
 
     @staticmethod
@@ -72,10 +76,9 @@ class SparK(PretrainMethod):
         return (target - mean) / std, mean, std
 
     def loss(self, images: torch.Tensor, prediction: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """MSE to the per-patch normalised target, averaged over MASKED patches only."""
+        """MSE to the per-patch normalised target, averaged over MASKED patches only (``make_mask``
+        guarantees some; the check lives there, so that the step never waits on the device)."""
         masked = (~mask).flatten(1).float()
-        if not bool(masked.any()):
-            raise ValueError("no masked patch (mask ratio 0?): the SparK loss is undefined")
         target, _, _ = self.patch_targets(images)
         per_patch = (patchify(prediction.float(), STRIDE) - target).pow(2).mean(-1)
         return (per_patch * masked).sum() / masked.sum()

@@ -4,9 +4,9 @@ from __future__ import annotations
 import torch
 from lightly.loss import SwaVLoss
 from lightly.models.modules import SwaVProjectionHead, SwaVPrototypes
-from lightly.models.modules.memory_bank import MemoryBankModule
 
 from .base import PretrainMethod
+from .queue import Queue
 
 
 class SwAV(PretrainMethod):
@@ -28,7 +28,7 @@ class SwAV(PretrainMethod):
                  optimizer: str = "lars", lr: float = 0.15, weight_decay: float = 1e-6,
                  momentum: float = 0.9, betas: tuple = (0.9, 0.999), warmup_epochs: float = 10,
                  warmup_start_ratio: float = 0.0, final_lr_ratio: float = 0.0,
-                 channels_last: bool = False, compile: bool = False):
+                 channels_last: bool | None = None, compile: bool = False):
         super().__init__(arch=arch, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
                          momentum=momentum, betas=betas, warmup_epochs=warmup_epochs,
                          warmup_start_ratio=warmup_start_ratio, final_lr_ratio=final_lr_ratio,
@@ -39,7 +39,7 @@ class SwAV(PretrainMethod):
                                   sinkhorn_epsilon=sinkhorn_epsilon,
                                   sinkhorn_gather_distributed=torch.distributed.is_available())
         self.queues = torch.nn.ModuleList(
-            [MemoryBankModule((queue_length, out_dim), gather_distributed=True)
+            [Queue((queue_length, out_dim), gather_distributed=True)
              for _ in range(n_high_res)] if queue_length > 0 else [])
 
     def embed(self, crops: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -1,0 +1,94 @@
+"""Views made per image in the workers and per batch on the device: one distribution."""
+import numpy as np
+import pytest
+import torch
+import yaml
+from scipy.stats import ks_2samp
+
+from medssl.data.batch_views import BatchMultiView
+from medssl.data.intensity import HUToIntensity
+from medssl.data.phantom import phantom_volume
+from medssl.data.views import MultiView
+from conftest import ROOT
+
+VIEWS = 500
+
+
+def config_views(method: str) -> list[dict]:
+    return yaml.safe_load((ROOT / "Pre-Training" / "configs" / f"{method}.yaml").read_text())["data"]["views"]
+
+
+@pytest.fixture(scope="module")
+def slice_intensity() -> torch.Tensor:
+    hu, _, _ = phantom_volume(0, 3, 1, 128, z_range=(0.45, 0.45))
+    return HUToIntensity(window_name="abdomen", mode="window")(torch.from_numpy(hu[0]))[None]
+
+
+def statistics(views: torch.Tensor) -> dict[str, np.ndarray]:
+    """What a view looks like, as numbers: brightness, spread, sharpness, left/right and top/bottom
+    balance (flips, rotations, crop positions)."""
+    x = views[:, 0].double()
+    half = x.shape[-1] // 2
+    return {"mean": x.mean((1, 2)), "std": x.std((1, 2)),
+            "sharpness": (x[:, :, 1:] - x[:, :, :-1]).abs().mean((1, 2)),
+            "left_right": x[:, :, :half].mean((1, 2)) - x[:, :, half:].mean((1, 2)),
+            "top_bottom": x[:, :half].mean((1, 2)) - x[:, half:].mean((1, 2))}
+
+
+def per_image_views(spec: dict, image: torch.Tensor) -> torch.Tensor:
+    torch.manual_seed(1)
+    views = MultiView([{**spec, "count": 1}])
+    return torch.stack([views(image)[0] for _ in range(VIEWS)])
+
+
+def batch_views(spec: dict, image: torch.Tensor) -> torch.Tensor:
+    torch.manual_seed(2)
+    views = BatchMultiView([{**spec, "count": 1}])
+    return torch.cat([views(image.expand(100, -1, -1, -1))[0] for _ in range(VIEWS // 100)])
+
+
+def smallest_p(a: torch.Tensor, b: torch.Tensor) -> tuple[str, float]:
+    sa, sb = statistics(a), statistics(b)
+    return min(((k, ks_2samp(sa[k].numpy(), sb[k].numpy()).pvalue) for k in sa), key=lambda kp: kp[1])
+
+
+CASES = {  # the study's full MoCo v2 / BYOL pipeline, SwAV's shrinking low-resolution crops
+    "mocov2": ({**config_views("mocov2")[0], "size": 64}, {"blur_p": 0.0}),
+    "swav-low-res": ({**config_views("swav")[1], "size": 32}, {"scale": [0.2, 0.5]}),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_device_views_follow_the_per_image_distribution(slice_intensity, case):
+    spec, _ = CASES[case]
+    reference = per_image_views(spec, slice_intensity)
+    batched = batch_views(spec, slice_intensity)
+    assert batched.shape == reference.shape
+    name, p = smallest_p(reference, batched)  # 5 two-sample KS tests per case
+    assert p > 1e-3, f"{name} differs between the paths (KS p = {p:.2g})"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_comparison_sees_a_changed_augmentation(slice_intensity, case):
+    spec, change = CASES[case]
+    reference = per_image_views(spec, slice_intensity)
+    name, p = smallest_p(reference, batch_views({**spec, **change}, slice_intensity))
+    assert p < 1e-4, f"{change} went unnoticed (smallest KS p = {p:.2g} for {name})"
+
+
+def test_batch_views_draw_per_image_and_keep_shapes():
+    spec = config_views("byol")[0] | {"size": 32}
+    images = torch.rand(1, 1, 48, 48).expand(8, -1, -1, -1)  # one image, eight times
+    views = BatchMultiView([spec, {"size": 16, "count": 3, "channels": 1}])(images)
+    assert [tuple(v.shape) for v in views] == [(8, 3, 32, 32)] * 2 + [(8, 1, 16, 16)] * 3
+    assert len({v[0, 0].sum().item() for v in views[0].unbind()}) == 8  # fresh draws per image
+    assert torch.equal(views[0][:, 0], views[0][:, 2])  # grey replicated
+
+
+def test_random_window_draws_one_window_per_image():
+    hu = torch.linspace(-1000, 1000, 64).view(1, 1, 8, 8).expand(6, -1, -1, -1)
+    out = HUToIntensity(mode="random_window").batch(hu)
+    assert out.shape == hu.shape and out.min() >= 0 and out.max() <= 1
+    assert len({round(float(o.mean()), 6) for o in out}) == 6
+    fixed = HUToIntensity(window_name="lung", mode="window")
+    assert torch.equal(fixed.batch(hu), fixed(hu))
