@@ -70,20 +70,12 @@ def timed(fn, repeats):
     return statistics.median(times), result
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--series", type=int, default=20)
-    ap.add_argument("--slices", type=int, default=100, help="slices per series")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--workers", type=int, default=os.cpu_count())
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    args = ap.parse_args()
-
+def measure(*, series: int, slices: int, repeats: int, workers: int) -> dict:
+    """Slices/s of the original approach and of ours (to 256 px and kept at 512 px), each the
+    median of ``repeats`` runs on one synthetic tree of ``series`` x ``slices`` 512x512 slices."""
     work = Path(tempfile.mkdtemp(prefix="medssl-ingest-bench-"))
     try:
-        start = time.perf_counter()
-        n = make_tree(work / "LIDC-IDRI", args.series, args.slices)
-        print(f"wrote {n} DICOM slices of 512x512 in {time.perf_counter() - start:.0f} s")
+        n = make_tree(work / "LIDC-IDRI", series, slices)
         for path in (work / "LIDC-IDRI").rglob("*.dcm"):  # page cache warm-up
             path.read_bytes()
 
@@ -94,35 +86,47 @@ def main():
         def run_ours(size):
             def go():
                 summary, _, _ = ingest([work / "LIDC-IDRI"], work / f"store{size}",
-                                       Options(size=size), workers=args.workers, overwrite=True,
+                                       Options(size=size), workers=workers, overwrite=True,
                                        progress=False)
                 return summary.slices_written
             return go
 
         results = {}
-        t, count = timed(run_original, args.repeats)
+        t, count = timed(run_original, repeats)
         assert count == n
         results["original_png8_single_process"] = n / t
         for size in (256, 512):
-            t, count = timed(run_ours(size), args.repeats)
+            t, count = timed(run_ours(size), repeats)
             assert count == n
-            results[f"medssl_int16_size{size}_{args.workers}_workers"] = n / t
+            results[f"medssl_int16_size{size}_{workers}_workers"] = n / t
         store = SliceStore(work / "store512")
         assert store.units == "HU" and store[0].dtype == np.int16
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return {"slices": n, "series": series, "repeats": repeats, "workers": workers,
+            "slices_per_s": {k: round(v, 1) for k, v in results.items()}}
 
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--series", type=int, default=20)
+    ap.add_argument("--slices", type=int, default=100, help="slices per series")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=os.cpu_count())
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = ap.parse_args()
+
+    report = measure(series=args.series, slices=args.slices, repeats=args.repeats, workers=args.workers)
+    results = report["slices_per_s"]
     machine = f"{platform.machine()}-{os.cpu_count()}cpu"
     base = results["original_png8_single_process"]
-    lines = [f"# Ingestion on {machine}: {n} DICOM slices of 512x512 ({args.series} series), "
+    lines = [f"# Ingestion on {machine}: {report['slices']} DICOM slices of 512x512 ({args.series} series), "
              f"median of {args.repeats}", "", "| pipeline | slices/s | vs original |", "|---|---:|---:|"]
     lines += [f"| {k} | {v:,.0f} | {v / base:.1f}x |" for k, v in results.items()]
     text = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"ingest-{machine}.md").write_text(text)
-    (args.out / f"ingest-{machine}.json").write_text(json.dumps(
-        {"machine": machine, "slices": n, "repeats": args.repeats, "workers": args.workers,
-         "slices_per_s": {k: round(v, 1) for k, v in results.items()}}, indent=1) + "\n")
+    (args.out / f"ingest-{machine}.json").write_text(json.dumps({"machine": machine, **report}, indent=1) + "\n")
     print(text)
 
 

@@ -8,8 +8,13 @@ Synthetic views already in memory (this measures the training step, not the inpu
 the study's view counts (SwAV 2 x size + 6 x size*96/224, MoCo v2 and BYOL 2 x size) and heads.
 Each method runs in its own process (clean peak memory). Images/s counts source images (each
 with all its views) per second: batch / median step time over --steps timed steps after --warmup.
+
+``bare_<method>`` runs the backbone passes of a method bare: its overhead is its step time over
+that one's (``BASELINES``). With ``--store`` the views come from a slice store through
+SliceStoreDataModule, and images/s is batch / median step-to-step interval (waits for data count).
 """
 import argparse
+import copy
 import json
 import os
 import platform
@@ -23,14 +28,59 @@ from pathlib import Path
 import torch
 
 METHODS = ("supervised", "swav", "mocov2", "byol", "spark", "spark_dense")
+# Backbone passes per step: (trained view groups, no-grad view groups through a momentum copy);
+# the views of a group go through together, as the method passes them.
+BARE_PASSES = {
+    "supervised": ([[0]], []),
+    "swav": ([[0, 1], [2, 3, 4, 5, 6, 7]], []),
+    "mocov2": ([[0]], [[1]]),
+    "byol": ([[0, 1]], [[0, 1]]),
+}
+# What each method's step time is compared with (goal: <= 1.15x).
+BASELINES = {"swav": "bare_swav", "mocov2": "bare_mocov2", "byol": "bare_byol", "spark": "spark_dense"}
+
+
+def bare_passes(method: str, arch: str):
+    """One supervised pass (linear head, cross-entropy, SGD) per trained view group and one
+    no-grad pass per momentum-encoder group: the method's backbone work without its heads,
+    losses and momentum updates."""
+    from medssl.methods import PretrainMethod
+
+    trained, no_grad = BARE_PASSES[method]
+
+    class BarePasses(PretrainMethod):
+        def __init__(self):
+            super().__init__(arch=arch, optimizer="sgd", lr=0.01)
+            self.fc = torch.nn.Linear(self.feature_dim, 10)
+            self.backbone_momentum = copy.deepcopy(self.backbone).requires_grad_(False) if no_grad else None
+
+        def compiled_modules(self):
+            return [m for m in (self.backbone, self.backbone_momentum) if m is not None]
+
+        def training_step(self, batch, batch_idx):
+            views = self.views_to_device_format(batch)
+            loss = 0.0
+            for group in trained:
+                x = join(views, group)
+                labels = torch.zeros(len(x), dtype=torch.long, device=x.device)
+                loss = loss + torch.nn.functional.cross_entropy(self.fc(self.backbone(x)), labels)
+            with torch.no_grad():
+                for group in no_grad:
+                    self.backbone_momentum(join(views, group))
+            return loss
+
+    return BarePasses()
+
+
+def join(views, group):
+    return views[group[0]] if len(group) == 1 else torch.cat([views[i] for i in group])
 
 
 def build(method: str, arch: str):
-    import pytorch_lightning as pl
-
     from medssl.methods import BYOL, MoCoV2, SparK, SwAV
-    from medssl.models import build_backbone, feature_dim
 
+    if method == "supervised" or method.startswith("bare_"):
+        return bare_passes(method.removeprefix("bare_"), arch)
     if method == "swav":
         return SwAV(arch=arch)
     if method == "mocov2":
@@ -59,25 +109,11 @@ def build(method: str, arch: str):
                 return torch.zeros(len(images), 1, g, g, dtype=torch.bool, device=images.device)
 
         return DenseSparK(arch=arch, warmup_epochs=0)
-
-    class Supervised(pl.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.backbone = build_backbone(arch)
-            self.fc = torch.nn.Linear(feature_dim(arch), 10)
-            self.hparams.channels_last = False
-
-        def training_step(self, batch, batch_idx):
-            x = batch[0]
-            return torch.nn.functional.cross_entropy(self.fc(self.backbone(x)), torch.zeros(len(x), dtype=torch.long, device=x.device))
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.01, momentum=0.9)
-
-    return Supervised()
+    raise ValueError(f"unknown method {method!r}")
 
 
 def view_shapes(method: str, size: int):
+    method = method.removeprefix("bare_")
     if method == "swav":
         return [size] * 2 + [max(16, size * 96 // 224)] * 6
     if method in ("supervised", "spark", "spark_dense"):
@@ -96,45 +132,83 @@ class Views(torch.utils.data.Dataset):
         return [v[i] for v in self.views]
 
 
-def run_one(args) -> dict:
+def now() -> float:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+def synthetic_data(args, method: str):
+    return torch.utils.data.DataLoader(Views(view_shapes(method, args.size), args.batch * 2),
+                                       batch_size=args.batch, shuffle=False, drop_last=True,
+                                       pin_memory=torch.cuda.is_available())
+
+
+def store_data(args):
+    from medssl.data.datamodule import SliceStoreDataModule
+
+    return SliceStoreDataModule(str(args.store), views=json.loads(args.views),
+                                intensity=json.loads(args.intensity), batch_size=args.batch,
+                                num_workers=args.workers, augment_on="auto")
+
+
+def run_one(args, method: str) -> dict:
     import pytorch_lightning as pl
 
     class Clock(pl.Callback):
-        def __init__(self):
-            self.times = []
+        """Each step's duration, and when each step ended."""
 
-        def _sync(self):
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
+        def __init__(self):
+            self.steps, self.ends = [], []
 
         def on_train_batch_start(self, *a):
-            self._sync()
-            self.start = time.perf_counter()
+            self.start = now()
 
         def on_train_batch_end(self, *a):
-            self._sync()
-            self.times.append(time.perf_counter() - self.start)
+            self.ends.append(now())
+            self.steps.append(self.ends[-1] - self.start)
 
-    module = build(args.single, args.arch)
-    if args.single != "supervised":
-        module.hparams.channels_last = args.channels_last
-        module.hparams.compile = args.compile
-    steps = args.warmup + args.steps
-    data = torch.utils.data.DataLoader(Views(view_shapes(args.single, args.size), args.batch * 2),
-                                       batch_size=args.batch, shuffle=False, drop_last=True,
-                                       pin_memory=torch.cuda.is_available())
+    module = build(method, args.arch)
+    module.hparams.channels_last = args.channels_last
+    module.hparams.compile = args.compile
     clock = Clock()
-    trainer = pl.Trainer(max_steps=steps, accelerator="auto", devices=1, precision=args.precision,
-                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=[clock])
+    trainer = pl.Trainer(max_steps=args.warmup + args.steps, accelerator="auto", devices=1,
+                         precision=args.precision, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=[clock])
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    trainer.fit(module, data)
-    step = statistics.median(clock.times[args.warmup:])
+    if args.store:
+        trainer.fit(module, datamodule=store_data(args))
+    else:
+        trainer.fit(module, synthetic_data(args, method))
+    step = statistics.median(clock.steps[args.warmup:])
+    ends = clock.ends[max(args.warmup - 1, 0):]
+    interval = statistics.median(b - a for a, b in zip(ends, ends[1:]))
     peak = (torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available()
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    return {"method": args.single, "images_per_s": args.batch / step, "step_s": step,
-            "peak_memory_mib": peak, "memory_kind": "cuda allocated" if torch.cuda.is_available() else "process RSS"}
+    return {"method": method, "images_per_s": args.batch / (interval if args.store else step),
+            "step_s": step, "interval_s": interval, "peak_memory_mib": peak,
+            "memory_kind": "cuda allocated" if torch.cuda.is_available() else "process RSS high-water"}
+
+
+def measure(methods: list[str], *, arch: str, size: int, batch: int, precision: str,
+            channels_last: bool = False, compile: bool = False, steps: int = 5, warmup: int = 2,
+            store: Path | None = None, views: list[dict] | None = None, intensity: dict | None = None,
+            workers: int = 0) -> list[dict]:
+    """Time ``methods`` one after another in one fresh process (the first one's peak memory is
+    its own); with ``store``, on views of that slice store made by SliceStoreDataModule."""
+    cmd = [sys.executable, __file__, "--single", *methods, "--arch", arch, "--size", str(size),
+           "--batch", str(batch), "--precision", precision, "--steps", str(steps), "--warmup", str(warmup)]
+    cmd += ["--channels-last"] * channels_last + ["--compile"] * compile
+    if store:
+        cmd += ["--store", str(store), "--views", json.dumps(views), "--intensity", json.dumps(intensity),
+                "--workers", str(workers)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    results = [json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode or len(results) != len(methods):
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"{' '.join(methods)} failed: {last}\n{proc.stderr[-3000:]}")
+    return results
 
 
 def main():
@@ -147,22 +221,27 @@ def main():
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--methods", nargs="+", default=list(METHODS))
-    ap.add_argument("--single", help=argparse.SUPPRESS)
+    ap.add_argument("--methods", nargs="+", default=list(METHODS),
+                    help=f"of {', '.join(METHODS)} and bare_<method> (see BARE_PASSES)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--single", nargs="+", help=argparse.SUPPRESS)  # the measuring process
+    ap.add_argument("--store", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--views", help=argparse.SUPPRESS)
+    ap.add_argument("--intensity", help=argparse.SUPPRESS)
+    ap.add_argument("--workers", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.single:
-        print("RESULT " + json.dumps(run_one(args)))
+        for method in args.single:
+            print("RESULT " + json.dumps(run_one(args, method)), flush=True)
         return
     rows = []
     for method in args.methods:
-        cmd = [sys.executable, __file__, "--single", method] + [
-            a for a in sys.argv[1:] if a not in args.methods and a != "--methods"]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
-        if line is None:
-            sys.exit(f"{method} failed:\n{proc.stderr[-3000:]}")
-        rows.append(json.loads(line[7:]))
+        try:
+            rows += measure([method], arch=args.arch, size=args.size, batch=args.batch,
+                            precision=args.precision, channels_last=args.channels_last,
+                            compile=args.compile, steps=args.steps, warmup=args.warmup)
+        except RuntimeError as error:
+            sys.exit(str(error))
         print(f"{method:10s} {rows[-1]['images_per_s']:8.1f} img/s  peak {rows[-1]['peak_memory_mib']:.0f} MiB",
               flush=True)
     base = next((r for r in rows if r["method"] == "supervised"), None)

@@ -1,0 +1,55 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BASELINES = {"swav": "bare_swav", "mocov2": "bare_mocov2", "byol": "bare_byol", "spark": "spark_dense"}
+
+
+def test_benchmark_suite_writes_json_and_markdown(tmp_path):
+    # the smallest run: 1 warm-up + 1 timed step of batch 2, every module in one process
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/run.py", "--quick", "--arch", "resnet18", "--size", "64",
+         "--batch", "2", "--warmup", "1", "--steps", "1", "--repeats", "1", "--one-process",
+         "--sections", "train", "ingest", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (report,) = [json.loads(p.read_text()) for p in tmp_path.glob("*-quick.json")]
+    assert report["command"].startswith("python benchmarks/run.py --quick")
+    assert report["torch"] and report["device"] and report["date"]
+
+    train = report["sections"]["train"]
+    assert train["status"] == "ok" and train["supervised"]["images_per_s"] > 0
+    assert {m: r["baseline"] for m, r in train["methods"].items()} == BASELINES
+    for result in train["methods"].values():
+        assert result["images_per_s"] > 0 and result["baseline_images_per_s"] > 0
+        assert result["peak_memory_mib"] > 0 and result["ratio"] > 0
+        assert result["goal_result"]["passed"] in (True, False)
+
+    ingest = report["sections"]["ingest"]
+    assert ingest["status"] == "ok" and ingest["slices"] > 0
+    assert len(ingest["slices_per_s"]) == 3 and all(v > 0 for v in ingest["slices_per_s"].values())
+
+    text = (tmp_path / f"{report['machine']}.md").read_text()
+    for name in ("supervised", *BASELINES, *BASELINES.values()):
+        assert f"| {name} |" in text
+    assert "original_png8_single_process" in text and report["command"] in text
+
+
+def test_data_pipeline_benchmark_compares_the_same_views(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import data_pipeline
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    views = data_pipeline.mocov2_views(32)
+    blur = [type(step.transforms[0]).__name__ for step in data_pipeline.study_views(views).pipelines[0][0].transforms
+            if type(step).__name__ == "RandomApply"]
+    assert "GaussianBlur" in blur and "RandomGaussianBlur" not in blur  # torchvision's own
+    result = data_pipeline.measure(slices=8, size=32, workers=0, repeats=1, batch_size=4, views=views,
+                                   slice_size=64)
+    assert result["slices"] == 8 and result["views_per_image"] == 2
+    for key in ("store_views_per_s", "png_views_per_s", "png_ours_views_per_s"):
+        assert result[key] > 0
+    assert result["ratio"] == result["store_views_per_s"] / result["png_views_per_s"]
