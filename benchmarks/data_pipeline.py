@@ -113,9 +113,8 @@ def measure(*, slices: int, size: int, workers: int, repeats: int, batch_size: i
             "png_ours_views_per_s": views_per_second(PngViews(paths, intensity, MultiView(views)), **common),
         }
         if torch.cuda.is_available():
-            on_gpu = BatchMultiView(views)
             result["device_views_per_s"] = views_per_second(
-                SliceValues(store), **common, on_device=lambda b: on_gpu(intensity.batch(b)))
+                SliceValues(store), **common, on_device=BatchMultiView(views, intensity=intensity))
     result["ratio"] = result["store_views_per_s"] / result["png_views_per_s"]
     result["goal"] = 3.0
     return result

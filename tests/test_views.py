@@ -92,3 +92,20 @@ def test_random_window_draws_one_window_per_image():
     assert len({round(float(o.mean()), 6) for o in out}) == 6
     fixed = HUToIntensity(window_name="lung", mode="window")
     assert torch.equal(fixed.batch(hu), fixed(hu))
+
+
+def test_seeded_device_views_draw_from_their_own_stream():
+    spec = config_views("mocov2")[0] | {"size": 24}
+    hu = torch.linspace(-1000, 1000, 48 * 48).view(1, 1, 48, 48).expand(4, -1, -1, -1)
+
+    def views(seed):
+        made = BatchMultiView([spec], seed=seed, intensity=HUToIntensity(mode="random_window"))
+        return torch.cat([made(hu)[0], made(hu)[0]])  # two batches: the stream goes on
+
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    first, again, other_rank = views(7), views(7), views(8)
+    assert torch.equal(torch.get_rng_state(), before)  # the global stream is left alone
+    assert torch.equal(first, again)
+    assert not torch.equal(first[:4], first[4:])  # the second batch draws afresh
+    assert not torch.equal(first, other_rank)

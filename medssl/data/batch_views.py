@@ -50,7 +50,8 @@ class BatchView(torch.nn.Module):
         self.crops = ResizedCropGenerator((self.spec.size,) * 2, tuple(self.spec.scale), ASPECT_RATIOS)
         self.crops.set_rng_device_and_dtype(torch.device("cpu"), torch.float32)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, noise: torch.Generator | None = None) -> torch.Tensor:
+        """``noise``: the device generator for the additive noise (default: the global one)."""
         s, n = self.spec, len(images)
         x = images
         if s.rotate_p > 0:
@@ -71,7 +72,7 @@ class BatchView(torch.nn.Module):
         if s.noise_p > 0:
             low, high = (math.log(v) for v in s.noise_var)
             scale = draw(low, high, n).exp().sqrt() * chance(s.noise_p, n)
-            x = x + torch.randn_like(x) * per_image(scale, x)
+            x = x + torch.randn(x.shape, generator=noise, device=x.device, dtype=x.dtype) * per_image(scale, x)
         x = (x - s.mean[0]) / s.std[0]
         return x.expand(-1, s.channels, -1, -1).contiguous() if s.channels != 1 else x
 
@@ -94,11 +95,35 @@ class BatchView(torch.nn.Module):
 
 
 class BatchMultiView(torch.nn.Module):
-    """All views of a batch: ``count`` draws of each spec, in spec order (as MultiView)."""
+    """All views of a batch: ``count`` draws of each spec, in spec order (as MultiView).
 
-    def __init__(self, specs):
+    ``intensity``: a ``HUToIntensity`` applied first (stored values in, views out).
+    ``seed``: draw from a random stream of its own (the global one is left as it was), so
+    that each DDP process, seeded alike, still augments its images differently, as the
+    DataLoader workers' per-process seeds do on the CPU path.
+    """
+
+    def __init__(self, specs, seed: int | None = None, intensity=None):
         super().__init__()
         self.views = torch.nn.ModuleList([BatchView(s) for s in specs])
+        self.intensity = intensity
+        self.seed, self.host_state, self.noise = seed, None, None
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        return [view(images) for view in self.views for _ in range(view.spec.count)]
+        if self.seed is None:
+            return self.all_views(images)
+        if self.noise is None:
+            self.noise = torch.Generator(images.device).manual_seed(self.seed % 2**63)
+        with torch.random.fork_rng(devices=[]):
+            if self.host_state is None:
+                torch.manual_seed(self.seed % 2**63)
+            else:
+                torch.set_rng_state(self.host_state)
+            views = self.all_views(images)
+            self.host_state = torch.get_rng_state()
+        return views
+
+    def all_views(self, images: torch.Tensor) -> list[torch.Tensor]:
+        if self.intensity is not None:
+            images = self.intensity.batch(images)
+        return [view(images, self.noise) for view in self.views for _ in range(view.spec.count)]

@@ -101,7 +101,9 @@ class SliceStoreDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         self.setup()
         if self.views_on_device():
-            self.device_views = BatchMultiView(self.views_config)
+            rank = self.trainer.global_rank if self.trainer else 0
+            self.device_views = BatchMultiView(self.views_config, seed=torch.initial_seed() + rank,
+                                               intensity=self.intensity)
             dataset = SliceValues(self.store)
         else:
             self.device_views = None
@@ -115,4 +117,4 @@ class SliceStoreDataModule(pl.LightningDataModule):
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         if self.device_views is None or not isinstance(batch, torch.Tensor):
             return batch
-        return self.device_views(self.intensity.batch(batch))
+        return self.device_views(batch)
