@@ -11,7 +11,7 @@ def test_benchmark_suite_writes_json_and_markdown(tmp_path):
     # the smallest run: 1 warm-up + 1 timed step of batch 2, every module in one process
     proc = subprocess.run(
         [sys.executable, "benchmarks/run.py", "--quick", "--arch", "resnet18", "--size", "64",
-         "--batch", "2", "--warmup", "1", "--steps", "1", "--repeats", "1", "--one-process",
+         "--batch", "2", "--warmup", "1", "--steps", "1", "--rounds", "1", "--repeats", "1", "--one-process",
          "--sections", "train", "ingest", "--out", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
