@@ -93,9 +93,8 @@ def mocov2_views(size: int) -> list[dict]:
 
 
 def measure(*, slices: int, size: int, workers: int, repeats: int, batch_size: int,
-            views: list[dict], quick: bool = False, slice_size: int = 256) -> dict:
-    """Views/s of each pipeline; ``ratio`` = store / png_study (goal >= 3). ``quick`` is accepted
-    for the suite's sake: the caller picks smaller sizes."""
+            views: list[dict], slice_size: int = 256) -> dict:
+    """Views/s of each pipeline; ``ratio`` = store / png_study (goal >= 3)."""
     count = sum(ViewSpec.of(v).count for v in views)
     intensity = HUToIntensity(mode="full")
     with tempfile.TemporaryDirectory(prefix="medssl-pipeline-") as tmp:

@@ -103,7 +103,7 @@ def data_section(opts, sections: dict) -> dict:
         return {"status": "skipped", "reason": "benchmarks/data_pipeline.py does not exist yet"}
     views, _ = config_views("mocov2", opts.data_size)  # the study's views, whatever the model size
     result = pipeline.measure(slices=opts.data_slices, size=opts.data_size, workers=opts.workers,
-                              repeats=opts.repeats, batch_size=opts.batch, views=views, quick=opts.quick)
+                              repeats=opts.repeats, batch_size=opts.batch, views=views)
     result["goal_result"] = goal("store views/s / PNG views/s", result["ratio"], result["goal"], ">=")
     print(f"  store {result['store_views_per_s']:,.0f} views/s, PNG {result['png_views_per_s']:,.0f} "
           f"views/s: {result['ratio']:.1f}x ({verdict(result['goal_result'])})", flush=True)

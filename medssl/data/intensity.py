@@ -25,6 +25,11 @@ def to_uint8(hu: np.ndarray, level: float, width: float) -> np.ndarray:
     return np.round(window(hu, level, width) * 255.0).astype(np.uint8)
 
 
+def scaled(values, low, width):
+    """Tensor values -> float32 in [0, 1]: (values - low) / width, clipped."""
+    return ((values.float() - low) / width).clamp_(0.0, 1.0)
+
+
 class HUToIntensity:
     """The documented step from stored values (HU, int16) to network intensities in [0, 1].
 
@@ -61,8 +66,7 @@ class HUToIntensity:
             level = float(torch.empty(()).uniform_(*self.level_range))
             width = float(torch.empty(()).uniform_(*self.width_range))
         if isinstance(values, torch.Tensor):
-            low = level - width / 2
-            return ((values.float() - low) / width).clamp_(0.0, 1.0)
+            return scaled(values, level - width / 2, width)
         return window(values, level, width)
 
     def batch(self, values):
@@ -75,8 +79,8 @@ class HUToIntensity:
         shape = (len(values),) + (1,) * (values.dim() - 1)
         level = torch.empty(len(values)).uniform_(*self.level_range)
         width = torch.empty(len(values)).uniform_(*self.width_range)
-        low, width = ((v.view(shape).to(values.device, non_blocking=True) for v in (level - width / 2, width)))
-        return ((values.float() - low) / width).clamp_(0.0, 1.0)
+        low, width = (v.view(shape).to(values.device, non_blocking=True) for v in (level - width / 2, width))
+        return scaled(values, low, width)
 
     def __repr__(self) -> str:
         return f"HUToIntensity(mode={self.mode!r}, level={self.level}, width={self.width})"
