@@ -107,16 +107,17 @@ class BatchMultiView(torch.nn.Module):
         super().__init__()
         self.views = torch.nn.ModuleList([BatchView(s) for s in specs])
         self.intensity = intensity
-        self.seed, self.host_state, self.noise = seed, None, None
+        self.seed = None if seed is None else seed % 2**63  # what manual_seed accepts
+        self.host_state, self.noise = None, None
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         if self.seed is None:
             return self.all_views(images)
         if self.noise is None:
-            self.noise = torch.Generator(images.device).manual_seed(self.seed % 2**63)
+            self.noise = torch.Generator(images.device).manual_seed(self.seed)
         with torch.random.fork_rng(devices=[]):
             if self.host_state is None:
-                torch.manual_seed(self.seed % 2**63)
+                torch.manual_seed(self.seed)
             else:
                 torch.set_rng_state(self.host_state)
             views = self.all_views(images)

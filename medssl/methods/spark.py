@@ -61,10 +61,6 @@ class SparK(PretrainMethod):
         h, w = images.shape[-2:]
         if h % STRIDE or w % STRIDE or h != w:
             raise ValueError(f"SparK needs square inputs with a side divisible by {STRIDE}, got {h}x{w}")
-        cells = (h // STRIDE) ** 2
-        if max(1, round(cells * (1.0 - self.hparams.mask_ratio))) >= cells:  # as random_mask
-            raise ValueError(f"no masked patch: mask ratio {self.hparams.mask_ratio} of a {h // STRIDE}x"
-                             f"{h // STRIDE} grid masks nothing, and the SparK loss needs masked patches")
         return random_mask(len(images), h // STRIDE, self.hparams.mask_ratio, images.device, generator)
 
     @staticmethod
@@ -76,7 +72,7 @@ class SparK(PretrainMethod):
         return (target - mean) / std, mean, std
 
     def loss(self, images: torch.Tensor, prediction: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """MSE to the per-patch normalised target, averaged over MASKED patches only (``make_mask``
+        """MSE to the per-patch normalised target, averaged over MASKED patches only (``random_mask``
         guarantees some; the check lives there, so that the step never waits on the device)."""
         masked = (~mask).flatten(1).float()
         target, _, _ = self.patch_targets(images)

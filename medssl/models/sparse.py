@@ -22,11 +22,15 @@ STRIDE = 32
 
 def random_mask(batch: int, grid: int, ratio: float, device=None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """Per-sample random mask on a grid x grid lattice; ``ratio`` of the cells masked."""
+    """Per-sample random mask on a grid x grid lattice; ``ratio`` of the cells masked (at least
+    one, checked from the sizes alone so that no step waits on the device)."""
     if not 0.0 <= ratio < 1.0:
         raise ValueError(f"mask ratio must be in [0, 1), not {ratio}")
     cells = grid * grid
     keep = max(1, round(cells * (1.0 - ratio)))
+    if keep >= cells:
+        raise ValueError(f"no masked patch: mask ratio {ratio} of a {grid}x{grid} grid masks nothing, "
+                         "and the SparK loss needs masked patches")
     noise = torch.rand(batch, cells, generator=generator, device=device)
     order = noise.argsort(dim=1)
     visible = torch.zeros(batch, cells, dtype=torch.bool, device=order.device)
