@@ -12,6 +12,8 @@ from torch.utils.data import DataLoader, Dataset
 from conftest import phantom_store, run_two_process_ddp
 from medssl.cli import pretrain_cli
 from medssl.methods import SparK
+from medssl.models import build_backbone
+from medssl.models.spark_decoder import Densify, LightDecoder, UpBlock
 from medssl.models.sparse import SparseResNet, mask_at, masked_batch_norm, random_mask
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,3 +197,122 @@ def test_ddp_on_two_cpu_processes(store, tmp_path):
     assert torch.equal(rank0["params"]["backbone.conv1.weight"], rank1["params"]["backbone.conv1.weight"])
     mean = "backbone.bn1.running_mean"  # visible-only statistics summed over both processes
     torch.testing.assert_close(rank0["buffers"][mean], rank1["buffers"][mean])
+
+
+# --- the published design (keyu-tian/SparK, pretrain/spark.py and decoder.py), as facts -------
+
+@pytest.fixture(scope="module")
+def spark50():
+    torch.manual_seed(0)
+    return SparK(arch="resnet50", decoder_width=768)
+
+
+def test_densify_projection_kernels_follow_the_published_design(spark50):
+    """1x1 at the deepest scale (stride 32), 3x3 at strides 16, 8, 4; Identity at stride 32 when
+    the encoder's and decoder's widths agree there."""
+    shapes = [tuple(p.weight.shape) for p in spark50.densify.projections]
+    assert shapes == [(768, 2048, 1, 1), (384, 1024, 3, 3), (192, 512, 3, 3), (96, 256, 3, 3)]
+    assert [p.padding for p in spark50.densify.projections] == [(0, 0), (1, 1), (1, 1), (1, 1)]
+    assert all(p.bias is not None for p in spark50.densify.projections)
+    same = Densify([512, 256, 128, 64], [512, 256, 128, 64])  # ResNet-18 under a width-512 decoder
+    assert isinstance(same.projections[0], torch.nn.Identity)
+    assert [tuple(p.weight.shape[-2:]) for p in same.projections[1:]] == [(3, 3)] * 3
+
+
+def test_decoder_block_layer_sequence(spark50):
+    """Each x2 step: transposed conv 4/2/1 with bias, conv3x3-BN-ReLU6-conv3x3-BN, no final
+    activation; widths halve from 768 over five steps, then a 1x1 head to 3 channels."""
+    decoder = spark50.decoder
+    nn = torch.nn
+    for block in decoder.blocks:
+        layers = [type(m) for m in block.modules() if not isinstance(m, (UpBlock, nn.Sequential))]
+        assert layers == [nn.ConvTranspose2d, nn.Conv2d, nn.BatchNorm2d, nn.ReLU6, nn.Conv2d, nn.BatchNorm2d]
+        up = block.up
+        assert (up.kernel_size, up.stride, up.padding, up.bias is not None) == ((4, 4), (2, 2), (1, 1), True)
+        assert up.in_channels == up.out_channels
+        convs = [m for m in block.conv if isinstance(m, nn.Conv2d)]
+        assert all(c.kernel_size == (3, 3) and c.padding == (1, 1) and c.bias is None for c in convs)
+    assert [b.up.in_channels for b in decoder.blocks] == [768, 384, 192, 96, 48]
+    assert [b.conv[3].out_channels for b in decoder.blocks] == [384, 192, 96, 48, 24]
+    assert tuple(decoder.head.weight.shape) == (3, 24, 1, 1) and decoder.head.bias is not None
+
+
+def test_reconstruction_stage_takes_negative_values_before_the_head():
+    torch.manual_seed(0)
+    decoder = LightDecoder(width=32, steps=3)
+    seen = {}
+    decoder.blocks[-1].register_forward_hook(lambda m, i, o: seen.__setitem__("last", o))
+    features = [torch.randn(2, 32 // 2 ** i, 2 * 2 ** i, 2 * 2 ** i) for i in range(3)]
+    decoder(features)
+    assert seen["last"].min() < 0 < seen["last"].max()  # no ReLU6 before the head
+
+
+def test_parameter_counts_of_resnet50_at_width_768(spark50):
+    """Counted on the official SparK code (timm ResNet-50, 224 px, LightDecoder width 768)."""
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(spark50.encoder) == 23_508_032  # the ResNet-50 without fc
+    assert count(spark50.densify) == 6_230_688  # norms 7,680 + mask tokens 3,840 + projections
+    assert count(spark50.densify.projections) == 6_219_168
+    assert count(spark50.densify.projections[0]) == 1_573_632  # 2048 -> 768, 1x1, at stride 32
+    assert count(spark50.decoder) == 23_183_115
+
+
+def test_initialisation_as_the_official_code(spark50):
+    nn = torch.nn
+    tokens = torch.cat([t.flatten() for t in spark50.densify.mask_tokens])
+    assert tokens.abs().max() <= 0.02 and 0.009 < tokens.std() < 0.0125  # N(0, .02) cut at +-.02
+    for block in spark50.decoder.blocks:
+        fan_out = block.up.weight.shape[0] * 16
+        assert block.up.weight.std().item() == pytest.approx(math.sqrt(2 / fan_out), rel=0.05)
+        assert torch.count_nonzero(block.up.bias) == 0
+        for conv in (block.conv[0], block.conv[3]):
+            assert conv.weight.std().item() == pytest.approx(0.02, rel=0.05)
+    assert torch.count_nonzero(spark50.decoder.head.bias) == 0
+    norms = [m for m in [*spark50.decoder.modules(), *spark50.densify.norms]
+             if isinstance(m, nn.BatchNorm2d)]
+    assert norms and all(bool((m.weight == 1).all() and (m.bias == 0).all()) for m in norms)
+    for p in spark50.densify.projections:  # PyTorch's default init: the official init skips them
+        fan_in = p.weight[0].numel()
+        assert p.weight.std().item() == pytest.approx(1 / math.sqrt(3 * fan_in), rel=0.05)
+        assert 0 < p.bias.abs().max() <= 1 / math.sqrt(fan_in)
+    # the encoder: timm's ResNet starts every residual block's last BN at zero; torchvision's
+    # default does not, so only SparK builds it so
+    for arch, last in (("resnet50", "bn3"), ("resnet18", "bn2")):
+        backbone = spark50.backbone if arch == "resnet50" else SparK(arch=arch, decoder_width=32).backbone
+        blocks = [b for layer in SparseResNet(backbone).layers() for b in layer]
+        assert all(bool((getattr(b, last).weight == 0).all()) for b in blocks)
+        others = [m for name, m in backbone.named_modules()
+                  if isinstance(m, nn.BatchNorm2d) and not name.endswith(last)]
+        assert all(bool((m.weight == 1).all()) for m in others)
+    assert bool((build_backbone("resnet18").layer1[0].bn2.weight == 1).all())  # others: unchanged
+
+
+def test_sync_batchnorm_conversion_keeps_the_forward_on_cpu():
+    """trainer.sync_batchnorm converts every BatchNorm (the masked ones read only attributes
+    SyncBatchNorm shares); without a process group the converted model computes the same."""
+    from pytorch_lightning.plugins import TorchSyncBatchNorm
+
+    torch.manual_seed(0)
+    model = SparK(arch="resnet18", decoder_width=32, drop_path=0.0)
+    converted = TorchSyncBatchNorm().apply(copy.deepcopy(model))
+    assert not [m for m in converted.modules() if type(m) is torch.nn.BatchNorm2d]
+    assert converted.encoder.resnet is converted.backbone
+    images = torch.randn(4, 3, 64, 64)
+    mask = random_mask(4, 2, 0.6, generator=torch.Generator().manual_seed(0))
+    for train in (True, False):
+        model.train(train), converted.train(train)
+        torch.testing.assert_close(converted(images, mask), model(images, mask), rtol=0, atol=0)
+    for (name, a), (_, b) in zip(model.state_dict().items(), converted.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_visible_only_batchnorm_keeps_float64(mask):
+    torch.manual_seed(0)
+    x = torch.randn(4, 8, 12, 12, dtype=torch.float64)
+    bn = torch.nn.BatchNorm2d(8).double()
+    plain = torch.nn.BatchNorm1d(8).double()
+    out = masked_batch_norm(x, mask_at(mask, 12), bn)
+    visible = mask_at(mask, 12)[:, 0].bool()
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out.permute(0, 2, 3, 1)[visible], plain(x.permute(0, 2, 3, 1)[visible]),
+                               rtol=0, atol=1e-12)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from lightly.utils.scheduler import cosine_schedule
 
+from ..models import build_backbone
 from ..models.sparse import STRIDE, SparseResNet, random_mask
 from ..models.spark_decoder import Densify, LightDecoder
 from .base import PretrainMethod
@@ -44,6 +45,8 @@ class SparK(PretrainMethod):
                          momentum=momentum, betas=betas, warmup_epochs=warmup_epochs,
                          warmup_start_ratio=warmup_start_ratio, final_lr_ratio=final_lr_ratio,
                          channels_last=channels_last, compile=compile)
+        # zero-initialised last BN in every residual block, as the timm ResNet of official SparK
+        self.backbone = build_backbone(arch, zero_init_residual=True)
         self.encoder = SparseResNet(self.backbone, drop_path=drop_path, sync_bn=sync_bn)
         widths = self.encoder.widths[::-1]  # deepest first
         self.densify = Densify(widths, [decoder_width // 2 ** i for i in range(len(widths))], sync_bn)

@@ -22,9 +22,11 @@ def _check(arch: str) -> str:
     return arch
 
 
-def build_backbone(arch: str = "resnet50") -> nn.Module:
+def build_backbone(arch: str = "resnet50", zero_init_residual: bool = False) -> nn.Module:
     """A randomly initialised torchvision ResNet whose ``fc`` is an Identity: it returns the
-    pooled features, and its state dict has torchvision's key names and no ``fc``."""
-    model = BACKBONES[_check(arch)][0](weights=None)
+    pooled features, and its state dict has torchvision's key names and no ``fc``.
+    ``zero_init_residual``: the last BatchNorm of every residual block starts with weight 0
+    (as timm's ResNets do; SparK uses it)."""
+    model = BACKBONES[_check(arch)][0](weights=None, zero_init_residual=zero_init_residual)
     model.fc = nn.Identity()
     return model

@@ -63,12 +63,14 @@ def masked_batch_norm(x: torch.Tensor, m: torch.Tensor, bn: nn.BatchNorm2d,
                       sync: bool = False) -> torch.Tensor:
     """BatchNorm over the visible positions of x (m: float 0/1 mask, (B, 1, H, W)); the output
     is zero where m is 0. In training, batch statistics and running statistics come from
-    visible positions only (summed over all processes when ``sync``)."""
+    visible positions only (summed over all processes when ``sync``). Computed in float32, or in
+    float64 for float64 inputs."""
+    dtype = torch.promote_types(x.dtype, torch.float32)
     if bn.training or not bn.track_running_stats:
         dims = (0, 2, 3)
-        xf = x.float()
+        xf = x.to(dtype)
         stats = torch.stack([(xf * m).sum(dims), (xf * xf * m).sum(dims)])  # (2, C)
-        count = (m.sum() * torch.ones(1, device=x.device, dtype=torch.float32))
+        count = (m.sum() * torch.ones(1, device=x.device, dtype=dtype))
         if sync and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             packed = torch.cat([stats.flatten(), count])
             dist.all_reduce(packed)
@@ -84,13 +86,13 @@ def masked_batch_norm(x: torch.Tensor, m: torch.Tensor, bn: nn.BatchNorm2d,
                 bn.running_var.mul_(1 - momentum).add_(unbiased.to(bn.running_var.dtype), alpha=momentum)
                 bn.num_batches_tracked += 1
     else:
-        mean, var = bn.running_mean.float(), bn.running_var.float()
+        mean, var = bn.running_mean.to(dtype), bn.running_var.to(dtype)
     scale = torch.rsqrt(var + bn.eps)
     shift = -mean * scale
     if bn.affine:
-        scale = scale * bn.weight.float()
-        shift = shift * bn.weight.float() + bn.bias.float()
-    out = x.float() * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
+        scale = scale * bn.weight.to(dtype)
+        shift = shift * bn.weight.to(dtype) + bn.bias.to(dtype)
+    out = x.to(dtype) * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
     return (out * m).to(x.dtype)
 
 
