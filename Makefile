@@ -28,7 +28,7 @@ demo: $(STAMP)
 	    --data.store $(DEMO)/phantom/store --trainer.max_steps $(DEMO_STEPS) \
 	    --trainer.default_root_dir $(DEMO)/pretrain/$$m --trainer.enable_model_summary false \
 	    || exit 1; \
-	  cp $(DEMO)/pretrain/$$m/lightning_logs/version_0/$${m}_backbone.pt $(DEMO)/backbones/; \
+	  cp $(DEMO)/pretrain/$$m/$${m}_backbone.pt $(DEMO)/backbones/; \
 	done
 	@echo "== downstream sweep: 4 backbones + random init, 2 tasks, 2 training fractions, 2 seeds =="
 	$(PY) Downstream/sweep.py \
@@ -41,7 +41,7 @@ demo: $(STAMP)
 	$(PY) Downstream/report.py $(DEMO)/results/results.csv
 	@echo
 	@echo "Demo done. Phantom data: $(DEMO)/phantom (store, store_preview.png, tasks/)."
-	@echo "Backbones: $(DEMO)/backbones/. SparK pictures: $(DEMO)/pretrain/spark/lightning_logs/version_0/reconstructions/"
+	@echo "Backbones: $(DEMO)/backbones/. SparK pictures: $(DEMO)/pretrain/spark/reconstructions/"
 	@echo "Report: $(DEMO)/results/report/results.md and the PNG plots beside it."
 
 clean-demo:

@@ -2,7 +2,7 @@
 
     python Pre-Training/byol.py fit --config Pre-Training/configs/byol.yaml --data.store STORE
     python Pre-Training/byol.py fit --config Pre-Training/configs/byol_quick.yaml --data.store STORE
-    python Pre-Training/byol.py fit --config ... --ckpt_path last      # resume
+    python Pre-Training/byol.py fit --config ... --trainer.default_root_dir runs/NAME  # again: resumes
 """
 from medssl.cli import pretrain_cli
 from medssl.methods import BYOL

@@ -1,6 +1,6 @@
 """Export the backbone of a pre-training checkpoint on demand (e.g. a run still going on).
 
-    python Pre-Training/export.py lightning_logs/version_0/checkpoints/last.ckpt [--out swav_backbone.pt]
+    python Pre-Training/export.py runs/swav/checkpoints/last.ckpt [--out swav_backbone.pt]
 
 Writes the same file as the end of training: torchvision key names, no fc, plain metadata.
 The checkpoint is read through the one loader (medssl.checkpoints), safely.

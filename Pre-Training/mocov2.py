@@ -2,7 +2,7 @@
 
     python Pre-Training/mocov2.py fit --config Pre-Training/configs/mocov2.yaml --data.store STORE
     python Pre-Training/mocov2.py fit --config Pre-Training/configs/mocov2_quick.yaml --data.store STORE
-    python Pre-Training/mocov2.py fit --config ... --ckpt_path last      # resume
+    python Pre-Training/mocov2.py fit --config ... --trainer.default_root_dir runs/NAME  # again: resumes
 """
 from medssl.cli import pretrain_cli
 from medssl.methods import MoCoV2

@@ -2,7 +2,7 @@
 
     python Pre-Training/spark.py fit --config Pre-Training/configs/spark.yaml --data.store STORE
     python Pre-Training/spark.py fit --config Pre-Training/configs/spark_quick.yaml --data.store STORE
-    python Pre-Training/spark.py fit --config ... --ckpt_path last      # resume
+    python Pre-Training/spark.py fit --config ... --trainer.default_root_dir runs/NAME  # again: resumes
 """
 from medssl.cli import pretrain_cli
 from medssl.methods import SparK

@@ -2,7 +2,7 @@
 
     python Pre-Training/swav.py fit --config Pre-Training/configs/swav.yaml --data.store STORE
     python Pre-Training/swav.py fit --config Pre-Training/configs/swav_quick.yaml --data.store STORE
-    python Pre-Training/swav.py fit --config ... --ckpt_path last      # resume
+    python Pre-Training/swav.py fit --config ... --trainer.default_root_dir runs/NAME  # again: resumes
 """
 from medssl.cli import pretrain_cli
 from medssl.methods import SwAV

@@ -1,25 +1,75 @@
 """The LightningCLI shared by the pre-training scripts in ``Pre-Training/``."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning_fabric.plugins.environments import SLURMEnvironment
+from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.plugins.io import CheckpointIO
+from pytorch_lightning.utilities import rank_zero_info
 
 from .callbacks import ExportBackbone
 from .data.datamodule import SliceStoreDataModule
+from .resume import AtomicCheckpointIO, RunCheckpoints, find_resume_checkpoint
+
+RUNS_DIR = "runs"
+
+
+class PretrainCLI(LightningCLI):
+    """One run = one directory (``--trainer.default_root_dir``, default ``runs/<method>``) holding
+    its TensorBoard logs, config, checkpoints and exported backbone, with no ``version_N`` level:
+    running the same command again finds the run and goes on from its newest intact checkpoint.
+    ``--checkpoint.*`` sets how often checkpoints are written (``medssl.resume.RunCheckpoints``)."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_lightning_class_args(RunCheckpoints, "checkpoint")
+
+    def instantiate_trainer(self, **kwargs):
+        config = self._get(self.config_init, "trainer", default={})
+        root = config.get("default_root_dir") or str(Path(RUNS_DIR) / self.model.method_name)
+        kwargs["default_root_dir"] = root
+        if config.get("logger") in (None, True):
+            kwargs["logger"] = TensorBoardLogger(root, name="", version="")
+        plugins = config.get("plugins") or []
+        plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            plugins.append(AtomicCheckpointIO())
+        if SLURMEnvironment.detect() and not any(isinstance(p, SLURMEnvironment) for p in plugins):
+            plugins.append(SLURMEnvironment(auto_requeue=False))  # RunCheckpoints requeues, between steps
+        kwargs["plugins"] = plugins
+        return super().instantiate_trainer(**kwargs)
+
+    def before_fit(self) -> None:
+        """Resume: ``--ckpt_path`` unset or ``last`` = the run's newest intact checkpoint."""
+        config = self.config_init[self.subcommand]
+        if config.get("weights_only") is None:
+            config["weights_only"] = True  # our checkpoints hold plain types only
+        if config.get("ckpt_path") not in (None, "last"):
+            return
+        root = Path(self.trainer.default_root_dir)
+        path = find_resume_checkpoint(root)
+        config["ckpt_path"] = str(path) if path else None
+        if path:
+            rank_zero_info(f"Resuming the run in {root} from {path.name}")
+        else:
+            rank_zero_info(f"New run in {root} (run the same command again to resume it)")
 
 
 def pretrain_cli(method, args=None, run: bool = True) -> LightningCLI:
     """``python Pre-Training/<method>.py fit --config Pre-Training/configs/<method>.yaml``.
 
-    Trainer defaults: bf16 mixed precision on GPUs that have it (32-bit elsewhere), TensorBoard logs, a resumable ``last.ckpt`` (``fit --ckpt_path last``),
-    the learning rate logged, and the backbone exported at the end.
+    Trainer defaults: bf16 mixed precision on GPUs that have it (32-bit elsewhere), the run in
+    ``runs/<method>`` (TensorBoard logs, checkpoints, backbone), checkpoints every 1000 steps and
+    every epoch written atomically, SLURM requeue on SIGUSR1, the learning rate logged, and the
+    backbone exported at the end.
     """
-    return LightningCLI(
+    return PretrainCLI(
         method, SliceStoreDataModule, args=args, run=run, seed_everything_default=0,
         save_config_kwargs={"overwrite": True},
         trainer_defaults={"precision": default_precision(), "callbacks": [
-            ModelCheckpoint(save_last=True, save_top_k=0),
             LearningRateMonitor(logging_interval="step"),
             ExportBackbone(),
         ]},

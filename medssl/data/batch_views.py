@@ -98,33 +98,29 @@ class BatchMultiView(torch.nn.Module):
     """All views of a batch: ``count`` draws of each spec, in spec order (as MultiView).
 
     ``intensity``: a ``HUToIntensity`` applied first (stored values in, views out).
-    ``seed``: draw from a random stream of its own (the global one is left as it was), so
-    that each DDP process, seeded alike, still augments its images differently, as the
-    DataLoader workers' per-process seeds do on the CPU path.
+    ``forward(images, seed)``: with a seed, every random draw of this batch comes from streams
+    of its own seeded with it (the global one is left as it was): the data module passes one
+    per (run seed, rank, epoch, batch), so that each DDP process augments its images
+    differently, and a resumed run makes the same views as the uninterrupted one.
     """
 
-    def __init__(self, specs, seed: int | None = None, intensity=None):
+    def __init__(self, specs, intensity=None):
         super().__init__()
         self.views = torch.nn.ModuleList([BatchView(s) for s in specs])
         self.intensity = intensity
-        self.seed = None if seed is None else seed % 2**63  # what manual_seed accepts
-        self.host_state, self.noise = None, None
+        self.noise: torch.Generator | None = None
 
-    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        if self.seed is None:
-            return self.all_views(images)
-        if self.noise is None:
-            self.noise = torch.Generator(images.device).manual_seed(self.seed)
+    def forward(self, images: torch.Tensor, seed: int | None = None) -> list[torch.Tensor]:
+        if seed is None:
+            return self.all_views(images, None)
+        if self.noise is None or self.noise.device != images.device:
+            self.noise = torch.Generator(images.device)
+        self.noise.manual_seed(seed)  # host-side: no wait on the device
         with torch.random.fork_rng(devices=[]):
-            if self.host_state is None:
-                torch.manual_seed(self.seed)
-            else:
-                torch.set_rng_state(self.host_state)
-            views = self.all_views(images)
-            self.host_state = torch.get_rng_state()
-        return views
+            torch.manual_seed(seed)
+            return self.all_views(images, self.noise)
 
-    def all_views(self, images: torch.Tensor) -> list[torch.Tensor]:
+    def all_views(self, images: torch.Tensor, noise: torch.Generator | None) -> list[torch.Tensor]:
         if self.intensity is not None:
             images = self.intensity.batch(images)
-        return [view(images, self.noise) for view in self.views for _ in range(view.spec.count)]
+        return [view(images, noise) for view in self.views for _ in range(view.spec.count)]

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from ..resume import run_seed, step_seed
 from .intensity import HUToIntensity
 from .store import MANIFEST_FILE, SliceStore
 from .batch_views import BatchMultiView
@@ -44,6 +45,50 @@ class SliceViews(Dataset):
         return self.views(image)
 
 
+class ResumableSampler(DistributedSampler):
+    """torch's ``DistributedSampler`` (a seeded shuffle per epoch, this process's share) that
+    can start a pass part-way: ``start_at(epoch, batches)`` skips what a killed run had already
+    trained on, so the resumed epoch sees the rest of the same order. One process: rank 0 of 1."""
+
+    def __init__(self, dataset, num_replicas: int = 1, rank: int = 0, seed: int = 0):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        self.skip = 0
+
+    def start_at(self, epoch: int, samples: int) -> None:
+        self.set_epoch(epoch)
+        self.skip = samples
+
+    def __iter__(self):
+        indices = list(super().__iter__())
+        skip, self.skip = self.skip, 0
+        return iter(indices[skip:])
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader that knows its position: the seed, the epoch and the batches trained on in
+    it (counted by the data module as batches reach the step, not as workers prefetch them)."""
+
+    def __init__(self, dataset, sampler: ResumableSampler, **kwargs):
+        super().__init__(dataset, sampler=sampler, **kwargs)
+        self.trained_batches = 0
+
+    def __iter__(self):
+        self.trained_batches = self.sampler.skip // self.batch_size
+        return super().__iter__()
+
+    def state_dict(self) -> dict:
+        epoch, batches = self.sampler.epoch, self.trained_batches
+        if batches >= len(self):  # the epoch is over: the next one starts from its beginning
+            epoch, batches = epoch + 1, 0
+        return {"seed": self.sampler.seed, "epoch": epoch, "batches": batches}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Nothing to do: the data module puts the position back before it builds the loader
+        (Lightning builds the loader to count steps before it restores its loops, so a loader
+        cannot be moved once Lightning hands it its state). Having this method tells Lightning
+        that the loader is resumable."""
+
+
 class SliceStoreDataModule(pl.LightningDataModule):
     """Pre-training data.
 
@@ -58,6 +103,12 @@ class SliceStoreDataModule(pl.LightningDataModule):
         augment_on: where views are made: ``workers`` (per image, in the DataLoader workers),
             ``device`` (whole batches on the training device, after the int16 slices travel
             there: see ``medssl.data.batch_views``), or ``auto`` = device on GPUs, else workers.
+
+    Resuming: the order of slices is a seeded shuffle per epoch, and a resumed run goes on at
+    the batch where the checkpoint was taken (``ResumableLoader``). Device views draw each
+    batch's randomness from (seed, rank, epoch, batch), so a resumed run makes the very views the
+    uninterrupted run would have made; views made in workers draw from the workers' streams,
+    which start again from the seed when a run resumes.
     """
 
     def __init__(self, store: str, views: list[dict] | None = None, intensity: dict | None = None,
@@ -76,6 +127,8 @@ class SliceStoreDataModule(pl.LightningDataModule):
         self.augment_on = augment_on
         self.device_views: BatchMultiView | None = None
         self.store: SliceStore | None = None
+        self.loader: ResumableLoader | None = None
+        self.resume_at: dict | None = None  # a checkpoint's loader position, used once
 
     def setup(self, stage: str | None = None) -> None:
         if self.store is None:
@@ -100,21 +153,37 @@ class SliceStoreDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
         if self.views_on_device():
-            rank = self.trainer.global_rank if self.trainer else 0
-            self.device_views = BatchMultiView(self.views_config, seed=torch.initial_seed() + rank,
-                                               intensity=self.intensity)
+            self.device_views = BatchMultiView(self.views_config, intensity=self.intensity)
             dataset = SliceValues(self.store)
         else:
             self.device_views = None
             dataset = SliceViews(self.store, self.intensity, MultiView(self.views_config))
+        resume, self.resume_at = self.resume_at or {}, None
+        sampler = ResumableSampler(dataset, num_replicas=world, rank=rank, seed=resume.get("seed", run_seed()))
+        if resume:
+            sampler.start_at(resume["epoch"], resume["batches"] * self.batch_size)
         workers = self.num_workers
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=True, drop_last=self.drop_last,
-                          num_workers=workers, pin_memory=self.pin_memory,
-                          persistent_workers=workers > 0,
-                          prefetch_factor=self.prefetch_factor if workers > 0 else None)
+        self.loader = ResumableLoader(
+            dataset, sampler, batch_size=self.batch_size, drop_last=self.drop_last,
+            num_workers=workers, pin_memory=self.pin_memory, persistent_workers=workers > 0,
+            prefetch_factor=self.prefetch_factor if workers > 0 else None)
+        return self.loader
+
+    def state_dict(self) -> dict:
+        return {"loader": self.loader.state_dict()} if self.loader is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.resume_at = state.get("loader")
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        loader = self.loader
+        if loader is None:
+            return batch
+        epoch, index = loader.sampler.epoch, loader.trained_batches
+        loader.trained_batches += 1
         if self.device_views is None or not isinstance(batch, torch.Tensor):
             return batch
-        return self.device_views(batch)
+        return self.device_views(batch, seed=step_seed(loader.sampler.seed, loader.sampler.rank, epoch, index))

@@ -8,6 +8,7 @@ from lightly.utils.lars import LARS
 from lightly.utils.scheduler import cosine_warmup_schedule
 
 from ..models import build_backbone, feature_dim
+from ..resume import run_seed, step_seed
 
 OPTIMIZERS = ("sgd", "lars", "adam", "adamw", "lamb")
 
@@ -58,6 +59,11 @@ class PretrainMethod(pl.LightningModule):
         if self.uses_channels_last:
             return [v.contiguous(memory_format=torch.channels_last) for v in views]
         return views
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        # Every random draw of a step (SparK's masks, drop-path) comes from (seed, rank, epoch,
+        # batch): a resumed run draws what the uninterrupted one would have. Host-side only.
+        torch.manual_seed(step_seed(run_seed(), self.global_rank, self.current_epoch, batch_idx))
 
     def optimizer_step(self, *args, **kwargs):
         super().optimizer_step(*args, **kwargs)

@@ -122,6 +122,7 @@ class SparK(PretrainMethod):
         return cosine_schedule(step, self.total_steps(), h.weight_decay, h.final_weight_decay)
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
+        super().on_train_batch_start(batch, batch_idx)
         wd = self.weight_decay_at(self.global_step)
         for optimizer in self.trainer.optimizers:
             optimizer.param_groups[0]["weight_decay"] = wd

@@ -1,0 +1,208 @@
+"""Runs that survive a cluster: killed with SIGKILL, requeued by SLURM, a damaged checkpoint.
+
+Every method is run three ways with the same command: uninterrupted; killed after its first
+mid-run checkpoints, then run again; and, in that second run, asked to requeue by SIGUSR1 (with
+the SLURM environment and a stand-in ``scontrol``), then run again. The resumed runs must go on
+from their checkpoint (not step 0) and match the uninterrupted run step for step: learning
+rate, BYOL's tau, the queues and the loss.
+"""
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import step_record
+from conftest import phantom_store
+from medssl.cli import pretrain_cli
+from medssl.methods import METHODS
+from medssl.resume import (AtomicCheckpointIO, ResumeError, checkpoint_problem,
+                           find_resume_checkpoint, run_checkpoints)
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+VIEWS = {
+    "swav": [{"size": 32, "count": 2, "scale": [0.5, 1.0], "jitter_p": 0.8, "blur_p": 0.5},
+             {"size": 16, "count": 2, "scale": [0.1, 0.3]}],
+    "mocov2": [{"size": 32, "count": 2, "scale": [0.2, 1.0], "rotate_p": 0.5, "noise_p": 0.5,
+                "jitter_p": 0.8}],
+    "byol": [{"size": 32, "count": 2, "scale": [0.2, 1.0], "rotate_p": 0.5, "noise_p": 0.5}],
+    "spark": [{"size": 64, "count": 1, "scale": [0.67, 1.0], "hflip_p": 0.5}],
+}
+MODEL = {  # small heads; queues that are used from the second epoch on
+    "swav": ["--model.hidden_dim", "64", "--model.out_dim", "16", "--model.n_prototypes", "8",
+             "--model.queue_length", "32", "--model.queue_start_epoch", "1"],
+    "mocov2": ["--model.hidden_dim", "64", "--model.out_dim", "16", "--model.queue_length", "40"],
+    "byol": ["--model.hidden_dim", "64", "--model.out_dim", "16"],
+    "spark": ["--model.decoder_width", "32", "--model.drop_path", "0.1"],
+}
+STEPS = 8  # 32 slices / batch 8 = 4 steps an epoch: 2 epochs
+SLURM_ENV = {"SLURM_JOB_ID": "4242", "SLURM_NTASKS": "1", "SLURM_JOB_NAME": "pretrain",
+             "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0",
+             "SLURM_NTASKS_PER_NODE": "1", "SLURM_NODELIST": "localhost"}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return phantom_store(tmp_path_factory, patients=4, size=32)
+
+
+def command(method, store, run_dir, record, *extra) -> list[str]:
+    """The README's command (``fit --config ... --data.store ... --trainer.default_root_dir``)
+    with the sizes of a test, recording every step."""
+    return ["fit", "--config", str(ROOT / "Pre-Training" / "configs" / f"{method}_quick.yaml"),
+            "--data.store", str(store), "--trainer.default_root_dir", str(run_dir),
+            "--data.views", json.dumps(VIEWS[method]), "--data.batch_size", "8",
+            "--data.num_workers", "0", "--data.augment_on", "device", *MODEL[method],
+            "--trainer.max_epochs", str(STEPS // 4), "--trainer.log_every_n_steps", "1",
+            "--checkpoint.every_n_steps", "3", "--trainer.enable_progress_bar", "false",
+            "--trainer.enable_model_summary", "false",
+            "--trainer.callbacks+=step_record.StepRecord", "--trainer.callbacks.path", str(record),
+            *extra]
+
+
+def kill_after_checkpoints(args, run_dir: Path, count: int) -> int:
+    """Run ``Pre-Training/<method>.py`` in a subprocess; SIGKILL it once ``count`` checkpoints
+    exist. Returns the process's exit code."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline:
+        if len(run_checkpoints(run_dir)) >= count:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, f"not killed mid-run (rc {proc.returncode}): {err[-2000:]}"
+    return proc.returncode
+
+
+def fake_scontrol(folder: Path) -> Path:
+    """``scontrol`` that appends its arguments to ``scontrol.log``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "scontrol"
+    script.write_text(f'#!/bin/sh\necho "$@" >> "{folder}/scontrol.log"\n')
+    script.chmod(0o755)
+    return folder / "scontrol.log"
+
+
+@pytest.mark.parametrize("method", ["swav", "mocov2", "byol", "spark"])
+def test_killed_then_requeued_run_goes_on_as_if_uninterrupted(method, store, tmp_path, monkeypatch):
+    cls = METHODS[method]
+    reference = tmp_path / "reference.jsonl"
+    pretrain_cli(cls, args=command(method, store, tmp_path / "ref", reference))
+    expected = step_record.read(reference)
+    assert sorted(expected) == list(range(1, STEPS + 1))
+
+    # 1. SIGKILL once two checkpoints exist; the newer one is then truncated, as by a crash
+    run, record = tmp_path / "run", tmp_path / "run.jsonl"
+    args = command(method, store, run, record)
+    kill_after_checkpoints([str(ROOT / "Pre-Training" / f"{method}.py"), *args], run, count=2)
+    newest, previous = run_checkpoints(run)[:2]
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    resume_step = int(previous.stem.split("step=")[1])
+    assert resume_step > 0
+    lines_before = len(record.read_text().splitlines())
+
+    # 2. the same command again, inside a SLURM job: it goes on from the previous checkpoint,
+    #    and at step 5 SLURM's time-limit signal makes it save, requeue itself and stop
+    log = fake_scontrol(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{log.parent}{os.pathsep}{os.environ['PATH']}")
+    for key, value in SLURM_ENV.items():
+        monkeypatch.setenv(key, value)
+    requeue_at = 5  # mid-epoch
+    with pytest.warns(UserWarning, match=f"{newest.name}: not a whole checkpoint"):
+        second = pretrain_cli(cls, args=args + ["--trainer.callbacks+=step_record.SendSignal",
+                                                "--trainer.callbacks.at_step", str(requeue_at)])
+    assert second.trainer.global_step == requeue_at
+    assert log.read_text().split() == ["requeue", "4242"]
+    assert f"step={requeue_at}.ckpt" in run_checkpoints(run)[0].name
+    first_resumed = json.loads(record.read_text().splitlines()[lines_before])
+    assert first_resumed["step"] == resume_step + 1  # from the checkpoint, not from step 0
+
+    # 3. the requeued job runs the same command: from step 5 to the end
+    third = pretrain_cli(cls, args=args)
+    assert third.trainer.global_step == STEPS
+    assert len(run_checkpoints(run)) == 2  # the newest two are kept
+
+    rows = step_record.read(record)
+    assert sorted(rows) == list(range(1, STEPS + 1))
+    for step in range(resume_step + 1, STEPS + 1):
+        got, want = rows[step], expected[step]
+        assert (got["epoch"], got["batch"]) == (want["epoch"], want["batch"]), step
+        assert got["lr"] == pytest.approx(want["lr"], rel=1e-12), step
+        if "tau" in want:
+            assert got["tau"] == pytest.approx(want["tau"], rel=1e-12), step
+        assert got["queue_position"] == want["queue_position"], step
+        assert got["queue_sum"] == pytest.approx(want["queue_sum"], rel=1e-5, abs=1e-5), step
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-5, abs=1e-6), step
+    ours = torch.load(run / f"{method}_backbone.pt", weights_only=True)["state_dict"]
+    theirs = torch.load(tmp_path / "ref" / f"{method}_backbone.pt", weights_only=True)["state_dict"]
+    for key, value in theirs.items():
+        assert torch.allclose(ours[key].float(), value.float(), rtol=1e-4, atol=1e-5), key
+
+
+def test_a_damaged_checkpoint_is_named_and_the_previous_one_used(tmp_path):
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    paths = []
+    for step in (3, 6, 9):
+        path = folder / f"epoch=0-step={step}.ckpt"
+        torch.save({"global_step": step, "weights": torch.arange(1000.0) * step}, path)
+        paths.append(path)
+    assert find_resume_checkpoint(tmp_path) == paths[2]
+    paths[2].write_bytes(paths[2].read_bytes()[:-100])  # truncated
+    data = bytearray(paths[1].read_bytes())  # one byte of the tensor data flipped
+    at = data.find(struct.pack("<f", 500.0 * 6))
+    assert at > 0
+    data[at] ^= 0xFF
+    paths[1].write_bytes(bytes(data))
+    assert "truncated" in checkpoint_problem(paths[2])
+    assert checkpoint_problem(paths[1]) is not None
+    with pytest.warns(UserWarning) as warned:
+        assert find_resume_checkpoint(tmp_path) == paths[0]
+    text = " ".join(str(w.message) for w in warned)
+    assert paths[2].name in text and paths[1].name in text
+    paths[0].write_bytes(b"")
+    assert checkpoint_problem(paths[0]) == "empty file"
+    with pytest.raises(ResumeError, match="every checkpoint") as err:
+        find_resume_checkpoint(tmp_path)
+    assert all(str(p) in str(err.value) for p in paths)
+    assert find_resume_checkpoint(tmp_path / "new-run") is None
+
+
+def test_a_kill_during_a_checkpoint_write_leaves_the_previous_file_whole(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoints" / "epoch=0-step=3.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"global_step": 3}, path)
+    before = path.read_bytes()
+
+    def dies_half_way(obj, f, *a, **k):
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise KeyboardInterrupt  # the process ends here
+
+    monkeypatch.setattr(torch, "save", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"global_step": 6}, path)
+    assert path.read_bytes() == before
+    assert checkpoint_problem(path) is None
+    assert run_checkpoints(tmp_path) == [path]  # the .partial left behind is not a candidate
+
+
+def test_the_readme_says_what_these_tests_run():
+    readme = (ROOT / "README.md").read_text()
+    script = readme[readme.index("#!/bin/bash\n# SLURM"):]
+    script = script[: script.index("```")]
+    directives = [line.split()[1] for line in script.splitlines() if line.startswith("#SBATCH")]
+    assert "--signal=SIGUSR1@90" in directives and "--requeue" in directives
+    command = script[script.index("srun"):].replace("\\\n", " ")
+    assert "--trainer.default_root_dir" in command and "--ckpt_path" not in command
+    assert "--trainer.default_root_dir runs/swav-lidc        # killed? type the same line again" in readme
+    assert "ckpt_path last" not in " ".join(p.read_text() for p in (ROOT / "Pre-Training").glob("*.py"))
