@@ -21,11 +21,14 @@ class ExportBackbone(pl.Callback):
         folder = Path(self.dirpath or trainer.log_dir or trainer.default_root_dir)
         return folder / f"{self.name or module.method_name}_backbone.pt"
 
+    def export(self, trainer: pl.Trainer, module) -> None:
+        self._export(trainer, module, self.path_for(trainer, module))  # log_dir: on every rank
+
     @rank_zero_only
-    def export(self, trainer: pl.Trainer, module) -> Path:
+    def _export(self, trainer: pl.Trainer, module, path: Path) -> Path:
         datamodule = trainer.datamodule
         self.last_path = export_backbone(
-            module.backbone, self.path_for(trainer, module), method=module.method_name,
+            module.backbone, path, method=module.method_name,
             arch=module.arch, epochs=trainer.current_epoch, steps=trainer.global_step,
             config={"model": dict(module.hparams),
                     "data": dict(datamodule.hparams) if datamodule is not None else {}},
@@ -72,8 +75,12 @@ class SparkPictures(pl.Callback):
         if self._last_step != trainer.global_step:  # the last picture, whatever the epoch
             self.save(trainer, module)
 
-    @rank_zero_only
     def save(self, trainer, module) -> None:
+        folder = Path(trainer.log_dir or trainer.default_root_dir) / "reconstructions"  # every rank
+        self._save(trainer, module, folder)
+
+    @rank_zero_only
+    def _save(self, trainer, module, folder: Path) -> None:
         import matplotlib
 
         matplotlib.use("Agg")
@@ -102,7 +109,6 @@ class SparkPictures(pl.Callback):
         fig.suptitle(f"SparK epoch {trainer.current_epoch + 1}, mask ratio {module.hparams.mask_ratio}",
                      fontsize=10)
         fig.tight_layout()
-        folder = Path(trainer.log_dir or trainer.default_root_dir) / "reconstructions"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"epoch_{trainer.current_epoch + 1:04d}_step_{trainer.global_step}.png"
         fig.savefig(path, dpi=80)

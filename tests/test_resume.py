@@ -206,3 +206,56 @@ def test_the_readme_says_what_these_tests_run():
     assert "--trainer.default_root_dir" in command and "--ckpt_path" not in command
     assert "--trainer.default_root_dir runs/swav-lidc        # killed? type the same line again" in readme
     assert "ckpt_path last" not in " ".join(p.read_text() for p in (ROOT / "Pre-Training").glob("*.py"))
+
+
+def test_ddp_ranks_agree_on_the_requeue_step(store, tmp_path):
+    """Two processes launched as srun would (SLURM_PROCID 0 and 1): SIGUSR1 reaches both at
+    their own moments; they agree on one step, one checkpoint is written, ``scontrol requeue``
+    is called once, and the same command run again finishes the run from there."""
+    import socket
+
+    log = fake_scontrol(tmp_path / "bin")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = tmp_path / "run"
+    args = [str(ROOT / "Pre-Training" / "mocov2.py"), *command(
+        "mocov2", store, run, tmp_path / "steps.jsonl", "--trainer.accelerator", "cpu",
+        "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_epochs", "-1",
+        "--trainer.max_steps", "12", "--checkpoint.every_n_steps", "2",
+        "--checkpoint.signal_check_every", "3")]
+
+    def launch():
+        procs = []
+        for rank in (0, 1):
+            env = {**os.environ, **SLURM_ENV, "SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "2",
+                   "SLURM_NNODES": "1", "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank),
+                   "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+                   "PATH": f"{log.parent}{os.pathsep}{os.environ['PATH']}",
+                   "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+            procs.append(subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, text=True,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        return procs
+
+    procs = launch()
+    deadline = time.monotonic() + 600
+    while not run_checkpoints(run) and time.monotonic() < deadline:
+        assert all(p.poll() is None for p in procs), procs[0].stderr.read()[-3000:]
+        time.sleep(0.05)
+    procs[0].send_signal(signal.SIGUSR1)
+    time.sleep(0.3)  # the other rank hears it a little later
+    procs[1].send_signal(signal.SIGUSR1)
+    errors = [p.communicate(timeout=600)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors[0][-3000:] + errors[1][-3000:]
+    assert log.read_text().splitlines() == ["requeue 4242"]
+    saved = run_checkpoints(run)[0]
+    requeued_at = int(saved.stem.split("step=")[1])
+    assert 0 < requeued_at < 12
+    assert torch.load(saved, weights_only=True)["global_step"] == requeued_at
+
+    procs = launch()  # the requeued job: the same command
+    errors = [p.communicate(timeout=600)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors[0][-3000:] + errors[1][-3000:]
+    assert f"from {saved.name}" in errors[0]
+    assert run_checkpoints(run)[0].name.endswith("step=12.ckpt")
+    assert log.read_text().splitlines() == ["requeue 4242"]
