@@ -54,10 +54,7 @@ def bare_passes(method: str, arch: str):
             self.fc = torch.nn.Linear(self.feature_dim, 10)
             self.backbone_momentum = copy.deepcopy(self.backbone).requires_grad_(False) if no_grad else None
 
-        def compiled_modules(self):
-            return [m for m in (self.backbone, self.backbone_momentum) if m is not None]
-
-        def training_step(self, batch, batch_idx):
+        def training_loss(self, batch):
             views = self.views_to_device_format(batch)
             loss = 0.0
             for group in trained:
@@ -67,7 +64,7 @@ def bare_passes(method: str, arch: str):
             with torch.no_grad():
                 for group in no_grad:
                     self.backbone_momentum(join(views, group))
-            return loss
+            return loss, {}
 
     return BarePasses()
 

@@ -37,13 +37,29 @@ class PretrainMethod(pl.LightningModule):
 
     # --- hooks shared by the methods ---------------------------------------------------------
     def configure_model(self) -> None:
-        if self.hparams.compile and not getattr(self, "_compiled", False):
-            for module in self.compiled_modules():
-                module.compile()  # in place: state-dict names stay the same
-            self._compiled = True
+        if self.hparams.compile and getattr(self, "_compiled_loss", None) is None:
+            # The whole loss as one graph: backbones, heads, momentum encoders, queues, masks and
+            # loss (tests/test_compile.py: no graph break, no recompilation from step to step).
+            # The class's function, not a bound method: nothing refers back to the module, whose
+            # state-dict names and eager forward (export, kNN monitor, pictures) stay as they are.
+            self._compiled_loss = torch.compile(type(self).training_loss)
 
-    def compiled_modules(self) -> list[torch.nn.Module]:
-        return [self.backbone]
+    # --- the step: a pure loss (what torch.compile traces), then logging ---------------------
+    def training_loss(self, batch: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The step's loss and any tensors to log with it, from the batch of views. No logging,
+        no reads back from the device, no branching on tensor values and nothing from the
+        trainer's counters (step, epoch): a schedule's value is a plain attribute set by a hook."""
+        raise NotImplementedError
+
+    def step_figures(self) -> dict[str, float]:
+        """Host-side figures of the step to log (schedules), computed outside the loss."""
+        return {}
+
+    def training_step(self, batch, batch_idx):
+        compiled = getattr(self, "_compiled_loss", None)
+        loss, figures = compiled(self, batch) if compiled is not None else self.training_loss(batch)
+        self.log_step(loss, len(batch[0]), **figures, **self.step_figures())
+        return loss
 
     @property
     def uses_channels_last(self) -> bool:

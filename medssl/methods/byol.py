@@ -40,21 +40,19 @@ class BYOL(PretrainMethod):
         deactivate_requires_grad(self.projection_head_momentum)
         self.criterion = NegativeCosineSimilarity()
 
-    def compiled_modules(self):
-        return [self.backbone, self.backbone_momentum]
-
     def tau(self, step: int) -> float:
         return cosine_schedule(step, self.total_steps(), self.hparams.tau_base, 1.0)
 
-    def training_step(self, batch, batch_idx):
+    def training_loss(self, batch):
         x0, x1 = self.views_to_device_format(batch[:2])
         both = torch.cat([x0, x1])
         p0, p1 = self.prediction_head(self.projection_head(self.backbone(both))).chunk(2)
         with torch.no_grad():
             z0, z1 = self.projection_head_momentum(self.backbone_momentum(both)).chunk(2)
-        loss = 0.5 * (self.criterion(p0, z1) + self.criterion(p1, z0))
-        self.log_step(loss, len(x0), tau=self.tau(self.global_step))
-        return loss
+        return 0.5 * (self.criterion(p0, z1) + self.criterion(p1, z0)), {}
+
+    def step_figures(self) -> dict[str, float]:
+        return {"tau": self.tau(self.global_step)}
 
     def after_optimizer_step(self) -> None:
         tau = self.tau(self.global_step)

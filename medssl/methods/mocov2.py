@@ -41,17 +41,12 @@ class MoCoV2(PretrainMethod):
         self.criterion = NTXentLoss(temperature=temperature, gather_distributed=True)
         self.criterion.memory_bank = Queue((queue_length, out_dim), gather_distributed=True)
 
-    def compiled_modules(self):
-        return [self.backbone, self.backbone_momentum]
-
-    def training_step(self, batch, batch_idx):
+    def training_loss(self, batch):
         x_query, x_key = self.views_to_device_format(batch[:2])
         query = self.projection_head(self.backbone(x_query))
         with torch.no_grad():
             key = self.projection_head_momentum(self.backbone_momentum(x_key))
-        loss = self.criterion(query, key)
-        self.log_step(loss, len(x_query))
-        return loss
+        return self.criterion(query, key), {}
 
     def after_optimizer_step(self) -> None:
         m = self.hparams.key_momentum

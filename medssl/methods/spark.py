@@ -52,9 +52,6 @@ class SparK(PretrainMethod):
         self.densify = Densify(widths, [decoder_width // 2 ** i for i in range(len(widths))], sync_bn)
         self.decoder = LightDecoder(decoder_width, out_channels=3)
 
-    def compiled_modules(self):
-        return [self.encoder, self.decoder]
-
     def forward(self, images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Reconstruction (B, 3, H, W) of ``images`` seen through ``mask`` (True = visible)."""
         features = self.encoder(images, mask)[::-1]
@@ -82,12 +79,10 @@ class SparK(PretrainMethod):
         per_patch = (patchify(prediction.float(), STRIDE) - target).pow(2).mean(-1)
         return (per_patch * masked).sum() / masked.sum()
 
-    def training_step(self, batch, batch_idx):
+    def training_loss(self, batch):
         (images,) = self.views_to_device_format(batch[:1])
         mask = self.make_mask(images)
-        loss = self.loss(images, self(images, mask), mask)
-        self.log_step(loss, len(images))
-        return loss
+        return self.loss(images, self(images, mask), mask), {}
 
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:

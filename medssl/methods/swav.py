@@ -41,6 +41,7 @@ class SwAV(PretrainMethod):
         self.queues = torch.nn.ModuleList(
             [Queue((queue_length, out_dim), gather_distributed=True)
              for _ in range(n_high_res)] if queue_length > 0 else [])
+        self.queue_in_loss = queue_start_epoch <= 0  # set at every epoch start
 
     def embed(self, crops: list[torch.Tensor]) -> list[torch.Tensor]:
         """Normalised projections, one backbone pass per crop resolution."""
@@ -50,29 +51,34 @@ class SwAV(PretrainMethod):
         z = torch.nn.functional.normalize(self.projection_head(features), dim=1)
         return list(z.chunk(len(crops)))
 
-    def training_step(self, batch, batch_idx):
+    def training_loss(self, batch):
         views = self.views_to_device_format(batch)
         self.prototypes.normalize()
         high = self.embed(views[: self.hparams.n_high_res])
         low = self.embed(views[self.hparams.n_high_res:])
         high_p = [self.prototypes(z) for z in high]
         low_p = [self.prototypes(z) for z in low]
-        queue_p = self.queue_predictions(high, self.current_epoch)
-        loss = self.criterion(high_p, low_p, queue_p)
-        self.log_step(loss, len(views[0]))
-        return loss
+        queue_p = self.queue_predictions(high)
+        return self.criterion(high_p, low_p, queue_p), {}
 
     @torch.no_grad()
-    def queue_predictions(self, high: list[torch.Tensor], epoch: int):
+    def queue_predictions(self, high: list[torch.Tensor]):
         if not len(self.queues):
             return None
         queued = []
         for queue, z in zip(self.queues, high):
             _, bank = queue(z.detach(), update=True)
             queued.append(bank.T.to(z.dtype))
-        if epoch < self.hparams.queue_start_epoch:
+        if not self.queue_in_loss:
             return None
         return [self.prototypes(q) for q in queued]
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        super().on_train_batch_start(batch, batch_idx)
+        # a plain flag for the loss, which never reads the trainer's counters (torch.compile
+        # would recompile the loss whenever one changes); set every batch, since a run resumed
+        # mid-epoch gets no on_train_epoch_start
+        self.queue_in_loss = self.current_epoch >= self.hparams.queue_start_epoch
 
     def on_before_optimizer_step(self, optimizer) -> None:
         # Frozen prototypes: drop their gradients after the (DDP-synchronised) backward pass.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
+import torch.distributed._functional_collectives as funcol
 import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.models.resnet import BasicBlock, Bottleneck
@@ -63,8 +64,8 @@ def masked_batch_norm(x: torch.Tensor, m: torch.Tensor, bn: nn.BatchNorm2d,
                       sync: bool = False) -> torch.Tensor:
     """BatchNorm over the visible positions of x (m: float 0/1 mask, (B, 1, H, W)); the output
     is zero where m is 0. In training, batch statistics and running statistics come from
-    visible positions only (summed over all processes when ``sync``). Computed in float32, or in
-    float64 for float64 inputs."""
+    visible positions only (summed over all processes when ``sync``, gradients included).
+    Computed in float32, or in float64 for float64 inputs."""
     dtype = torch.promote_types(x.dtype, torch.float32)
     if bn.training or not bn.track_running_stats:
         dims = (0, 2, 3)
@@ -72,8 +73,11 @@ def masked_batch_norm(x: torch.Tensor, m: torch.Tensor, bn: nn.BatchNorm2d,
         stats = torch.stack([(xf * m).sum(dims), (xf * xf * m).sum(dims)])  # (2, C)
         count = (m.sum() * torch.ones(1, device=x.device, dtype=dtype))
         if sync and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            packed = torch.cat([stats.flatten(), count])
-            dist.all_reduce(packed)
+            # differentiable, as SyncBatchNorm: its backward sums the statistics' gradients over
+            # the processes. An in-place dist.all_reduce is invisible to autograd, so eager code
+            # left out the other processes' share, while compiled code (which traces it as this
+            # functional all-reduce) kept it; torch.compile traces this one, without a break
+            packed = funcol.all_reduce(torch.cat([stats.flatten(), count]), "sum", dist.group.WORLD)
             stats, count = packed[:-1].view(2, -1), packed[-1:]
         n = count.clamp_min(1.0)
         mean = stats[0] / n
