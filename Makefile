@@ -5,6 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo-output
 DEMO_STEPS ?= 15
+SPARK_STEPS ?= 120  # a masked autoencoder needs more steps before its pictures show anatomy
 
 .PHONY: demo test install clean-demo
 
@@ -23,9 +24,10 @@ demo: $(STAMP)
 	@rm -rf $(DEMO)/pretrain $(DEMO)/backbones $(DEMO)/results
 	@mkdir -p $(DEMO)/backbones
 	@for m in swav mocov2 byol spark; do \
-	  echo "== pre-training $$m ($(DEMO_STEPS) steps, ResNet-18, 64 px) =="; \
+	  steps=$(DEMO_STEPS); [ $$m = spark ] && steps=$(SPARK_STEPS); \
+	  echo "== pre-training $$m ($$steps steps, ResNet-18, 64 px) =="; \
 	  $(PY) Pre-Training/$$m.py fit --config Pre-Training/configs/$${m}_quick.yaml \
-	    --data.store $(DEMO)/phantom/store --trainer.max_steps $(DEMO_STEPS) \
+	    --data.store $(DEMO)/phantom/store --trainer.max_steps $$steps \
 	    --trainer.default_root_dir $(DEMO)/pretrain/$$m --trainer.enable_model_summary false \
 	    || exit 1; \
 	  cp $(DEMO)/pretrain/$$m/$${m}_backbone.pt $(DEMO)/backbones/; \
