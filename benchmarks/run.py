@@ -1,8 +1,8 @@
-"""The benchmark suite: data pipeline, training throughput per method, end-to-end pre-training and
-ingestion, written to <out>/<machine>.json and <out>/<machine>.md.
+"""The benchmark suite: data pipeline, training throughput per method, end-to-end pre-training,
+ingestion and torch.compile, written to <out>/<machine>.json and <out>/<machine>.md.
 
     python benchmarks/run.py            # this machine's defaults (GPU figures on CUDA)
-    python benchmarks/run.py --quick    # the CPU subset: a few minutes on 2 cores
+    python benchmarks/run.py --quick    # the CPU subset: a few minutes on 2 cores (no compile)
 
 Sections (--sections):
   data    slice store + views vs one PNG file per slice (benchmarks/data_pipeline.py), the
@@ -12,6 +12,8 @@ Sections (--sections):
   e2e     pre-training from a phantom slice store through SliceStoreDataModule, vs the synthetic
           figure of `train`
   ingest  DICOM ingestion, ours vs the study's original script (benchmarks/ingest.py)
+  compile per method, `--model.compile true` vs eager: step time, compilation time, graph
+          breaks (benchmarks/compile_speed.py); left out of --quick (minutes per method on a CPU)
 
 Every figure is a median over timed steps or runs after warm-up. A failing section is recorded
 with its error and the others still run; the exit status is then 1.
@@ -34,11 +36,12 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 CONFIGS = HERE.parent / "Pre-Training" / "configs"
-SECTIONS = ("data", "train", "e2e", "ingest")
+SECTIONS = ("data", "train", "e2e", "ingest", "compile")
 METHODS = ("swav", "mocov2", "byol", "spark")
 QUICK_E2E = ("mocov2", "spark")
 BARE_GOAL = 1.15  # method step / its bare-passes step, at most
 E2E_GOAL = 0.9  # end-to-end images/s / synthetic-input images/s, at least (GPU)
+COMPILE_GOAL = 1.0  # compiled step / eager step, at most (GPU)
 # Defaults per kind of run; the command line overrides them.
 PROFILES = {
     "cuda": dict(arch="resnet50", size=224, batch=128, precision="bf16-mixed", channels_last=True,
@@ -201,11 +204,36 @@ def ingest_section(opts, sections: dict) -> dict:
     return result
 
 
-SECTION_RUNNERS = {"data": data_section, "train": train_section, "e2e": e2e_section, "ingest": ingest_section}
+def compile_section(opts, sections: dict) -> dict:
+    speed = load_benchmark("compile_speed")
+    on_gpu = torch.cuda.is_available()
+    results, errors = {}, {}
+    for method in opts.methods:
+        try:
+            (r,) = speed.measure([method], arch=opts.arch, size=opts.size, batch=opts.batch,
+                                 precision=opts.precision, channels_last=opts.channels_last,
+                                 steps=opts.steps, warmup=opts.warmup, rounds=opts.rounds)
+        except RuntimeError as error:
+            errors[method] = str(error)
+            print(f"  {method:10s} FAILED: {str(error).splitlines()[0]}", flush=True)
+            continue
+        r["goal_result"] = goal(f"{method} compiled step / eager step", r["ratio"], COMPILE_GOAL, "<=",
+                                applies=on_gpu)
+        results[method] = r
+        print(f"  {method:10s} eager {r['eager_step_s']:.3f} s, compiled {r['compiled_step_s']:.3f} s: "
+              f"{r['ratio']:.2f}x; compilation {r['compile_s']:.0f} s, {r['graphs']} graph(s), "
+              f"{r['graph_breaks']} graph breaks", flush=True)
+    note = None if on_gpu else "CPU: Inductor's CPU code, not the GPU's; report only"
+    return {"status": "failed" if errors else "ok", "errors": errors, "note": note, "methods": results}
+
+
+SECTION_RUNNERS = {"data": data_section, "train": train_section, "e2e": e2e_section, "ingest": ingest_section,
+                   "compile": compile_section}
 TITLES = {"data": "Data pipeline (slice store vs PNG files, MoCo v2 views)",
           "train": "Training throughput (synthetic in-memory views)",
           "e2e": "End-to-end pre-training (phantom slice store, SliceStoreDataModule)",
-          "ingest": "Ingestion of 512x512 DICOM (ours vs the original script)"}
+          "ingest": "Ingestion of 512x512 DICOM (ours vs the original script)",
+          "compile": "torch.compile vs eager (synthetic in-memory views)"}
 
 
 def run_section(name: str, opts, sections: dict) -> None:
@@ -267,7 +295,20 @@ def ingest_lines(record: dict) -> list[str]:
             f"median of {record['repeats']}.", ""] + table(["pipeline", "slices/s", "vs original"], rows)
 
 
-SECTION_LINES = {"data": data_lines, "train": train_lines, "e2e": e2e_lines, "ingest": ingest_lines}
+def compile_lines(record: dict) -> list[str]:
+    rows = [[m, f"{r['eager_step_s']:.3f}", f"{r['compiled_step_s']:.3f}", f"{r['compile_s']:.0f}", r["graphs"],
+             r["graph_breaks"], f"{r['loss_rel_diff_first_step']:.0e}", *goal_cells(r)]
+            for m, r in record["methods"].items()]
+    lines = ["Compilation: the first compiled run's warm-up steps minus as many compiled steps, an empty "
+             "Inductor cache; loss difference: relative, at the first step, eager vs compiled from the "
+             "same weights and views.", ""]
+    lines += table(["method", "eager step (s)", "compiled step (s)", "compilation (s)", "graphs", "graph breaks",
+                    "loss difference", "compiled / eager", "goal", "result"], rows)
+    return lines + (["", record["note"]] if record["note"] else [])
+
+
+SECTION_LINES = {"data": data_lines, "train": train_lines, "e2e": e2e_lines, "ingest": ingest_lines,
+                 "compile": compile_lines}
 
 
 def markdown(report: dict) -> str:
@@ -308,7 +349,7 @@ def parse_args():
     ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction)
     ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False)
     ap.add_argument("--workers", type=int, help="DataLoader / ingestion worker processes")
-    ap.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    ap.add_argument("--sections", nargs="+", choices=SECTIONS, help="default: all (--quick: all but compile)")
     ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     ap.add_argument("--steps", type=int, help="timed steps per measurement")
     ap.add_argument("--warmup", type=int, help="untimed steps before them")
@@ -321,6 +362,8 @@ def parse_args():
     for key, value in profile.items():
         if getattr(opts, key, None) is None:
             setattr(opts, key, value)
+    if opts.sections is None:
+        opts.sections = [s for s in SECTIONS if not (opts.quick and s == "compile")]
     if min(opts.warmup, opts.steps, opts.rounds, opts.repeats) < 1:
         ap.error("--warmup, --steps, --rounds and --repeats must be at least 1")
     return opts
