@@ -12,7 +12,7 @@ from .queue import Queue
 class SwAV(PretrainMethod):
     """Views: ``n_high_res`` global crops first, then the low-resolution crops.
 
-    Defaults are the study's (PROTOCOL.md): 500 prototypes frozen for the first epoch,
+    Defaults are the study's (Wolf et al., Sci. Rep. 2023): 500 prototypes frozen for the first epoch,
     temperature 0.1, Sinkhorn eps 0.05 with 3 iterations gathered over all processes, head
     2048-2048-BN-ReLU-128, LARS lr 0.15 with 10 warm-up epochs then cosine to 0 per step.
     ``queue_length > 0`` adds the SwAV feature queue (per high-res crop, gathered over processes)
