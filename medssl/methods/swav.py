@@ -41,7 +41,7 @@ class SwAV(PretrainMethod):
         self.queues = torch.nn.ModuleList(
             [Queue((queue_length, out_dim), gather_distributed=True)
              for _ in range(n_high_res)] if queue_length > 0 else [])
-        self.queue_in_loss = queue_start_epoch <= 0  # set at every epoch start
+        self.queue_in_loss = queue_start_epoch <= 0  # set at every batch start
 
     def embed(self, crops: list[torch.Tensor]) -> list[torch.Tensor]:
         """Normalised projections, one backbone pass per crop resolution."""
