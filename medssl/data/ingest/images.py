@@ -20,6 +20,8 @@ def read_image(path: str | Path) -> np.ndarray:
                 values = np.asarray(image, dtype=np.float32)
             else:
                 values = np.asarray(image.convert("L"), dtype=np.float32)
+    except Image.DecompressionBombError as err:  # PIL's limit on declared pixels
+        raise SkipItem(f"refused as a possible decompression bomb: {err}") from err
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise SkipItem(f"unreadable image: {type(err).__name__}: {err}") from err
     if values.ndim != 2:

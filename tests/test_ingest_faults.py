@@ -1,0 +1,53 @@
+"""Ingestion and the slice store facing bad input, reruns and kills."""
+import csv
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medssl.data import SliceStore
+from medssl.data.ingest import Options, ingest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def errors_of(store_path):
+    with open(Path(store_path) / "ingest_errors.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def run_ingest(inputs, out, workers=1, **options):
+    summary, _, _ = ingest(inputs, out, Options(**options), workers=workers, progress=False)
+    return summary, SliceStore(out)
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def write_png_bomb(path, side=15000):
+    """A tiny PNG whose header declares side x side 8-bit grey pixels."""
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    rows = zlib.compress(b"\x00" * (side + 1) * 64, 9)  # the first rows only: PIL stops at the header
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", rows)
+                     + png_chunk(b"IEND", b""))
+
+
+# --- images ----------------------------------------------------------------------------------
+def test_decompression_bomb_is_skipped_and_named(tmp_path):
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    grey = np.random.default_rng(0).integers(0, 256, (16, 16), dtype=np.uint8)
+    Image.fromarray(grey).save(folder / "a.png")
+    write_png_bomb(folder / "bomb.png")
+    assert (folder / "bomb.png").stat().st_size < 100_000
+    summary, store = run_ingest([folder], tmp_path / "s", size=16)
+    assert len(store) == 1
+    np.testing.assert_array_equal(store[0], grey)
+    [error] = errors_of(tmp_path / "s")
+    assert Path(error["file"]).name == "bomb.png"
+    assert f"{15000 * 15000} pixels" in error["reason"] and "decompression bomb" in error["reason"]
+    assert summary.skipped == 1
