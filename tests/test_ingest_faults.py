@@ -51,3 +51,48 @@ def test_decompression_bomb_is_skipped_and_named(tmp_path):
     assert Path(error["file"]).name == "bomb.png"
     assert f"{15000 * 15000} pixels" in error["reason"] and "decompression bomb" in error["reason"]
     assert summary.skipped == 1
+
+
+# --- reruns -----------------------------------------------------------------------------------
+def volume(n=3, size=32, seed=0):
+    from medssl.data.phantom import phantom_volume
+
+    images, _, _ = phantom_volume(seed, 0, n, size, z_range=(0.2, 0.6))
+    return images
+
+
+def write_patients(root, seeds):
+    from medssl.data.synthetic_dicom import write_series
+
+    for k in seeds:
+        write_series(root / f"patient{k}", volume(seed=k), series_uid=f"5.{k}", patient_id=f"P{k}")
+
+
+def test_failed_rerun_keeps_the_complete_store_readable(tmp_path, monkeypatch):
+    from medssl.data.ingest import pipeline
+
+    write_patients(tmp_path / "in", range(3))
+    _, before = run_ingest([tmp_path / "in"], tmp_path / "s", size=32)
+    original = [before[i] for i in range(len(before))]
+    write_patients(tmp_path / "in", range(3, 6))  # new series arrive, then the rerun fails
+    real, calls = pipeline.convert, []
+
+    def failing(item, options):
+        calls.append(item.group)
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        return real(item, options)
+
+    monkeypatch.setattr(pipeline, "convert", failing)
+    with pytest.raises(RuntimeError, match="disk full"):
+        ingest([tmp_path / "in"], tmp_path / "s", Options(size=32), workers=1, progress=False,
+               shard_slices=1)
+    store = SliceStore(tmp_path / "s")
+    assert len(store) == len(original) == 9
+    for i, slice_ in enumerate(original):
+        np.testing.assert_array_equal(store[i], slice_)
+    assert store.manifest.equals(before.manifest)
+    monkeypatch.setattr(pipeline, "convert", real)
+    summary, store = run_ingest([tmp_path / "in"], tmp_path / "s", size=32)
+    assert summary.series_already_done == 4 and summary.series_written == 2  # one new series was kept
+    assert len(store) == 18 and store.manifest.source.is_unique

@@ -50,9 +50,10 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _read_manifest(path: Path) -> pd.DataFrame:
+def _read_manifest(path: Path, nrows: int | None = None) -> pd.DataFrame:
     return pd.read_csv(
         path,
+        nrows=nrows,
         dtype={c: str for c in STRING_COLUMNS},
         keep_default_na=False,
         na_values={c: [""] for c in NUMBER_COLUMNS},
@@ -139,7 +140,8 @@ class SliceStore:
             file = self.path / MANIFEST_FILE
             if not file.is_file():
                 raise StoreError(f"{file}: manifest missing from the slice store.")
-            manifest = _read_manifest(file)
+            # nrows: while a rerun finishes, the manifest may already list the slices it added
+            manifest = _read_manifest(file, nrows=self._len)
             if len(manifest) != self._len:
                 raise StoreError(f"{file}: manifest has {len(manifest)} rows, the store has "
                                  f"{self._len} slices.")
@@ -258,9 +260,9 @@ class SliceStoreWriter:
             if before != json.loads(json.dumps(settings)):
                 raise StoreError(f"{self.path}: cannot resume: the store was started with "
                                  f"{before}, this write asks for {settings}.")
+        # A complete store keeps its store.json and manifest (it stays readable) until close()
+        # replaces them; new shards only ever come after the ones it lists.
         _atomic_write_bytes(pending, json.dumps(settings).encode())
-        meta.unlink(missing_ok=True)
-        (self.path / MANIFEST_FILE).unlink(missing_ok=True)
         for record_file in sorted(shard_dir.glob("*.json")):
             record = json.loads(record_file.read_text())
             if tuple(record["size"]) != self.size:
@@ -333,7 +335,10 @@ class SliceStoreWriter:
         self._buffer, self._rows, self._buffered = [], [], 0
 
     def close(self) -> SliceStore:
-        """Flush, write manifest and metadata, and return the complete store."""
+        """Flush, write manifest and metadata, and return the complete store.
+
+        The manifest goes first: it only appends rows to the one a complete store had, which
+        reads its own rows from the start of it, so the store is readable at every moment."""
         self.flush()
         shard_dir = self.path / SHARD_DIR
         parts = [_read_manifest(shard_dir / s["rows"]) for s in self._shards]
