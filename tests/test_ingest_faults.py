@@ -96,3 +96,36 @@ def test_failed_rerun_keeps_the_complete_store_readable(tmp_path, monkeypatch):
     summary, store = run_ingest([tmp_path / "in"], tmp_path / "s", size=32)
     assert summary.series_already_done == 4 and summary.series_written == 2  # one new series was kept
     assert len(store) == 18 and store.manifest.source.is_unique
+
+
+# --- non-finite values -----------------------------------------------------------------------
+def test_nifti_slices_with_nan_or_inf_are_skipped_and_named(tmp_path):
+    import nibabel as nib
+
+    vol = np.random.default_rng(0).integers(-1000, 1000, (8, 8, 6)).astype(np.float32)
+    vol[2, 3, 1] = np.nan
+    vol[:, :, 3] = np.nan
+    vol[0, 0, 4] = -np.inf
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), tmp_path / "holes.nii")
+    nib.save(nib.Nifti1Image(np.full((8, 8, 2), np.nan, np.float32), np.eye(4)), tmp_path / "void.nii")
+    summary, store = run_ingest([tmp_path / "holes.nii", tmp_path / "void.nii"], tmp_path / "s", size=8)
+    assert store.manifest.slice_index.tolist() == [0, 2, 5]
+    for i, k in enumerate([0, 2, 5]):  # untouched slices, exactly
+        np.testing.assert_array_equal(store[i], np.flip(vol[:, :, k].T, (0, 1)))
+    reasons = {Path(e["file"]).name: e["reason"] for e in errors_of(tmp_path / "s")}
+    assert "slices 1, 3, 4 of 6" in reasons["holes.nii"] and "NaN" in reasons["holes.nii"]
+    assert "slices 0, 1 of 2" in reasons["void.nii"]
+    assert summary.skipped == 2 and summary.series_skipped == 1
+
+
+def test_float_image_with_nan_is_skipped_and_named(tmp_path):
+    folder = tmp_path / "tifs"
+    folder.mkdir()
+    values = np.arange(64, dtype=np.float32).reshape(8, 8)
+    Image.fromarray(values).save(folder / "a.tif")
+    values[4, 4] = np.nan
+    Image.fromarray(values).save(folder / "b.tif")
+    _, store = run_ingest([folder], tmp_path / "s", size=8)
+    assert store.manifest.source.map(lambda s: Path(s).name).tolist() == ["a.tif"]
+    [error] = errors_of(tmp_path / "s")
+    assert Path(error["file"]).name == "b.tif" and "NaN" in error["reason"]

@@ -26,6 +26,8 @@ def read_image(path: str | Path) -> np.ndarray:
         raise SkipItem(f"unreadable image: {type(err).__name__}: {err}") from err
     if values.ndim != 2:
         raise SkipItem(f"image has shape {values.shape}, expected 2D")
+    if not np.isfinite(values).all():
+        raise SkipItem("image holds NaN or infinite values: not stored")
     if values.max(initial=0) > INT16_MAX or values.min(initial=0) < -INT16_MAX - 1:
         raise SkipItem(f"values {values.min():.0f}..{values.max():.0f} do not fit the int16 store")
     return values

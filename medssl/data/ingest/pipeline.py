@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 
 from ..store import SliceStore, SliceStoreWriter
 from . import thin
-from .dicom import AIR_HU, SeriesPlan, SkipItem, order_series, read_header, read_series
+from .dicom import (AIR_HU, SeriesPlan, SkipItem, drop_duplicate_instances, one_line, order_series,
+                    read_header, read_series)
 from .discover import discover
 from .images import read_image
 from .nifti import read_volume
@@ -64,6 +65,7 @@ class Summary:
     skipped: int = 0  # rows of the errors report: files or series that could not be ingested
     series_skipped: int = 0
     non_image_files_ignored: int = 0
+    duplicates_ignored: int = 0  # copies of DICOM instances or slices already found elsewhere
     series_of_other_modalities: dict = field(default_factory=dict)
     errors_report: str = ""
 
@@ -82,13 +84,15 @@ def _header_or_reason(path):
         return read_header(Path(path)), None
     except SkipItem as err:
         return None, str(err)
+    except Exception as err:  # a damaged file must not stop the run
+        return None, f"unreadable DICOM: {one_line(err)}"
 
 
 def plan(inputs, options: Options, pool=None, progress=True):
     """Items to ingest, (file, reason) of inputs that cannot be, and what was ignored."""
     found = discover(inputs)
     errors = [(str(p), "input not found") for p in found.missing]
-    ignored = {"non_image_files": len(found.other), "other_modalities": Counter()}
+    ignored = {"non_image_files": len(found.other), "other_modalities": Counter(), "duplicates": 0}
     if found.images and (found.dicom or found.nifti):
         raise IngestError("inputs mix image files (values not HU) with DICOM/NIfTI scans: "
                           "ingest them into separate stores.")
@@ -120,6 +124,8 @@ def plan(inputs, options: Options, pool=None, progress=True):
 
 
 def _dicom_items(headers, options, errors, ignored):
+    headers, copies = drop_duplicate_instances(headers)
+    ignored["duplicates"] += copies
     series: dict[str, list[dict]] = {}
     for h in headers:
         series.setdefault(h["series_uid"], []).append(h)
@@ -135,11 +141,11 @@ def _dicom_items(headers, options, errors, ignored):
         try:
             series_plan = order_series(members)
         except SkipItem as err:
-            errors.append((str(Path(members[0]["file"]).parent), f"series {uid}: {err}"))
+            errors.append((err.file or str(Path(members[0]["file"]).parent), f"series {uid}: {err}"))
             continue
-        n = sum(h["frames"] for h in members)
-        items.append(Item("dicom", uid, str(Path(members[0]["file"]).parent), modality, n,
-                          (members[0]["rows"], members[0]["cols"]), series_plan))
+        ignored["duplicates"] += series_plan.duplicates
+        items.append(Item("dicom", uid, str(Path(members[0]["file"]).parent), modality,
+                          len(series_plan.slices), (members[0]["rows"], members[0]["cols"]), series_plan))
     return items
 
 
@@ -176,28 +182,47 @@ def _convert_dicom(item: Item, options: Options):
     values = read_series(plan_)
     fill = AIR_HU if item.modality == "CT" else float(values.min())
     slices, kept, factor = _finish(values, fill, options)
-    first = plan_.first
-    frames = first["frames"]
-    sources = plan_.files if frames == 1 else [f"{plan_.files[0]}#frame{i}" for i in range(frames)]
-    spacing = [s * factor for s in first["spacing"]]
-    rows = _rows(item, [sources[i] for i in kept], [plan_.positions[i] for i in kept], spacing,
-                 first["patient_id"], kept)
+    sources, positions = plan_.sources, plan_.positions
+    spacing = [s * factor for s in plan_.spacing]
+    rows = _rows(item, [sources[i] for i in kept], [positions[i] for i in kept], spacing,
+                 plan_.first["patient_id"], kept)
     return item, slices, rows, len(values) - len(kept), []
 
 
 def _convert_nifti(item: Item, options: Options):
+    """Slices holding NaN or infinite values are skipped (and reported), never filled in."""
     volumes, positions, spacing = read_volume(item.payload)
-    parts, rows, dropped = [], [], 0
+    parts, rows, errors, dropped = [], [], [], 0
     patient = Path(item.payload).name.split(".nii")[0]
     for t, values in enumerate(volumes):
-        fill = AIR_HU if item.modality == "CT" else float(values.min())
-        slices, kept, factor = _finish(values, fill, options)
         source = item.payload if len(volumes) == 1 else f"{item.payload}#t{t}"
+        finite = np.isfinite(values).all(axis=(1, 2))
+        if not finite.all():
+            errors.append((source, f"slices {_index_list(np.flatnonzero(~finite))} of {len(values)} "
+                                   "hold NaN or infinite values: not stored"))
+        usable = np.flatnonzero(finite)
+        if not len(usable):
+            continue
+        fill = AIR_HU if item.modality == "CT" else float(values[usable].min())
+        slices, kept, factor = _finish(values[usable], fill, options)
+        kept = usable[kept]
         rows += _rows(item, [source] * len(kept), [positions[i] for i in kept],
                       [s * factor for s in spacing], patient, kept)
         parts.append(slices)
-        dropped += len(values) - len(kept)
-    return item, np.concatenate(parts), rows, dropped, []
+        dropped += len(usable) - len(kept)
+    return item, np.concatenate(parts) if parts else None, rows, dropped, errors
+
+
+def _index_list(indices) -> str:
+    """[1, 3, 4, 5, 6] -> "1, 3-6" (runs of three or more as ranges)."""
+    runs, start = [], None
+    for k, i in enumerate(indices):
+        if start is None:
+            start = i
+        if k + 1 == len(indices) or indices[k + 1] != i + 1:
+            runs.append(f"{start}-{i}" if i - start >= 2 else ", ".join(map(str, range(start, i + 1))))
+            start = None
+    return ", ".join(runs)
 
 
 def _convert_images(item: Item, options: Options):
@@ -269,6 +294,7 @@ def ingest(inputs, out, options: Options = Options(), *, workers: int | None = N
         items, errors, ignored = plan(inputs, options, pool, progress)
         table = describe_plan(items)
         summary = Summary(store=str(out), non_image_files_ignored=ignored["non_image_files"],
+                          duplicates_ignored=ignored["duplicates"],
                           series_of_other_modalities=dict(ignored["other_modalities"]))
         if dry_run:
             summary.skipped = len(errors)
