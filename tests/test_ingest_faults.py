@@ -129,3 +129,40 @@ def test_float_image_with_nan_is_skipped_and_named(tmp_path):
     assert store.manifest.source.map(lambda s: Path(s).name).tolist() == ["a.tif"]
     [error] = errors_of(tmp_path / "s")
     assert Path(error["file"]).name == "b.tif" and "NaN" in error["reason"]
+
+
+def test_rerun_picks_up_new_images_and_the_error_log_keeps_every_run(tmp_path):
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    images = {name: rng.integers(0, 256, (8, 8), dtype=np.uint8) for name in "abcde"}
+    for name in "ace":
+        Image.fromarray(images[name]).save(folder / f"{name}.png")
+    (folder / "x.png").write_bytes(b"not a png")
+    _, first = run_ingest([folder], tmp_path / "s", size=8)
+    assert len(first) == 3
+    for name in "bd":  # new files sort between the old ones
+        Image.fromarray(images[name]).save(folder / f"{name}.png")
+    summary, store = run_ingest([folder], tmp_path / "s", size=8)
+    assert summary.series_written == 1 and summary.slices_written == 2
+    names = store.manifest.source.map(lambda s: Path(s).stem).tolist()
+    assert sorted(names) == list("abcde")
+    for i, name in enumerate(names):
+        np.testing.assert_array_equal(store[i], images[name])
+    again, store = run_ingest([str(folder) + "/"], tmp_path / "s", size=8)  # spelt otherwise
+    assert again.series_written == 0 and len(store) == 5
+    errors = errors_of(tmp_path / "s")
+    assert [Path(e["file"]).name for e in errors] == ["x.png"] * 3
+    assert len({e["run"] for e in errors}) == 3
+
+
+def test_errors_report_of_an_older_run_keeps_its_rows(tmp_path):
+    from medssl.data.ingest.report import ErrorsReport
+
+    path = tmp_path / "ingest_errors.csv"
+    path.write_text("file,reason\nold.png,unreadable image\n")
+    with ErrorsReport(path) as report:
+        report.add([("new.png", "image holds NaN")])
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["run"], r["file"]) for r in rows] == [("", "old.png"), (report.run, "new.png")]

@@ -281,6 +281,13 @@ class SliceStoreWriter:
     def slices_written(self) -> int:
         return sum(int(s["slices"]) for s in self._shards) + self._buffered
 
+    def written_rows(self) -> pd.DataFrame:
+        """The manifest rows of the finished shards, in store order."""
+        shard_dir = self.path / SHARD_DIR
+        parts = [_read_manifest(shard_dir / s["rows"]) for s in self._shards]
+        return (pd.concat(parts, ignore_index=True) if parts
+                else pd.DataFrame(columns=list(MANIFEST_COLUMNS)))
+
     def add(self, slices: np.ndarray, rows: pd.DataFrame | Iterable[Mapping]) -> None:
         """Append one group of slices (n, H, W) with its n manifest rows."""
         slices = np.asarray(slices)
@@ -340,10 +347,7 @@ class SliceStoreWriter:
         The manifest goes first: it only appends rows to the one a complete store had, which
         reads its own rows from the start of it, so the store is readable at every moment."""
         self.flush()
-        shard_dir = self.path / SHARD_DIR
-        parts = [_read_manifest(shard_dir / s["rows"]) for s in self._shards]
-        manifest = (pd.concat(parts, ignore_index=True) if parts
-                    else pd.DataFrame(columns=list(MANIFEST_COLUMNS)))
+        manifest = self.written_rows()
         _atomic_write_bytes(self.path / MANIFEST_FILE, manifest.to_csv(index=False).encode())
         meta = {
             "format": FORMAT,

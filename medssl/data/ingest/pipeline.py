@@ -2,11 +2,12 @@
 
 Every series (DICOM series, NIfTI file, chunk of an image folder) is one group of the store
 writer, so an interrupted run resumes by series. Bad inputs are skipped and listed in
-``STORE/ingest_errors.csv`` (file, reason); the run goes on.
+``STORE/ingest_errors.csv`` (run, file, reason; every run appends its rows); the run goes on.
+A rerun also takes the files added to an image folder since the last one (see ``image_items``).
 """
 from __future__ import annotations
 
-import csv
+import hashlib
 import json
 import os
 from collections import Counter, deque
@@ -25,6 +26,7 @@ from .dicom import (AIR_HU, SeriesPlan, SkipItem, drop_duplicate_instances, one_
 from .discover import discover
 from .images import read_image
 from .nifti import read_volume
+from .report import ErrorsReport
 from .resample import fit_to_size, to_int16
 
 ERRORS_FILE = "ingest_errors.csv"
@@ -112,15 +114,41 @@ def plan(inputs, options: Options, pool=None, progress=True):
     for path in found.nifti:
         items.append(Item("nifti", f"nifti:{path.resolve()}", str(path), options.nifti_modality,
                           0, None, str(path)))
-    by_folder: dict[Path, list[Path]] = {}
-    for path, _root in found.images:
-        by_folder.setdefault(path.parent, []).append(path)
-    for folder, files in by_folder.items():
-        for start in range(0, len(files), IMAGE_CHUNK):
-            chunk = files[start:start + IMAGE_CHUNK]
-            items.append(Item("images", f"images:{folder.resolve()}#{start // IMAGE_CHUNK}",
-                              str(folder), "OT", len(chunk), None, [str(f) for f in chunk]))
+    items += image_items([path for path, _root in found.images])
     return items, errors, ignored
+
+
+def image_items(files, done: frozenset[str] = frozenset()) -> list[Item]:
+    """Chunks of each folder's image files that are not in ``done`` (resolved paths).
+
+    A chunk's group is named by its folder and the digest of its file list, so files added to a
+    folder after a run form new groups of their own on the next run.
+    """
+    by_folder: dict[Path, list[str]] = {}
+    for path in map(Path, files):
+        if str(path.resolve()) not in done:
+            by_folder.setdefault(path.parent, []).append(str(path))
+    items = []
+    for folder, names in by_folder.items():
+        for start in range(0, len(names), IMAGE_CHUNK):
+            chunk = names[start:start + IMAGE_CHUNK]
+            digest = hashlib.blake2b("\n".join(chunk).encode(), digest_size=8).hexdigest()
+            items.append(Item("images", f"images:{folder.resolve()}#{digest}", str(folder), "OT",
+                              len(chunk), None, chunk))
+    return items
+
+
+def _skip_stored_images(items, writer: SliceStoreWriter):
+    """Items without the image files already in the store; and how many stored groups they held."""
+    files = [f for i in items if i.kind == "images" for f in i.payload]
+    if not files:
+        return items, 0
+    stored = writer.written_rows()
+    resolved = stored.source.map(lambda s: str(Path(s).resolve()))
+    wanted = {str(Path(f).resolve()) for f in files}
+    here = resolved.isin(wanted)
+    rest = [i for i in items if i.kind != "images"]
+    return rest + image_items(files, frozenset(resolved[here])), stored.series_uid[here].nunique()
 
 
 def _dicom_items(headers, options, errors, ignored):
@@ -308,20 +336,16 @@ def ingest(inputs, out, options: Options = Options(), *, workers: int | None = N
                                   overwrite=overwrite, shard_slices=shard_slices)
         report_path = Path(errors_report) if errors_report else out / ERRORS_FILE
         summary.errors_report = str(report_path)
+        items, images_done = _skip_stored_images(items, writer)
         todo = [i for i in items if i.group not in writer.done_groups]
-        summary.series_already_done = len(items) - len(todo)
-        with open(report_path, "w", newline="") as report, writer:
-            log = csv.writer(report)
-            log.writerow(["file", "reason"])
-            for file, reason in errors:
-                log.writerow([file, reason])
-            report.flush()
+        summary.series_already_done = len(items) - len(todo) + images_done
+        with ErrorsReport(report_path) as report, writer:
+            report.add(errors)
             bar = tqdm(total=sum(i.slices for i in todo) or None, desc="ingesting", unit="slice",
                        disable=not progress)
             for item, slices, rows, dropped, item_errors in _ordered(
                     pool, partial(convert, options=options), todo, ahead=2 * workers):
-                log.writerows(item_errors)
-                report.flush()
+                report.add(item_errors)
                 errors += item_errors
                 if slices is None:
                     summary.series_skipped += 1
