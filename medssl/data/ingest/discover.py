@@ -47,8 +47,10 @@ def kind_of(path: Path) -> str:
 
 
 def discover(inputs) -> Found:
-    """Walk files and folders (recursively, in sorted order) and sort them by kind."""
+    """Walk files and folders (recursively, in sorted order) and sort them by kind. A file met
+    more than once (given twice, inside a folder also given, through a symlink) counts once."""
     found = Found()
+    seen: set[Path] = set()
     for item in map(Path, inputs):
         if not item.exists():
             found.missing.append(item)
@@ -61,6 +63,10 @@ def discover(inputs) -> Found:
                 dirs.sort()
                 files += [(Path(folder) / n, item) for n in sorted(names) if not n.startswith(".")]
         for path, root in files:
+            resolved = path.resolve()
+            if resolved in seen:
+                continue
+            seen.add(resolved)
             kind = kind_of(path)
             if kind == "image":
                 found.images.append((path, root))
