@@ -6,13 +6,16 @@
 
 Tasks are NAME=KIND:PATH (KIND: covid, medmnist, brain, folder, csv). Checkpoints are paths,
 released names, or "random" (the baseline). Subsets are stratified, seeded and nested.
-Re-running the same command skips finished runs, so a killed sweep resumes.
+Re-running the same command skips finished runs, so a killed sweep resumes; rows a kill left
+incomplete are moved to results.csv.torn and their runs done again.
 """
 import argparse
 import sys
+import warnings
 
 from medssl.checkpoints import CheckpointError
 from medssl.downstream import DEFAULT_FRACTIONS, TaskError
+from medssl.downstream.results import ResultsError
 from medssl.downstream.sweep import SweepConfig, run_sweep
 
 
@@ -22,6 +25,10 @@ def parse_task(text: str):
     if not (name and kind and path):
         raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=KIND:PATH")
     return name, (kind, path)
+
+
+def show_warning(message, *_, **__):
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def main(argv=None) -> int:
@@ -48,8 +55,10 @@ def main(argv=None) -> int:
                          args.freeze_epochs, args.lr, 5e-4, args.backbone_lr, args.min_per_class,
                          args.workers, precision=args.precision)
     try:
-        table = run_sweep(config, args.out)
-    except (TaskError, CheckpointError) as err:
+        with warnings.catch_warnings():
+            warnings.showwarning = show_warning
+            table = run_sweep(config, args.out)
+    except (TaskError, CheckpointError, ResultsError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"{len(table)} runs in {args.out}; next: python Downstream/report.py {args.out}")

@@ -73,6 +73,11 @@ class SliceStore:
         meta_path = self.path / META_FILE
         if not self.path.is_dir():
             raise StoreError(f"{self.path}: no slice store here (directory not found).")
+        if not meta_path.is_file() and not (self.path / PENDING_FILE).is_file():
+            raise StoreError(
+                f"{self.path}: not a slice store (no {META_FILE}). Make one from DICOM, NIfTI or "
+                f"image folders with: python Pre-Training/preprocess.py {self.path} --out STORE"
+            )
         if not meta_path.is_file():
             raise StoreError(
                 f"{self.path}: incomplete slice store ({META_FILE} is missing): its writing was "

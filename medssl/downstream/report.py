@@ -1,4 +1,6 @@
-"""From results.csv to a markdown table (mean +- std over seeds) and plots like the study's."""
+"""From results.csv to a markdown table (mean +- std over seeds) and plots like the study's.
+
+Incomplete rows (a sweep killed while writing one) are named in a warning and left out."""
 from __future__ import annotations
 
 import json
@@ -6,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .results import ResultsError, read_results, writing
 
 METRICS = ("accuracy", "balanced_accuracy", "auc", "f1_macro")
 
@@ -49,15 +53,17 @@ def write_report(results_csv: str | Path, out_dir: str | Path) -> dict[str, Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    results = pd.read_csv(results_csv)
+    results = read_results(results_csv)
     if results.empty:
-        raise ValueError(f"{results_csv}: no finished runs to report")
+        raise ResultsError(f"{results_csv}: no finished runs to report")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(results)
     paths = {"table": out / "results.md", "summary": out / "summary.csv"}
-    paths["table"].write_text(markdown(summary))
-    summary.to_csv(paths["summary"], index=False)
+    with writing(paths["table"]):
+        paths["table"].write_text(markdown(summary))
+    with writing(paths["summary"]):
+        summary.to_csv(paths["summary"], index=False)
     for task, part in summary.groupby("task"):
         fig, axes = plt.subplots(1, len(METRICS), figsize=(4.2 * len(METRICS), 3.6), squeeze=False)
         for ax, metric in zip(axes[0], METRICS):
@@ -74,7 +80,8 @@ def write_report(results_csv: str | Path, out_dir: str | Path) -> dict[str, Path
         fig.suptitle(f"{task}: fine-tuning vs training-set size (mean +- std over seeds)")
         fig.tight_layout()
         paths[f"plot_{task}"] = out / f"{task}_metrics.png"
-        fig.savefig(paths[f"plot_{task}"], dpi=90)
+        with writing(paths[f"plot_{task}"]):
+            fig.savefig(paths[f"plot_{task}"], dpi=90)
         plt.close(fig)
         paths[f"confusion_{task}"] = _confusions(results[results.task == task], out / f"{task}_confusion.png", plt)
     return paths
@@ -94,6 +101,7 @@ def _confusions(runs: pd.DataFrame, path: Path, plt) -> Path:
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    with writing(path):
+        fig.savefig(path, dpi=90)
     plt.close(fig)
     return path

@@ -1,12 +1,13 @@
 """Checkpoints x tasks x training fractions x seeds; one row of results.csv per finished run.
 
-Every input is checked before the first run; a finished run is appended (and flushed) at once,
-and runs already in results.csv are skipped, so a killed sweep resumes where it stopped.
+Every input is checked before the first run; a finished run is appended (and synced) at once,
+and runs already in results.csv are skipped, so a killed sweep resumes where it stopped. Rows a
+kill left incomplete are set aside and their runs done again. Checkpoints of the run in progress
+live in a scratch folder beside results.csv, cleared when the next sweep starts.
 """
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -20,12 +21,10 @@ from tqdm.auto import tqdm
 
 from ..checkpoints import read_backbone
 from .finetune import FineTune, TaskDataModule
+from .results import COLUMNS, KEY, append_row, read_results, repair, writing  # noqa: F401
 from .subsets import DEFAULT_FRACTIONS
 from .tasks import load_task
 
-KEY = ["task", "checkpoint", "mode", "fraction", "seed"]
-COLUMNS = KEY + ["method", "n_train", "accuracy", "balanced_accuracy", "auc", "f1_macro",
-                 "precision", "recall", "epochs", "wall_s", "confusion"]
 RANDOM = "random"
 
 
@@ -51,19 +50,15 @@ class SweepConfig:
 
 
 def finished_runs(path: Path) -> set[tuple]:
-    if not path.is_file():
-        return set()
-    done = pd.read_csv(path, usecols=KEY)
+    """Keys of the complete rows of ``path``, after setting its incomplete rows aside."""
+    done = repair(path)
     return {(r.task, str(r.checkpoint), r.mode, float(r.fraction), int(r.seed))
             for r in done.itertuples()}
 
 
-def _append(path: Path, row: dict) -> None:
-    new = not path.is_file()
-    with open(path, "a") as f:
-        pd.DataFrame([row], columns=COLUMNS).to_csv(f, header=new, index=False)
-        f.flush()
-        os.fsync(f.fileno())
+def scratch_folder(out: Path) -> Path:
+    """Where the runs of the sweep writing ``out`` keep their checkpoints."""
+    return out.with_name(f".{out.name}.scratch")
 
 
 def check_inputs(config: SweepConfig) -> dict[str, str]:
@@ -76,7 +71,8 @@ def check_inputs(config: SweepConfig) -> dict[str, str]:
     return methods
 
 
-def run_one(config: SweepConfig, task: str, ckpt: str, fraction: float, seed: int, method: str) -> dict:
+def run_one(config: SweepConfig, task: str, ckpt: str, fraction: float, seed: int, method: str,
+            scratch: Path | None = None) -> dict:
     kind, path = config.tasks[task]
     pl.seed_everything(seed, workers=True)
     data = TaskDataModule(kind, path, image_size=config.image_size, batch_size=config.batch_size,
@@ -84,7 +80,9 @@ def run_one(config: SweepConfig, task: str, ckpt: str, fraction: float, seed: in
                           num_workers=config.num_workers)
     model = FineTune(data.num_classes, None if ckpt == RANDOM else ckpt, config.arch, config.mode,
                      config.lr, config.weight_decay, config.freeze_epochs, config.backbone_lr)
-    folder = Path(tempfile.mkdtemp(prefix="medssl-sweep-"))
+    if scratch is not None:
+        scratch.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="run-", dir=scratch))
     start = time.perf_counter()
     try:
         best = ModelCheckpoint(dirpath=folder, monitor="val/accuracy", mode="max", save_top_k=1)
@@ -93,8 +91,9 @@ def run_one(config: SweepConfig, task: str, ckpt: str, fraction: float, seed: in
                              precision=config.precision, logger=False, callbacks=[best],
                              enable_progress_bar=False, enable_model_summary=False,
                              num_sanity_val_steps=0)
-        trainer.fit(model, data)
-        trainer.test(model, data, ckpt_path="best", verbose=False)
+        with writing(folder):
+            trainer.fit(model, data)
+            trainer.test(model, data, ckpt_path="best", verbose=False)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     results = model.test_results
@@ -111,9 +110,12 @@ def run_sweep(config: SweepConfig, out: str | Path, progress: bool = True) -> pd
     out.parent.mkdir(parents=True, exist_ok=True)
     methods = check_inputs(config)
     done = finished_runs(out)
+    scratch = scratch_folder(out)
+    shutil.rmtree(scratch, ignore_errors=True)  # what a killed sweep left
     plan = [(t, c, float(f), int(s)) for t in config.tasks for c in config.checkpoints
             for f in config.fractions for s in config.seeds
             if (t, c, config.mode, float(f), int(s)) not in done]
     for task, ckpt, fraction, seed in tqdm(plan, desc="sweep", unit="run", disable=not progress):
-        _append(out, run_one(config, task, ckpt, fraction, seed, methods[ckpt]))
-    return pd.read_csv(out)
+        append_row(out, run_one(config, task, ckpt, fraction, seed, methods[ckpt], scratch))
+    shutil.rmtree(scratch, ignore_errors=True)
+    return read_results(out)

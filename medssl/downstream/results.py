@@ -1,0 +1,181 @@
+"""A sweep's results.csv: one complete row per finished run.
+
+A row is appended whole (one write ending in a newline, then fsync), so a kill can tear at most
+the last row. Reading keeps complete rows only and names every other one; :func:`repair` moves
+such rows to ``<file>.torn`` so that their runs are done again.
+"""
+from __future__ import annotations
+
+import csv
+import errno
+import io
+import json
+import os
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+KEY = ["task", "checkpoint", "mode", "fraction", "seed"]
+COLUMNS = KEY + ["method", "n_train", "accuracy", "balanced_accuracy", "auc", "f1_macro",
+                 "precision", "recall", "epochs", "wall_s", "confusion"]
+TEXT = ("task", "checkpoint", "mode", "method")
+INTEGER = ("seed", "n_train", "epochs")
+NUMBER = ("fraction", "wall_s")
+METRIC = ("accuracy", "balanced_accuracy", "auc", "f1_macro", "precision", "recall")  # may be NaN
+
+
+class ResultsError(ValueError):
+    """A file that is not a sweep's results table."""
+
+
+class TornRowWarning(UserWarning):
+    """A results row that a kill or a crash left incomplete."""
+
+
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}  # full or read-only disk
+
+
+@contextmanager
+def writing(path: str | os.PathLike):
+    """Re-raise a write error that does not say which file it hit (a full disk) with ``path``."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is not None or err.errno not in WRITE_ERRORS:
+            raise
+        raise OSError(err.errno, err.strerror or os.strerror(err.errno), str(path)) from err
+
+
+@dataclass
+class Scan:
+    """A results file split into its header, complete rows and incomplete rows."""
+
+    header: bytes = b""
+    columns: list[str] = field(default_factory=list)
+    rows: list[bytes] = field(default_factory=list)
+    torn: list[tuple[int, str, bytes]] = field(default_factory=list)  # (line number, reason, text)
+
+
+def _problem(line: bytes, columns: list[str]) -> str | None:
+    """Why ``line`` is not a complete row, or None."""
+    if not line.endswith(b"\n"):
+        return "no line end: cut off while it was written"
+    if b"\0" in line:
+        return "holds NUL bytes"
+    try:
+        fields = next(csv.reader([line.decode("utf-8").rstrip("\r\n")]), [])
+    except (UnicodeDecodeError, csv.Error) as err:
+        return f"unreadable ({err})"
+    if len(fields) != len(columns):
+        return f"{len(fields)} fields, {len(columns)} expected"
+    values = dict(zip(columns, fields))
+    for name in TEXT:
+        if not values[name]:
+            return f"{name} is empty"
+    for name, kind in [(n, int) for n in INTEGER] + [(n, float) for n in NUMBER + METRIC]:
+        if name in METRIC and values[name] == "":
+            continue
+        try:
+            kind(values[name])
+        except ValueError:
+            return f"{name} {values[name]!r} is not a number"
+    try:
+        json.loads(values["confusion"])
+    except ValueError:
+        return "confusion matrix is not valid JSON"
+    return None
+
+
+def scan(path: str | os.PathLike) -> Scan:
+    """Split ``path`` into complete and incomplete rows (a missing or empty file: no rows)."""
+    path = Path(path)
+    data = path.read_bytes() if path.is_file() else b""
+    lines = data.splitlines(keepends=True)
+    result = Scan()
+    if not lines:
+        return result
+    if not lines[0].endswith(b"\n"):  # the first append was cut off: nothing was finished
+        result.torn.append((1, "no line end: cut off while it was written", lines[0]))
+        return result
+    result.header = lines[0]
+    result.columns = next(csv.reader([lines[0].decode("utf-8", "replace").strip()]), [])
+    missing = [c for c in COLUMNS if c not in result.columns]
+    if missing:
+        raise ResultsError(f"{path}: not a sweep results table: its header lacks columns {missing}.")
+    for number, line in enumerate(lines[1:], start=2):
+        problem = _problem(line, result.columns)
+        if problem is None:
+            result.rows.append(line)
+        else:
+            result.torn.append((number, problem, line))
+    return result
+
+
+def _warn(path: Path, found: Scan, outcome: str) -> None:
+    for number, problem, _ in found.torn:
+        warnings.warn(f"{path}: row {number} is incomplete ({problem}); {outcome}.",
+                      TornRowWarning, stacklevel=3)
+
+
+def _frame(found: Scan) -> pd.DataFrame:
+    if not found.rows:
+        return pd.DataFrame(columns=found.columns or COLUMNS)
+    return pd.read_csv(io.BytesIO(found.header + b"".join(found.rows)))
+
+
+def read_results(path: str | os.PathLike) -> pd.DataFrame:
+    """The complete rows of ``path``; each incomplete one is named in a warning and skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise ResultsError(f"{path}: no such results file.")
+    found = scan(path)
+    if not found.header:
+        raise ResultsError(f"{path}: the results file is empty (no header, no finished runs).")
+    _warn(path, found, "skipped")
+    return _frame(found)
+
+
+def repair(path: str | os.PathLike) -> pd.DataFrame:
+    """Move the incomplete rows of ``path`` to ``<path>.torn`` (named in warnings), rewriting
+    ``path`` atomically with its complete rows; return those rows."""
+    path = Path(path)
+    found = scan(path)
+    if found.torn:
+        aside = path.with_name(path.name + ".torn")
+        _warn(path, found, f"moved to {aside.name} and run again")
+        with writing(aside), open(aside, "ab") as f:
+            f.write(b"".join(line if line.endswith(b"\n") else line + b"\n"
+                             for _, _, line in found.torn))
+        tmp = path.with_name(path.name + ".tmp")
+        with writing(tmp):
+            with open(tmp, "wb") as f:
+                f.write(found.header + b"".join(found.rows))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+    return _frame(found)
+
+
+def append_row(path: str | os.PathLike, row: dict) -> None:
+    """Append ``row`` whole (a header first in a new file) and sync it to disk. A torn tail
+    is cut off first; a failed write is undone, leaving the complete rows as they were."""
+    path = Path(path)
+    with writing(path), open(path, "ab+") as f:
+        f.seek(0)
+        data = f.read()
+        if data and not data.endswith(b"\n"):  # a torn last row: keep only whole lines
+            f.truncate(data.rfind(b"\n") + 1)
+        f.seek(0, os.SEEK_END)
+        start = f.tell()
+        columns = scan(path).columns if start else COLUMNS
+        text = pd.DataFrame([row]).reindex(columns=columns).to_csv(index=False, header=not start)
+        try:
+            f.write(text.encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+        except OSError:
+            f.truncate(start)
+            raise
