@@ -48,12 +48,14 @@ def test_covid_bad_inputs_name_the_file(phantom_tasks, tmp_path):
         load_task("covid", root)
 
 
-def test_unreadable_image_is_named(phantom_tasks, tmp_path):
+def test_unreadable_image_is_named_and_left_out(phantom_tasks, tmp_path):
     root = copy_of(phantom_tasks["brain"], tmp_path)
     victim = sorted((root / "train" / "b_with").iterdir())[0]
     victim.write_bytes(b"garbage")
-    with pytest.raises(TaskError, match=f"{victim.name}: unreadable image"):
-        load_task("brain", root)
+    with pytest.warns(UserWarning, match=f"{victim.name}: unreadable image"):
+        task = load_task("brain", root, progress=False)
+    assert [f for f, _ in task.skipped] == [str(victim)]
+    assert str(victim) not in [p for s in task.splits.values() for p in s.items]
 
 
 def test_medmnist_npz(phantom_tasks, tmp_path):
@@ -101,6 +103,7 @@ def test_own_data_as_folders_and_csv_with_dicom(tmp_path):
     assert task.classes == ["lesion", "normal"] and image.shape == (32, 32)
     np.testing.assert_allclose(image, np.clip((hu[0] + 1024) / 4096, 0, 1), atol=1e-6)
     (tmp_path / "bad.csv").write_text("path,label,split\nfolders/benign/0.png,normal,train\n"
+                                      "folders/malignant/0.png,lesion,train\n"
                                       "folders/benign/1.png,cyst,test\n")
     with pytest.raises(TaskError, match=r"bad.csv \(test rows\): unknown label\(s\) \['cyst'\]"):
         load_task("csv", tmp_path / "bad.csv")

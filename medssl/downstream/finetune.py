@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from pytorch_lightning.callbacks import BaseFinetuning
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 from torchvision.transforms import v2 as T
 
 from ..checkpoints import load_backbone
@@ -40,6 +40,26 @@ class TaskImages(Dataset):
         return self.transform(image).expand(3, -1, -1), int(self.task.splits[self.split].labels[index])
 
 
+class NoSingleTail(BatchSampler):
+    """Batches of ``batch_size``; a last batch of one joins the batch before it (BatchNorm
+    cannot train on one image at small feature maps)."""
+
+    def __iter__(self):
+        pending = None
+        for batch in super().__iter__():
+            if pending is not None and len(batch) == 1:
+                batch = pending + batch
+            elif pending is not None:
+                yield pending
+            pending = batch
+        if pending is not None:
+            yield pending
+
+    def __len__(self) -> int:
+        n = super().__len__()
+        return n - 1 if n > 1 and not self.drop_last and len(self.sampler) % self.batch_size == 1 else n
+
+
 class TaskDataModule(pl.LightningDataModule):
     """A task (``kind``: covid, medmnist, brain, folder, csv) at a training fraction.
 
@@ -70,12 +90,21 @@ class TaskDataModule(pl.LightningDataModule):
 
     def setup(self, stage=None) -> None:
         self.load()
+        trainer = self.trainer
+        if trainer is not None and trainer.loggers:  # the files left out, listed next to the results
+            folder = trainer.log_dir  # called by every process: it may synchronise them
+            if folder and trainer.is_global_zero:
+                self.task.write_skipped(folder)
 
     def _loader(self, split, indices, train):
         h = self.hparams
         data = TaskImages(self.task, split, indices, h.image_size, h.augment and train, h.mean, h.std)
-        return DataLoader(data, batch_size=h.batch_size, shuffle=train, num_workers=h.num_workers,
-                          persistent_workers=h.num_workers > 0, pin_memory=torch.cuda.is_available())
+        common = dict(num_workers=h.num_workers, persistent_workers=h.num_workers > 0,
+                      pin_memory=torch.cuda.is_available())
+        if train:
+            return DataLoader(data, batch_sampler=NoSingleTail(RandomSampler(data), h.batch_size, False),
+                              **common)
+        return DataLoader(data, batch_size=h.batch_size, **common)
 
     def train_dataloader(self):
         return self._loader("train", self.train_indices, True)

@@ -1,0 +1,119 @@
+"""Image files of the downstream tasks: which files count as images, how they are read, and the
+up-front check that decodes every one of them.
+
+The rule: a file is an image if its suffix is an image suffix (PNG, JPEG, TIFF, BMP); it is DICOM
+if its suffix is .dcm/.dicom/.ima or it starts with the DICOM preamble ('DICM' at byte 128);
+anything else (Thumbs.db, desktop.ini, README.txt, ...) is not an image.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from pydicom.misc import is_dicom
+from tqdm.auto import tqdm
+
+from ..data.ingest.dicom import SkipItem, read_pixels
+from ..data.ingest.discover import IMAGE_SUFFIXES
+from ..data.intensity import HUToIntensity
+
+DICOM_SUFFIXES = {".dcm", ".dicom", ".ima"}
+NOT_AN_IMAGE = ("not an image: neither an image suffix (" + ", ".join(sorted(IMAGE_SUFFIXES))
+                + ") nor DICOM (a .dcm/.dicom/.ima suffix or the 'DICM' preamble); ignored")
+
+
+class TaskError(ValueError):
+    """Downstream data that cannot be used as it is; the message names the file."""
+
+
+class UnreadableImage(TaskError):
+    def __init__(self, path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = str(path), reason
+
+
+def is_dicom_file(path: Path) -> bool:
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        return is_dicom(path)
+    except OSError:
+        return False
+
+
+def image_kind(path: Path) -> str | None:
+    """'image', 'dicom', or None for a file that is not an image (see the module's rule)."""
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return "image"
+    return "dicom" if is_dicom_file(path) else None
+
+
+def read_grey(path: str | Path, intensity: HUToIntensity | None = None) -> np.ndarray:
+    """An image file (PNG 8/16 bit, JPEG, TIFF, BMP) or a DICOM file as float32 (H, W) in
+    [0, 1]; DICOM goes through the ingestion code (modality LUT) and ``intensity``."""
+    path = Path(path)
+    if path.suffix.lower() not in IMAGE_SUFFIXES and is_dicom_file(path):
+        try:
+            values = read_pixels(str(path), "CT")[0]
+        except SkipItem as err:
+            raise UnreadableImage(path, f"unreadable DICOM image ({err})") from err
+        return np.asarray((intensity or HUToIntensity())(values), dtype=np.float32)
+    try:
+        with Image.open(path) as image:
+            if image.mode.startswith("I;16") or image.mode == "I":
+                values = np.asarray(image, dtype=np.float32) / 65535.0
+            else:
+                values = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    except Image.DecompressionBombError as err:
+        raise UnreadableImage(path, f"refused as a possible decompression bomb ({err})") from err
+    except UnidentifiedImageError as err:
+        raise UnreadableImage(path, "unreadable image (not a format PIL can identify)") from err
+    except (OSError, ValueError) as err:
+        raise UnreadableImage(path, f"unreadable image ({type(err).__name__}: {err})") from err
+    return values
+
+
+# (path, mtime, size) -> problem or None: a task loaded again (every sweep run) is not decoded again
+_checked: dict[tuple[str, int, int], str | None] = {}
+
+
+def _problem(path: str, intensity: HUToIntensity | None) -> str | None:
+    try:
+        stat = os.stat(path)
+    except OSError as err:
+        return f"cannot be read ({err.strerror})"
+    key = (path, stat.st_mtime_ns, stat.st_size)
+    if key not in _checked:
+        try:
+            read_grey(path, intensity)
+            _checked[key] = None
+        except UnreadableImage as err:
+            _checked[key] = err.reason
+    return _checked[key]
+
+
+def check_images(paths, intensity: HUToIntensity | None = None, progress: bool = True,
+                 workers: int | None = None) -> dict[str, str]:
+    """Decode every file once; {path: reason} for those that fail. Pictures are decoded in
+    threads; DICOM files in this thread (their reader changes the process-wide warning filters)."""
+    paths = [str(p) for p in paths]
+    kinds = {p: image_kind(Path(p)) for p in paths}
+    dicom = [p for p in paths if kinds[p] == "dicom"]
+    pictures = [p for p in paths if kinds[p] != "dicom"]
+    workers = workers or min(4, os.cpu_count() or 1)
+    bad = {}
+    with tqdm(total=len(paths), desc="checking images", unit="img", disable=not progress) as bar, \
+            ThreadPoolExecutor(workers) as pool:
+        pending = pool.map(_problem, pictures, [intensity] * len(pictures))
+        for path in dicom:
+            if (reason := _problem(path, intensity)) is not None:
+                bad[path] = reason
+            bar.update()
+        for path, reason in zip(pictures, pending):
+            if reason is not None:
+                bad[path] = reason
+            bar.update()
+    return bad
