@@ -86,6 +86,8 @@ def print_summary(s) -> None:
         print(f"thinned    {s.slices_dropped_by_thinning} near-duplicate slices dropped")
     if s.non_image_files_ignored:
         print(f"ignored    {s.non_image_files_ignored} non-image files (XML, text, ...)")
+    if s.duplicates_ignored:
+        print(f"ignored    {s.duplicates_ignored} copies of DICOM files or slices already found")
     if s.skipped:
         print(f"skipped    {s.skipped} inputs ({s.series_skipped} whole series); reasons in {s.errors_report}")
 

@@ -339,13 +339,17 @@ def test_same_file_twice_and_folder_with_one_of_its_files(tmp_path):
     assert summary.duplicates_ignored == 0  # the same file, not a copy
 
 
-def test_copy_of_an_instance_in_another_folder_is_ignored_and_counted(tmp_path):
+def test_copy_of_an_instance_in_another_folder_is_ignored_and_counted(tmp_path, capsys):
     files = write_series(tmp_path / "in" / "a", np.full((4, 16, 16), 50, np.int16), series_uid="4.2")
     (tmp_path / "in" / "b").mkdir()
     shutil.copy(files[1], tmp_path / "in" / "b" / "again.dcm")
     summary, store, errors = run_ingest([tmp_path / "in"], tmp_path / "s", size=16)
     assert not errors and len(store) == 4 and summary.duplicates_ignored == 1
     assert not summary.anything_skipped
+    capsys.readouterr()
+    assert preprocess_main()([str(tmp_path / "in"), "--out", str(tmp_path / "t"), "--size", "16",
+                              "--workers", "1"]) == 0
+    assert "ignored    1 copies" in capsys.readouterr().out
 
 
 def test_nifti_and_images_given_twice_are_ingested_once(tmp_path):

@@ -48,12 +48,14 @@ def _field(ds, keyword: str, convert, default=None):
     """``convert(ds.keyword)``, ``default`` when absent or empty, SkipItem naming a bad value."""
     try:
         value = ds.get(keyword)
-        if value is None or value == "":
-            return default
+    except Exception as err:
+        raise SkipItem(f"bad header field {keyword}: {one_line(err)}") from err
+    if value is None or value == "":
+        return default
+    try:
         return convert(value)
     except Exception as err:
-        raw = ds[keyword].value if keyword in ds else None
-        raise SkipItem(f"bad header field {keyword} {raw!r}: {one_line(err)}") from err
+        raise SkipItem(f"bad header field {keyword} {value!r}: {one_line(err)}") from err
 
 
 def _floats(count: int):
@@ -75,12 +77,12 @@ def frame_groups(ds, frames: int) -> list[dict] | None:
     if per_frame and len(per_frame) != frames:
         raise SkipItem(f"bad header: PerFrameFunctionalGroupsSequence has {len(per_frame)} items "
                        f"for {frames} frames")
-    shared = {e.keyword: e.value[0] for e in (shared_seq[0] if shared_seq else []) if e.VR == "SQ" and e.value}
-    groups = []
-    for k in range(frames):
-        own = {e.keyword: e.value[0] for e in (per_frame[k] if per_frame else []) if e.VR == "SQ" and e.value}
-        groups.append({**shared, **own})
-    return groups
+    shared = _macros(shared_seq[0]) if shared_seq else {}
+    return [{**shared, **(_macros(per_frame[k]) if per_frame else {})} for k in range(frames)]
+
+
+def _macros(item) -> dict:
+    return {e.keyword: e.value[0] for e in item if e.VR == "SQ" and e.value}
 
 
 def _frame_geometry(ds, frames: int) -> list[dict] | None:
@@ -114,6 +116,8 @@ def read_header(path: Path) -> dict:
             raise SkipItem("image without SeriesInstanceUID: its series is unknown")
         raise SkipItem("not a DICOM image (no SeriesInstanceUID)")
     frames = _field(ds, "NumberOfFrames", int, 1)
+    if frames < 1:
+        raise SkipItem(f"bad header field NumberOfFrames {frames!r}: no frames")
     geometry = _frame_geometry(ds, frames)
     return {
         "file": str(path),
@@ -240,7 +244,7 @@ def _same_position(a: dict, b: dict) -> bool:
 def _drop_repeated_slices(slices: list[dict], headers: dict) -> tuple[list[dict], int]:
     """Keep one of several slices at one position when they hold the same values; SkipItem naming
     both files otherwise."""
-    kept, dropped = [slices[0]], 0
+    kept, dropped, files = [slices[0]], 0, {}
     for s in slices[1:]:
         if not _same_position(kept[-1], s):
             kept.append(s)
@@ -248,7 +252,7 @@ def _drop_repeated_slices(slices: list[dict], headers: dict) -> tuple[list[dict]
         first = kept[-1]
         reason = (f"duplicate slice position {s['position']:.2f} mm: {_name(first)} and {_name(s)}")
         try:
-            same = np.array_equal(_slice_values(first, headers), _slice_values(s, headers))
+            same = np.array_equal(_slice_values(first, headers, files), _slice_values(s, headers, files))
         except SkipItem as err:
             raise SkipItem(f"{reason} ({err})", s["file"]) from err
         if not same:
@@ -257,9 +261,11 @@ def _drop_repeated_slices(slices: list[dict], headers: dict) -> tuple[list[dict]
     return kept, dropped
 
 
-def _slice_values(s: dict, headers: dict) -> np.ndarray:
-    h = headers[s["file"]]
-    return read_file(h, h["modality"], s["orientation"])[s["frame"] or 0]
+def _slice_values(s: dict, headers: dict, files: dict) -> np.ndarray:
+    if s["file"] not in files:  # each file read once
+        h = headers[s["file"]]
+        files[s["file"]] = read_file(h, h["modality"], s["orientation"])
+    return files[s["file"]][s["frame"] or 0]
 
 
 def _check_spacing(slices: list[dict]) -> None:
