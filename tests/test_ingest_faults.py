@@ -166,3 +166,41 @@ def test_errors_report_of_an_older_run_keeps_its_rows(tmp_path):
     with open(path) as f:
         rows = list(csv.DictReader(f))
     assert [(r["run"], r["file"]) for r in rows] == [("", "old.png"), (report.run, "new.png")]
+
+
+# --- 16-bit images ----------------------------------------------------------------------------
+def test_16_bit_png_keeps_values_up_to_65535(tmp_path):
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    grey16 = np.random.default_rng(5).integers(0, 65536, (16, 16)).astype(np.uint16)
+    grey16[0, :2] = [0, 65535]
+    Image.fromarray(grey16).save(folder / "a.png")
+    grey8 = np.random.default_rng(6).integers(0, 256, (16, 16), dtype=np.uint8)
+    Image.fromarray(grey8).save(folder / "b.png")
+    assert Image.open(folder / "a.png").mode == "I;16"
+    summary, store = run_ingest([folder], tmp_path / "s", size=16)
+    assert not summary.skipped and store.units == "raw" and store.dtype == np.uint16
+    np.testing.assert_array_equal(store[0], grey16)
+    np.testing.assert_array_equal(store[1], grey8)
+    assert store[0].dtype == np.uint16
+    shard = np.load(tmp_path / "s" / "shards" / "00000.npy")  # plain NumPy, no offset to know
+    np.testing.assert_array_equal(shard[0], grey16)
+
+
+def test_int16_image_store_of_an_older_run_names_images_that_do_not_fit(tmp_path, monkeypatch):
+    from medssl.data.ingest import pipeline
+
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    grey8 = np.random.default_rng(6).integers(0, 256, (16, 16), dtype=np.uint8)
+    Image.fromarray(grey8).save(folder / "a.png")
+    monkeypatch.setattr(pipeline, "dtype_for", lambda *args: "int16")  # as stores were made before
+    run_ingest([folder], tmp_path / "s", size=16)
+    monkeypatch.undo()
+    Image.fromarray(np.full((16, 16), 40000, np.uint16)).save(folder / "b.png")
+    Image.fromarray(np.full((16, 16), 30000, np.uint16)).save(folder / "c.png")
+    summary, store = run_ingest([folder], tmp_path / "s", size=16)
+    assert store.dtype == np.int16 and len(store) == 2
+    assert store.manifest.source.map(lambda s: Path(s).name).tolist() == ["a.png", "c.png"]
+    [error] = errors_of(tmp_path / "s")
+    assert Path(error["file"]).name == "b.png" and "int16" in error["reason"]

@@ -1,10 +1,13 @@
-"""Slice store: lossless int16 slices in memory-mappable ``.npy`` shards plus a manifest.
+"""Slice store: lossless integer slices in memory-mappable ``.npy`` shards plus a manifest.
+
+Slices are int16 (HU and other scan values) or, in stores made from image files, uint16 (the
+values of 8- and 16-bit images as they are); ``store.json`` says which.
 
 Layout of a store directory::
 
     store.json        written last and atomically; its presence marks the store complete
     manifest.csv      one row per slice, in store order
-    shards/00000.npy  int16 array (n, H, W), memory-mapped on read
+    shards/00000.npy  int16 (or uint16) array (n, H, W), memory-mapped on read
     shards/00000.csv  the manifest rows of that shard (kept so an interrupted write resumes)
     shards/00000.json shard record (slices, bytes, sha256); written last, marks the shard done
 """
@@ -29,7 +32,8 @@ META_FILE = "store.json"
 PENDING_FILE = "writing.json"
 MANIFEST_FILE = "manifest.csv"
 SHARD_DIR = "shards"
-DTYPE = np.dtype("<i2")
+DTYPES = {"int16": np.dtype("<i2"), "uint16": np.dtype("<u2")}
+DTYPE = DTYPES["int16"]
 
 STRING_COLUMNS = ("source", "patient_id", "series_uid", "modality")
 NUMBER_COLUMNS = ("slice_index", "position_mm", "spacing_row_mm", "spacing_col_mm")
@@ -63,7 +67,8 @@ def _read_manifest(path: Path, nrows: int | None = None) -> pd.DataFrame:
 class SliceStore:
     """Read access to a complete slice store.
 
-    ``store[i]`` is an int16 array (H, W); ``store.manifest`` a DataFrame, one row per slice.
+    ``store[i]`` is an array (H, W) of ``store.dtype`` (int16, or uint16 in stores of image
+    files); ``store.manifest`` a DataFrame, one row per slice.
     Shards are memory-mapped lazily in each process, so a store can be handed to many
     DataLoader workers (the maps are not pickled).
     """
@@ -92,7 +97,11 @@ class SliceStore:
                 f"{meta_path}: not a {FORMAT} version {VERSION} (found {meta.get('format')!r} "
                 f"version {meta.get('version')!r})."
             )
+        if meta.get("dtype", "int16") not in DTYPES:
+            raise StoreError(f"{meta_path}: unknown slice dtype {meta.get('dtype')!r}; this medssl "
+                             f"reads {', '.join(DTYPES)}.")
         self.meta = meta
+        self.dtype = DTYPES[meta.get("dtype", "int16")]
         self.height, self.width = (int(v) for v in meta["size"])
         self._shards = meta["shards"]
         for shard in self._shards:
@@ -173,9 +182,9 @@ class SliceStore:
             except (OSError, ValueError) as err:
                 raise StoreError(f"{file}: cannot memory-map shard ({err}).") from err
             expected = (int(self._shards[number]["slices"]), self.height, self.width)
-            if array.shape != expected or array.dtype != DTYPE:
+            if array.shape != expected or array.dtype != self.dtype:
                 raise StoreError(f"{file}: shard holds {array.dtype}{array.shape}, "
-                                 f"expected int16{expected}.")
+                                 f"expected {self.dtype.name}{expected}.")
             self._maps[number] = array
         return array
 
@@ -208,6 +217,15 @@ class SliceStore:
                 f"size={self.height}x{self.width}, units={self.units})")
 
 
+def stored_settings(path: str | os.PathLike) -> dict | None:
+    """The settings a store at ``path`` was written (or started) with; None if there is none."""
+    path = Path(path)
+    for file in (path / META_FILE, path / PENDING_FILE):
+        if file.is_file():
+            return {"dtype": "int16", **json.loads(file.read_text())}  # older stores: int16
+    return None
+
+
 class SliceStoreWriter:
     """Writes a slice store; only :meth:`close` makes it readable as complete.
 
@@ -229,9 +247,13 @@ class SliceStoreWriter:
         group_column: str = "series_uid",
         resume: bool = False,
         overwrite: bool = False,
+        dtype: str = "int16",
     ):
         if units not in UNITS:
             raise ValueError(f"units must be one of {UNITS}, not {units!r}")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {tuple(DTYPES)}, not {dtype!r}")
+        self.dtype = DTYPES[dtype]
         self.path = Path(path)
         self.size = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
         self.units = units
@@ -257,9 +279,9 @@ class SliceStoreWriter:
                                  "choose overwrite (or another path).")
         shard_dir.mkdir(parents=True, exist_ok=True)
         settings = {"units": self.units, "size": list(self.size), "clip": self.clip,
-                    "attrs": self.attrs}
-        pending, meta = self.path / PENDING_FILE, self.path / META_FILE
-        earlier = next((json.loads(f.read_text()) for f in (meta, pending) if f.is_file()), None)
+                    "attrs": self.attrs, "dtype": self.dtype.name}
+        pending = self.path / PENDING_FILE
+        earlier = stored_settings(self.path)
         if earlier is not None:
             before = {k: earlier.get(k) for k in settings}
             if before != json.loads(json.dumps(settings)):
@@ -300,13 +322,13 @@ class SliceStoreWriter:
             slices = slices[None]
         if slices.shape[1:] != self.size:
             raise ValueError(f"slices are {slices.shape[1:]}, the store holds {self.size}")
-        if slices.dtype != DTYPE:
+        if slices.dtype != self.dtype:
             if not np.issubdtype(slices.dtype, np.integer):
-                raise TypeError(f"slices must be integer (int16 HU), got {slices.dtype}")
-            info = np.iinfo(np.int16)
+                raise TypeError(f"slices must be integer ({self.dtype.name}), got {slices.dtype}")
+            info = np.iinfo(self.dtype)
             if slices.size and (slices.min() < info.min or slices.max() > info.max):
-                raise ValueError("slice values outside the int16 range")
-            slices = slices.astype(DTYPE)
+                raise ValueError(f"slice values outside the {self.dtype.name} range")
+            slices = slices.astype(self.dtype)
         rows = pd.DataFrame(rows).reset_index(drop=True)
         missing = [c for c in MANIFEST_COLUMNS if c not in rows.columns]
         if missing:
@@ -357,7 +379,7 @@ class SliceStoreWriter:
         meta = {
             "format": FORMAT,
             "version": VERSION,
-            "dtype": "int16",
+            "dtype": self.dtype.name,
             "units": self.units,
             "size": list(self.size),
             "clip": self.clip,

@@ -11,7 +11,7 @@ def describe_store(store, sample: int = 256) -> str:
     p1, p50, p99 = np.percentile(values, [1, 50, 99])
     lines = [
         f"store      {store.path}",
-        f"slices     {len(store)} of {store.height}x{store.width} int16 ({store.units})",
+        f"slices     {len(store)} of {store.height}x{store.width} {store.dtype.name} ({store.units})",
         f"shards     {len(store.meta['shards'])}",
         f"patients   {m['patient_id'].nunique()}   series {m['series_uid'].nunique()}",
         f"modality   {', '.join(sorted(m['modality'].unique()))}",

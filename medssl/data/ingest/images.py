@@ -1,4 +1,4 @@
-"""2D image files (PNG 8/16 bit, JPEG, TIFF, BMP): values kept as stored, not HU."""
+"""2D image files (PNG 8/16 bit, JPEG, TIFF, BMP): values kept as stored (0..65535), not HU."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +8,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .dicom import SkipItem
 
-INT16_MAX = np.iinfo(np.int16).max
+STORE_RANGE = (0, np.iinfo(np.uint16).max)  # image files go into uint16 stores
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -28,6 +28,8 @@ def read_image(path: str | Path) -> np.ndarray:
         raise SkipItem(f"image has shape {values.shape}, expected 2D")
     if not np.isfinite(values).all():
         raise SkipItem("image holds NaN or infinite values: not stored")
-    if values.max(initial=0) > INT16_MAX or values.min(initial=0) < -INT16_MAX - 1:
-        raise SkipItem(f"values {values.min():.0f}..{values.max():.0f} do not fit the int16 store")
+    low, high = values.min(initial=0), values.max(initial=0)
+    if low < STORE_RANGE[0] or high > STORE_RANGE[1]:
+        raise SkipItem(f"values {low:.0f}..{high:.0f} outside {STORE_RANGE[0]}..{STORE_RANGE[1]}, "
+                       "the range of a store of image files")
     return values

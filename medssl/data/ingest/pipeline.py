@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..store import SliceStore, SliceStoreWriter
+from ..store import SliceStore, SliceStoreWriter, stored_settings
 from . import thin
 from .dicom import (AIR_HU, SeriesPlan, SkipItem, drop_duplicate_instances, one_line, order_series,
                     read_header, read_series)
@@ -263,10 +263,28 @@ def _convert_images(item: Item, options: Options):
             errors.append((path, str(err)))
             continue
         resized, factor = fit_to_size(values, options.size, float(values.min()))
-        parts.append(to_int16(resized, options.clip))
+        parts.append(_rounded(resized, options.clip))
         rows += _rows(item, [path], [np.nan], [np.nan, np.nan], Path(path).parent.name, [index])
     slices = np.concatenate(parts) if parts else None
     return item, slices, rows, 0, errors
+
+
+def _rounded(values, clip):
+    """Float values -> int32, rounded (and clipped); the store's own dtype is checked later."""
+    if clip is not None:
+        values = np.clip(values, *clip)
+    return np.rint(values).astype(np.int32)
+
+
+def _fitting(slices, rows, dtype):
+    """The slices whose values fit the store's dtype, their rows, and (file, reason) of the rest."""
+    info = np.iinfo(dtype)
+    low, high = slices.min(axis=(1, 2)), slices.max(axis=(1, 2))
+    fits = (low >= info.min) & (high <= info.max)
+    unfit = [(rows[k]["source"], f"values {low[k]}..{high[k]} do not fit this store's {dtype.name} "
+                                 f"slices ({info.min}..{info.max})") for k in np.flatnonzero(~fits)]
+    kept = [row for row, fit in zip(rows, fits) if fit]
+    return (slices[fits] if kept else None), kept, unfit
 
 
 def _init_worker():
@@ -292,6 +310,15 @@ def _ordered(pool, fn, items, ahead):
 
 
 # --- the run -------------------------------------------------------------------------------
+def dtype_for(items, out, overwrite: bool) -> str:
+    """uint16 for image files (8- and 16-bit values as they are), int16 for scans; a store that
+    is resumed keeps its own."""
+    earlier = None if overwrite else stored_settings(out)
+    if earlier is not None:
+        return earlier["dtype"]
+    return "uint16" if any(i.kind == "images" for i in items) else "int16"
+
+
 def units_for(items, options: Options) -> str:
     if any(i.kind == "images" for i in items):
         return "raw"
@@ -333,7 +360,8 @@ def ingest(inputs, out, options: Options = Options(), *, workers: int | None = N
                  "thin_ssim": options.thin}
         writer = SliceStoreWriter(out, options.size, units=units_for(items, options),
                                   clip=options.clip, attrs=attrs, resume=not overwrite,
-                                  overwrite=overwrite, shard_slices=shard_slices)
+                                  overwrite=overwrite, shard_slices=shard_slices,
+                                  dtype=dtype_for(items, out, overwrite))
         report_path = Path(errors_report) if errors_report else out / ERRORS_FILE
         summary.errors_report = str(report_path)
         items, images_done = _skip_stored_images(items, writer)
@@ -347,6 +375,10 @@ def ingest(inputs, out, options: Options = Options(), *, workers: int | None = N
                     pool, partial(convert, options=options), todo, ahead=2 * workers):
                 report.add(item_errors)
                 errors += item_errors
+                if slices is not None:
+                    slices, rows, unfit = _fitting(slices, rows, writer.dtype)
+                    report.add(unfit)
+                    errors += unfit
                 if slices is None:
                     summary.series_skipped += 1
                 else:
