@@ -1,5 +1,7 @@
-"""DICOM: read headers, group files into series by SeriesInstanceUID, order slices along the
-slice normal, and convert pixels to Hounsfield units with pydicom's modality LUT."""
+"""DICOM: read headers, group files into series by SeriesInstanceUID, order slices (frames of
+enhanced multi-frame files by their functional groups) along the slice normal, and convert pixels
+to Hounsfield units with pydicom's modality LUT. A file that cannot be used is a SkipItem naming
+the problem; copies of an instance (SOPInstanceUID) count once."""
 from __future__ import annotations
 
 import warnings
@@ -104,6 +106,12 @@ def _frame_geometry(ds, frames: int) -> list[dict] | None:
 
 def read_header(path: Path) -> dict:
     """The header fields ingestion needs, or SkipItem with the reason."""
+    with warnings.catch_warnings():  # pydicom warns of invalid values; bad ones become the reason
+        warnings.simplefilter("ignore")
+        return _header(path)
+
+
+def _header(path: Path) -> dict:
     try:
         ds = _read(path, stop_before_pixels=True, specific_tags=HEADER_TAGS)
     except Exception as err:  # pydicom raises many kinds on damaged files
