@@ -193,3 +193,10 @@ def test_finetune_run_lists_the_skipped_files_in_its_log_folder(tmp_path):
     with open(Path(data.trainer.log_dir) / "skipped_images.csv") as f:
         rows = list(csv.DictReader(f))
     assert sorted(Path(r["file"]).name for r in rows) == ["Thumbs.db", "cut.jpg"]
+
+
+def test_finetune_model_with_one_class_is_a_clear_error():
+    from medssl.downstream.finetune import FineTune
+
+    with pytest.raises(ValueError, match="at least two classes"):
+        FineTune(num_classes=1, arch="resnet18")

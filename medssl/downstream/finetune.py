@@ -156,6 +156,8 @@ class FineTune(pl.LightningModule):
         self.save_hyperparameters()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        if num_classes < 2:
+            raise ValueError(f"num_classes is {num_classes}: a task needs at least two classes")
         self.automatic_optimization = mode != "knn"
         self._bank: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._knn = None
