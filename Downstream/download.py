@@ -4,7 +4,10 @@
     python Downstream/download.py organsmnist --size 224 --out data/medmnist
 
 Progress bar and resume (gdown), MD5 check where the dataset publishes one (MedMNIST).
---base-url points at a mirror.
+--base-url points at a mirror. Each COVID-CT zip is extracted (flattened) into a hidden folder that
+is renamed into place, then <folder>.contents.json lists every file and its size; a rerun checks
+that list and extracts again if anything is missing, so a killed extraction is never "ready".
+Zip entries that share a file name but differ in content are refused, named.
 """
 import argparse
 import sys

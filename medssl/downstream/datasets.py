@@ -1,10 +1,9 @@
 """Public downstream datasets: where they live and how to lay them out as the loaders expect."""
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
-from ..download import DownloadError, fetch  # noqa: F401  (DownloadError: part of this API)
+from ..download import DownloadError, extract_zip, fetch  # noqa: F401  (DownloadError: part of this API)
 
 ZENODO_MEDMNIST = "https://zenodo.org/records/10519652/files"
 COVID_CT = "https://github.com/UCSD-AI4H/COVID-CT/raw/master"
@@ -29,13 +28,6 @@ def covid(out: Path, base_url: str = COVID_CT) -> Path:
     for rel in COVID_FILES:
         path = out / rel
         fetch(f"{base_url}/{rel}", path)
-        if path.suffix == ".zip":
-            folder = path.parent / path.stem
-            if not folder.is_dir():
-                with zipfile.ZipFile(path) as archive:
-                    members = [m for m in archive.namelist() if not m.startswith("__MACOSX")
-                               and not m.endswith("/")]
-                    folder.mkdir(parents=True, exist_ok=True)
-                    for member in members:  # flatten: the archives hold CT_COVID/<image>
-                        (folder / Path(member).name).write_bytes(archive.read(member))
+        if path.suffix == ".zip":  # flattened: the archives hold CT_COVID/<image>
+            extract_zip(path, path.parent / path.stem)
     return out
