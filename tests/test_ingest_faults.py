@@ -1,6 +1,11 @@
 """Ingestion and the slice store facing bad input, reruns and kills."""
 import csv
+import os
+import signal
 import struct
+import subprocess
+import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -8,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medssl.data import SliceStore
+from medssl.data import SliceStore, StoreError
 from medssl.data.ingest import Options, ingest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,3 +209,77 @@ def test_int16_image_store_of_an_older_run_names_images_that_do_not_fit(tmp_path
     assert store.manifest.source.map(lambda s: Path(s).name).tolist() == ["a.png", "c.png"]
     [error] = errors_of(tmp_path / "s")
     assert Path(error["file"]).name == "b.png" and "int16" in error["reason"]
+
+
+# --- a killed run -----------------------------------------------------------------------------
+SLOW_INGEST = """
+import os, sys, time
+from medssl.data.ingest import Options, ingest, pipeline
+real = pipeline.convert
+def convert(item, options):
+    if os.environ.get("SLOW") and item.group not in ("5.0", "5.1"):
+        time.sleep(120)
+    return real(item, options)
+pipeline.convert = convert
+ingest([sys.argv[1]], sys.argv[2], Options(size=32), workers=2, progress=False, shard_slices=3)
+"""
+
+
+def children_of(pid):
+    """Live (not zombie) processes whose parent is ``pid``, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid):
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_for(condition, timeout):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_workers_end_with_a_killed_parent_and_the_rerun_completes(tmp_path):
+    write_patients(tmp_path / "in", range(5))
+    cmd = [sys.executable, "-c", SLOW_INGEST, str(tmp_path / "in"), str(tmp_path / "s")]
+    parent = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "SLOW": "1"})
+    workers = []
+    try:
+        # two series written, the workers busy with the next ones
+        assert wait_for(lambda: (tmp_path / "s" / "shards" / "00001.json").exists(), 120)
+        workers = children_of(parent.pid)
+        assert len(workers) == 2
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        assert wait_for(lambda: not any(map(alive, workers)), 5), "workers outlived their parent"
+    finally:
+        parent.kill()
+        for pid in filter(alive, workers):
+            os.kill(pid, signal.SIGKILL)
+    with pytest.raises(StoreError, match="incomplete"):
+        SliceStore(tmp_path / "s")
+    summary, _, _ = ingest([tmp_path / "in"], tmp_path / "s", Options(size=32), workers=2,
+                           progress=False, shard_slices=3)  # the same call again
+    assert summary.series_already_done == 2 and summary.series_written == 3
+    store = SliceStore(tmp_path / "s")
+    assert len(store) == 15 and store.manifest.source.is_unique
+    assert sorted(store.manifest.series_uid.unique()) == [f"5.{k}" for k in range(5)]
+    for k in range(5):
+        rows = store.manifest.index[store.manifest.series_uid == f"5.{k}"]
+        np.testing.assert_array_equal(np.stack([store[i] for i in rows]), volume(seed=k))

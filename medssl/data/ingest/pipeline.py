@@ -27,6 +27,7 @@ from .discover import discover
 from .images import read_image
 from .nifti import read_volume
 from .report import ErrorsReport
+from .workers import init_worker
 from .resample import fit_to_size, to_int16
 
 ERRORS_FILE = "ingest_errors.csv"
@@ -287,12 +288,6 @@ def _fitting(slices, rows, dtype):
     return (slices[fits] if kept else None), kept, unfit
 
 
-def _init_worker():
-    import torch
-
-    torch.set_num_threads(1)
-
-
 def _ordered(pool, fn, items, ahead):
     """Like pool.map, in order, but with at most ``ahead`` items in flight (bounded memory)."""
     queue = deque()
@@ -344,7 +339,8 @@ def ingest(inputs, out, options: Options = Options(), *, workers: int | None = N
 
     out = Path(out)
     workers = workers or os.cpu_count() or 1
-    pool = ProcessPoolExecutor(workers, initializer=_init_worker) if workers > 1 else None
+    pool = (ProcessPoolExecutor(workers, initializer=init_worker, initargs=(os.getpid(),))
+            if workers > 1 else None)
     try:
         items, errors, ignored = plan(inputs, options, pool, progress)
         table = describe_plan(items)
