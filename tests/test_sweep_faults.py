@@ -2,6 +2,7 @@
 and a folder that is not a slice store."""
 import errno
 import importlib.util
+import io
 import json
 import os
 from pathlib import Path
@@ -92,6 +93,24 @@ def test_torn_row_followed_by_later_rows_is_repaired(tmp_path, fake_sweep):
     assert lines[4] in out.read_bytes().splitlines(keepends=True)[:3]
 
 
+def test_append_cuts_a_torn_tail_and_keeps_whole_rows(tmp_path, fake_sweep):
+    from medssl.downstream.results import append_row
+
+    out = tmp_path / "results.csv"
+    lines = complete_sweep(out, fake_sweep)
+    out.write_bytes(b"".join(lines[:-1]) + lines[-1][:40])
+    append_row(out, dict(pd.read_csv(io.BytesIO(lines[0] + lines[-1])).iloc[0]))
+    assert out.read_bytes() == b"".join(lines)
+
+
+def test_a_sweep_killed_while_writing_the_header_starts_afresh(tmp_path, fake_sweep):
+    out = tmp_path / "results.csv"
+    out.write_bytes(b"task,checkpoint,mo")
+    with pytest.warns(UserWarning, match=r"results\.csv.*row 1"):
+        table = run_sweep(CONFIG, out, progress=False)
+    assert len(table) == 4 and len(fake_sweep) == 4
+
+
 def test_report_skips_a_torn_row(tmp_path, fake_sweep):
     out = tmp_path / "results.csv"
     lines = complete_sweep(out, fake_sweep)
@@ -131,7 +150,7 @@ def test_disk_full_during_append_names_the_results_file(tmp_path, fake_sweep, mo
     with pytest.raises(OSError, match=r"No space left.*results\.csv") as err:
         run_sweep(CONFIG, out, progress=False)
     assert err.value.errno == errno.ENOSPC and err.value.filename == str(out)
-    assert out.read_bytes().splitlines(keepends=True)[:4] == lines[:4]
+    assert out.read_bytes() == b"".join(lines[:-1])  # the failed append is undone
 
 
 def test_sweep_command_reports_a_full_disk(tmp_path, fake_sweep, monkeypatch, capsys):
