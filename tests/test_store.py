@@ -241,3 +241,45 @@ def test_resume_with_other_settings_is_refused(tmp_path, groups):
         SliceStoreWriter(path, (16, 20), clip=(-1000, 1000), units="raw", resume=True)
     writer = SliceStoreWriter(path, (16, 20), clip=(-1000, 1000), resume=True)
     assert writer.done_groups == {groups[2][1][0]["series_uid"]}
+
+
+def flip_byte(path, offset):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+def test_shard_edited_in_place_is_refused_on_open_and_named_by_verify(tmp_path, groups):
+    write_groups(tmp_path / "s", groups)
+    shards = sorted((tmp_path / "s" / "shards").glob("*.npy"))
+    size = shards[1].stat().st_size
+    flip_byte(shards[1], size // 2)  # same size, slices changed
+    flip_byte(shards[2], size // 3)
+    assert shards[1].stat().st_size == size
+    with pytest.raises(StoreError, match=r"00001\.npy.*damaged"):
+        SliceStore(tmp_path / "s")
+    unchecked = SliceStore(tmp_path / "s", quick_check=False)
+    with pytest.raises(StoreError) as err:
+        unchecked.verify(progress=False)
+    assert "00001.npy" in str(err.value) and "00002.npy" in str(err.value)
+    assert "00000.npy" not in str(err.value)
+
+
+def test_store_info_verify_names_every_damaged_shard(tmp_path, groups, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "Pre-Training" / "store_info.py"
+    spec = importlib.util.spec_from_file_location("store_info", script)
+    store_info = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(store_info)
+    write_groups(tmp_path / "s", groups)
+    assert store_info.main([str(tmp_path / "s"), "--verify"]) == 0
+    assert "all shard checksums match" in capsys.readouterr().out
+    for name in ("00000.npy", "00002.npy"):
+        flip_byte(tmp_path / "s" / "shards" / name, 200)
+    assert store_info.main([str(tmp_path / "s"), "--verify"]) == 1
+    err = capsys.readouterr().err
+    assert "00000.npy" in err and "00002.npy" in err and "00001.npy" not in err

@@ -9,7 +9,11 @@ Layout of a store directory::
     manifest.csv      one row per slice, in store order
     shards/00000.npy  int16 (or uint16) array (n, H, W), memory-mapped on read
     shards/00000.csv  the manifest rows of that shard (kept so an interrupted write resumes)
-    shards/00000.json shard record (slices, bytes, sha256); written last, marks the shard done
+    shards/00000.json shard record (slices, bytes, sha256, sample_blake2b); written last,
+                      marks the shard done
+
+Opening a store checks each shard's size and a hash of a few sampled blocks (cheap: catches
+truncation and most edits in place); ``verify()`` hashes every byte.
 """
 from __future__ import annotations
 
@@ -39,6 +43,7 @@ STRING_COLUMNS = ("source", "patient_id", "series_uid", "modality")
 NUMBER_COLUMNS = ("slice_index", "position_mm", "spacing_row_mm", "spacing_col_mm")
 MANIFEST_COLUMNS = STRING_COLUMNS + NUMBER_COLUMNS
 UNITS = ("HU", "raw")
+SAMPLE_BLOCKS, SAMPLE_BLOCK_BYTES = 8, 4096  # blocks of each shard hashed at write, checked on open
 
 
 class StoreError(RuntimeError):
@@ -52,6 +57,17 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _sample_digest(f, size: int) -> str:
+    """blake2b of SAMPLE_BLOCKS blocks spread evenly over a file of ``size`` bytes (first and last
+    included): files of up to SAMPLE_BLOCKS blocks are read whole."""
+    digest = hashlib.blake2b(digest_size=16)
+    last = max(size - SAMPLE_BLOCK_BYTES, 0)
+    for offset in sorted({last * k // (SAMPLE_BLOCKS - 1) for k in range(SAMPLE_BLOCKS)}):
+        f.seek(offset)
+        digest.update(f.read(SAMPLE_BLOCK_BYTES))
+    return digest.hexdigest()
 
 
 def _read_manifest(path: Path, nrows: int | None = None) -> pd.DataFrame:
@@ -71,9 +87,12 @@ class SliceStore:
     files); ``store.manifest`` a DataFrame, one row per slice.
     Shards are memory-mapped lazily in each process, so a store can be handed to many
     DataLoader workers (the maps are not pickled).
+
+    Opening checks every shard's size and sampled blocks (``quick_check=False`` skips the
+    blocks, e.g. to run :meth:`verify` on a store known to be damaged).
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, quick_check: bool = True):
         self.path = Path(path)
         meta_path = self.path / META_FILE
         if not self.path.is_dir():
@@ -105,7 +124,7 @@ class SliceStore:
         self.height, self.width = (int(v) for v in meta["size"])
         self._shards = meta["shards"]
         for shard in self._shards:
-            self._check_shard_file(shard)
+            self._check_shard_file(shard, sample=quick_check)
         counts = [int(s["slices"]) for s in self._shards]
         self._ends = np.cumsum(counts, dtype=np.int64)
         self._len = int(self._ends[-1]) if counts else 0
@@ -115,7 +134,7 @@ class SliceStore:
         self._manifest: pd.DataFrame | None = None
         self._maps: dict[int, np.ndarray] = {}
 
-    def _check_shard_file(self, shard: Mapping) -> None:
+    def _check_shard_file(self, shard: Mapping, sample: bool = True) -> None:
         file = self.path / shard["file"]
         if not file.is_file():
             raise StoreError(f"{file}: shard missing from the slice store at {self.path}.")
@@ -125,6 +144,15 @@ class SliceStore:
                 f"{file}: shard is damaged: {size} bytes on disk, {shard['bytes']} expected "
                 "(truncated or overwritten). Re-create the store from its sources."
             )
+        if sample and "sample_blake2b" in shard:  # stores written before lack it
+            with open(file, "rb") as f:
+                found = _sample_digest(f, size)
+            if found != shard["sample_blake2b"]:
+                raise StoreError(
+                    f"{file}: shard is damaged: the checksum of its sampled blocks differs from the "
+                    "one recorded when it was written (edited in place?). Re-create the store "
+                    "from its sources."
+                )
 
     # --- the read API -------------------------------------------------------------
     def __len__(self) -> int:
@@ -197,15 +225,24 @@ class SliceStore:
             yield self[i]
 
     def verify(self, progress: bool = True) -> None:
-        """Check every shard against the sha256 recorded when it was written."""
+        """Check every byte of every shard against the sha256 recorded when it was written;
+        one StoreError names all the damaged shards."""
         from tqdm.auto import tqdm
 
+        damaged = []
         for shard in tqdm(self._shards, desc="verify shards", unit="shard", disable=not progress):
             file = self.path / shard["file"]
-            self._check_shard_file(shard)
+            try:
+                self._check_shard_file(shard, sample=False)
+            except StoreError as err:
+                damaged.append(str(err))
+                continue
             if file_digest(file, "sha256") != shard["sha256"]:
-                raise StoreError(f"{file}: shard is damaged: checksum differs from the one "
-                                 "recorded when it was written.")
+                damaged.append(f"{file}: shard is damaged: checksum differs from the one recorded "
+                               "when it was written.")
+        if damaged:
+            raise StoreError(f"{len(damaged)} of {len(self._shards)} shards damaged; re-create the "
+                             "store from its sources:\n" + "\n".join(damaged))
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -362,6 +399,7 @@ class SliceStoreWriter:
             "size": list(self.size),
             "bytes": len(payload),
             "sha256": hashlib.sha256(payload).hexdigest(),
+            "sample_blake2b": _sample_digest(io.BytesIO(payload), len(payload)),
         }
         _atomic_write_bytes(shard_dir / f"{name}.json", json.dumps(record).encode())
         self._shards.append(record)
@@ -384,7 +422,8 @@ class SliceStoreWriter:
             "size": list(self.size),
             "clip": self.clip,
             "slices": int(len(manifest)),
-            "shards": [{k: s[k] for k in ("file", "slices", "bytes", "sha256")} for s in self._shards],
+            "shards": [{k: s[k] for k in ("file", "slices", "bytes", "sha256", "sample_blake2b")
+                        if k in s} for s in self._shards],
             "attrs": self.attrs,
         }
         _atomic_write_bytes(self.path / META_FILE, json.dumps(meta, indent=1).encode())
