@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from ..models.backbone import BACKBONES
 from .registry import RELEASED, local_path
-from .safe_pickle import TRUST_HINT, UnsafeCheckpointError, safe_load
+from .safe_pickle import TRUST_HINT, UnsafeCheckpointError, safe_load, whole_module_refusal
 
 # Known layouts, most specific first: (format name, method, prefix of the backbone's keys).
 KNOWN_PREFIXES = [
@@ -150,11 +150,17 @@ def read_backbone(source, arch: str | None = "resnet50", trust: bool = False):
         raise CheckpointError(f"{path}: refused: {err} {TRUST_HINT}") from err
     except Exception as err:
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from err
+    obj, module_class = _module_state_dicts(obj)
     try:
         keys, container = find_state_dict(obj)
+        if module_class:
+            container += f" (state_dict() of a pickled {module_class} module)"
         keys, had_module = _strip_module(keys)
         fmt, method, prefix = detect(keys, obj)
     except CheckpointError as err:
+        refusal = whole_module_refusal(obj)
+        if refusal:
+            raise CheckpointError(f"{path}: refused: {refusal} {TRUST_HINT}") from err
         raise CheckpointError(f"{path}: {err}") from err
     if had_module:
         fmt += " + DataParallel/DDP module. prefix"
@@ -191,6 +197,19 @@ def read_backbone(source, arch: str | None = "resnet50", trust: bool = False):
     report = LoadReport(str(path), fmt, method, arch, len(state), [], ignored, how, metadata,
                         container, len(keys))
     return state, report
+
+
+def _module_state_dicts(obj):
+    """torch.save(model) or {"model": model, ...}, loaded trusted: the same with each module's
+    state_dict() in its place, and the first module's class name (None if there was none)."""
+    if isinstance(obj, nn.Module):
+        return obj.state_dict(), type(obj).__name__
+    if isinstance(obj, dict):
+        modules = [v for v in obj.values() if isinstance(v, nn.Module)]
+        if modules:
+            return ({k: v.state_dict() if isinstance(v, nn.Module) else v for k, v in obj.items()},
+                    type(modules[0]).__name__)
+    return obj, None
 
 
 def _is_sequential_alias(key: str, used: set[str]) -> bool:
