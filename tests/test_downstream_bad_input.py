@@ -200,3 +200,16 @@ def test_finetune_model_with_one_class_is_a_clear_error():
 
     with pytest.raises(ValueError, match="at least two classes"):
         FineTune(num_classes=1, arch="resnet18")
+
+
+def test_sweep_lists_the_skipped_files_of_each_task_beside_its_results(tmp_path):
+    from medssl.downstream.sweep import SweepConfig, check_inputs
+
+    root = class_folders(tmp_path / "data")
+    truncated_jpeg(root / "a" / "cut.jpg")
+    out = tmp_path / "sweep" / "results.csv"
+    config = SweepConfig(tasks={"mine": ("folder", str(root))})
+    with pytest.warns(UserWarning, match="cut.jpg"):
+        assert check_inputs(config, out) == {"random": "random"}
+    with open(tmp_path / "sweep" / "mine" / "skipped_images.csv") as f:
+        assert [Path(r["file"]).name for r in csv.DictReader(f)] == ["cut.jpg"]

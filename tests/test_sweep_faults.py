@@ -46,7 +46,7 @@ def fake_sweep(monkeypatch):
         return fake_row(*args)
 
     monkeypatch.setattr(sweep_module, "check_inputs",
-                        lambda config: {c: "random" if c == "random" else "byol" for c in config.checkpoints})
+                        lambda config, out=None: {c: "random" if c == "random" else "byol" for c in config.checkpoints})
     monkeypatch.setattr(sweep_module, "run_one", run_one)
     return calls
 
@@ -232,3 +232,19 @@ def test_an_unfinished_store_is_still_called_interrupted(tmp_path):
     writer.add(np.zeros((2, 8, 8), np.int16), rows)  # never closed
     with pytest.raises(StoreError, match="interrupted"):
         SliceStore(tmp_path / "store")
+
+
+def test_finetune_trainer_names_its_folder_on_a_full_disk(tmp_path, monkeypatch):
+    import pytorch_lightning as pl
+
+    from medssl.downstream.cli import FineTuneTrainer
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(pl.Trainer, "fit", full)
+    trainer = FineTuneTrainer(default_root_dir=tmp_path, logger=False, accelerator="cpu",
+                              enable_progress_bar=False)
+    with pytest.raises(OSError, match="No space left") as err:
+        trainer.fit(None)
+    assert err.value.filename == str(tmp_path)

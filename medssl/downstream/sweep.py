@@ -61,10 +61,16 @@ def scratch_folder(out: Path) -> Path:
     return out.with_name(f".{out.name}.scratch")
 
 
-def check_inputs(config: SweepConfig) -> dict[str, str]:
-    """Load every task and checkpoint once (errors name the file); {checkpoint: method}."""
+def check_inputs(config: SweepConfig, out: Path | None = None) -> dict[str, str]:
+    """Load every task and checkpoint once (errors name the file); {checkpoint: method}.
+
+    The images each task leaves out are listed in ``<results folder>/<task>/skipped_images.csv``.
+    """
     for name, (kind, path) in config.tasks.items():
-        load_task(kind, path)
+        task = load_task(kind, path)
+        if out is not None:
+            with writing(out.parent / name):
+                task.write_skipped(out.parent / name)
     methods = {}
     for ckpt in config.checkpoints:
         methods[ckpt] = RANDOM if ckpt == RANDOM else (read_backbone(ckpt, config.arch)[1].method or "unknown")
@@ -108,7 +114,7 @@ def run_one(config: SweepConfig, task: str, ckpt: str, fraction: float, seed: in
 def run_sweep(config: SweepConfig, out: str | Path, progress: bool = True) -> pd.DataFrame:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    methods = check_inputs(config)
+    methods = check_inputs(config, out)
     done = finished_runs(out)
     scratch = scratch_folder(out)
     shutil.rmtree(scratch, ignore_errors=True)  # what a killed sweep left
