@@ -188,3 +188,18 @@ def test_a_pickled_module_inside_a_dict(tmp_path):
         read_backbone(tmp_path / "run.pt", arch=None)
     state, report = read_backbone(tmp_path / "run.pt", arch=None, trust=True)
     assert report.container.startswith("model") and torch.equal(state["conv1.weight"], net.conv1.weight)
+
+
+class Config:  # a class of some training script, unknown to the loader
+    def __init__(self):
+        self.lr = 0.1
+
+
+def test_a_refusal_lists_every_name_beyond_the_allow_list(tmp_path):
+    torch.save({"cfg": Config(), "args": argparse.Namespace(lr=0.1), "hook": Evil()}, tmp_path / "mixed.pt")
+    with pytest.raises(CheckpointError) as refused:
+        read_backbone(tmp_path / "mixed.pt")
+    message = str(refused.value)
+    assert re.search(r"refused: its pickle calls (posix|os)\.system", message)
+    listed = re.search(r"not known to be harmless: ([^)]*)\)", message)
+    assert listed and set(listed[1].split(", ")) == {"test_safe_pickle.Config", f"{os.system.__module__}.system"}

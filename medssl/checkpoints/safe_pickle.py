@@ -171,16 +171,17 @@ def safe_load(path, trust: bool = False):
     stubbed = sorted(n for n in named or () if n not in allowed)
     entries = [(obj, name) for name, obj in allowed.items()] + [(_stub(n), n) for n in stubbed]
     already = set(torch.serialization.get_safe_globals())
+    unknown = f" (names in it not known to be harmless: {', '.join(stubbed)})" if stubbed else ""
     try:
         with torch.serialization.safe_globals([e for e in entries if e not in already]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except _Refused as err:
-        raise UnsafeCheckpointError(str(err)) from None
+        raise UnsafeCheckpointError(f"{err}{unknown}") from None
     except pickle.UnpicklingError as err:
-        raise UnsafeCheckpointError(_reason(err)) from None
+        raise UnsafeCheckpointError(f"{_reason(err)}{unknown}") from None
     except REBUILD_ERRORS as err:
         raise UnsafeCheckpointError(f"its pickle makes an allowed call or build fail ({type(err).__name__}: "
-                                    f"{err}): a crafted or damaged file.") from None
+                                    f"{err}): a crafted or damaged file.{unknown}") from None
     how = "weights_only"
     if listed:
         how += f", allow-listed: {', '.join(listed)}"
