@@ -195,7 +195,7 @@ def _finish(values, fill, options: Options):
 
 
 def convert(item: Item, options: Options):
-    """-> (item, slices int16 or None, manifest rows, dropped count, [(file, reason)])"""
+    """-> (item, integer slices or None, manifest rows, dropped count, [(file, reason)])"""
     try:
         if item.kind == "dicom":
             return _convert_dicom(item, options)
