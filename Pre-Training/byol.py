@@ -4,8 +4,8 @@
     python Pre-Training/byol.py fit --config Pre-Training/configs/byol_quick.yaml --data.store STORE
     python Pre-Training/byol.py fit --config ... --trainer.default_root_dir runs/NAME  # again: resumes
 """
-from medssl.cli import pretrain_cli
-from medssl.methods import BYOL
+from medssl.pretrain.cli import pretrain_cli
+from medssl.pretrain.methods import BYOL
 
 if __name__ == "__main__":
     pretrain_cli(BYOL)

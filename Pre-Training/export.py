@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from medssl.checkpoints import CheckpointError, load_backbone
-from medssl.export import export_backbone
+from medssl.checkpoints.export import export_backbone
 
 
 def main(argv=None) -> int:

@@ -4,8 +4,8 @@
     python Pre-Training/mocov2.py fit --config Pre-Training/configs/mocov2_quick.yaml --data.store STORE
     python Pre-Training/mocov2.py fit --config ... --trainer.default_root_dir runs/NAME  # again: resumes
 """
-from medssl.cli import pretrain_cli
-from medssl.methods import MoCoV2
+from medssl.pretrain.cli import pretrain_cli
+from medssl.pretrain.methods import MoCoV2
 
 if __name__ == "__main__":
     pretrain_cli(MoCoV2)

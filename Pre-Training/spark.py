@@ -4,8 +4,8 @@
     python Pre-Training/spark.py fit --config Pre-Training/configs/spark_quick.yaml --data.store STORE
     python Pre-Training/spark.py fit --config ... --trainer.default_root_dir runs/NAME  # again: resumes
 """
-from medssl.cli import pretrain_cli
-from medssl.methods import SparK
+from medssl.pretrain.cli import pretrain_cli
+from medssl.pretrain.methods import SparK
 
 if __name__ == "__main__":
     pretrain_cli(SparK)

@@ -4,8 +4,8 @@
     python Pre-Training/swav.py fit --config Pre-Training/configs/swav_quick.yaml --data.store STORE
     python Pre-Training/swav.py fit --config ... --trainer.default_root_dir runs/NAME  # again: resumes
 """
-from medssl.cli import pretrain_cli
-from medssl.methods import SwAV
+from medssl.pretrain.cli import pretrain_cli
+from medssl.pretrain.methods import SwAV
 
 if __name__ == "__main__":
     pretrain_cli(SwAV)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from medssl.methods import METHODS
-from medssl.resume import AtomicCheckpointIO, checkpoint_problem
+from medssl.pretrain.methods import METHODS
+from medssl.pretrain.resume import AtomicCheckpointIO, checkpoint_problem
 
 
 def measure(method: str, arch: str, folder: Path, repeats: int) -> dict:

@@ -4,7 +4,7 @@
 
 Same slices, same view spec (the study's MoCo v2 / BYOL views), same DataLoader settings and
 worker count, same run. Three pipelines:
-  - store:     memory-mapped slice store -> our per-image views (``medssl.data.views``);
+  - store:     memory-mapped slice store -> our per-image views (``medssl.pretrain.views``);
   - png_study: 16-bit PNG per slice via PIL -> the same steps built from torchvision's stock
                transforms (its GaussianBlur convolves with the full 2-D kernel), as the study did;
   - png_ours:  16-bit PNG per slice -> our views (what reading PNGs alone costs).
@@ -27,12 +27,12 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2 as T
 
-from medssl.data.batch_views import BatchMultiView
-from medssl.data.datamodule import SliceValues, SliceViews
+from medssl.pretrain.batch_views import BatchMultiView
+from medssl.pretrain.datamodule import SliceValues, SliceViews
 from medssl.data.intensity import HUToIntensity
 from medssl.data.phantom import write_phantom_store
 from medssl.data.store import SliceStore
-from medssl.data.views import MultiView, ViewSpec, blur_kernel_size, build_view
+from medssl.pretrain.views import MultiView, ViewSpec, blur_kernel_size, build_view
 
 ROOT = Path(__file__).resolve().parents[1]
 

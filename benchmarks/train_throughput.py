@@ -44,7 +44,7 @@ def bare_passes(method: str, arch: str):
     """One supervised pass (linear head, cross-entropy, SGD) per trained view group and one
     no-grad pass per momentum-encoder group: the method's backbone work without its heads,
     losses and momentum updates."""
-    from medssl.methods import PretrainMethod
+    from medssl.pretrain.methods import PretrainMethod
 
     trained, no_grad = BARE_PASSES[method]
 
@@ -74,7 +74,7 @@ def join(views, group):
 
 
 def build(method: str, arch: str):
-    from medssl.methods import BYOL, MoCoV2, SparK, SwAV
+    from medssl.pretrain.methods import BYOL, MoCoV2, SparK, SwAV
 
     if method == "supervised" or method.startswith("bare_"):
         return bare_passes(method.removeprefix("bare_"), arch)
@@ -142,7 +142,7 @@ def synthetic_data(args, method: str):
 
 
 def store_data(args):
-    from medssl.data.datamodule import SliceStoreDataModule
+    from medssl.pretrain.datamodule import SliceStoreDataModule
 
     return SliceStoreDataModule(str(args.store), views=json.loads(args.views),
                                 intensity=json.loads(args.intensity), batch_size=args.batch,

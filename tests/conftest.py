@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 DDP_SCRIPT = textwrap.dedent("""
     import json, sys, torch, pytorch_lightning as pl
-    from medssl.data.datamodule import SliceStoreDataModule
-    from medssl.methods import BYOL, MoCoV2, SparK, SwAV
+    from medssl.pretrain.datamodule import SliceStoreDataModule
+    from medssl.pretrain.methods import BYOL, MoCoV2, SparK, SwAV
 
     class Save(pl.Callback):
         def on_train_end(self, trainer, module):

@@ -5,7 +5,7 @@ import json
 
 import pytorch_lightning as pl
 
-from medssl.methods.queue import Queue
+from medssl.pretrain.methods.queue import Queue
 
 
 class StepRecord(pl.Callback):

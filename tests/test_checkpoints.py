@@ -16,8 +16,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from conftest import RangeHandler
 from medssl.checkpoints import CheckpointError, load_backbone, read_backbone
-from medssl.export import export_backbone
-from medssl.methods import BYOL, MoCoV2, SparK, SwAV
+from medssl.checkpoints.export import export_backbone
+from medssl.pretrain.methods import BYOL, MoCoV2, SparK, SwAV
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,8 +18,8 @@ from torch._dynamo.backends.debugging import ExplainWithBackend
 from torch._dynamo.testing import CompileCounterWithBackend
 from torch._dynamo.utils import counters, guard_failures
 
-from medssl.methods import BYOL, MoCoV2, SparK, SwAV
-from medssl.methods.queue import Queue
+from medssl.pretrain.methods import BYOL, MoCoV2, SparK, SwAV
+from medssl.pretrain.methods.queue import Queue
 
 TINY = dict(arch="resnet18", warmup_epochs=0)
 # method -> (constructor, view sizes); the queues wrap within the test, SwAV's joins the loss

@@ -4,11 +4,11 @@ import pytorch_lightning as pl
 import torch
 
 from conftest import phantom_store
-from medssl.data.batch_views import BatchMultiView
-from medssl.data.datamodule import SliceStoreDataModule
+from medssl.pretrain.batch_views import BatchMultiView
+from medssl.pretrain.datamodule import SliceStoreDataModule
 from medssl.data.intensity import HUToIntensity
-from medssl.methods import BYOL, MoCoV2, SparK, SwAV
-from medssl.methods.queue import Queue
+from medssl.pretrain.methods import BYOL, MoCoV2, SparK, SwAV
+from medssl.pretrain.methods.queue import Queue
 
 # On the meta device tensors have shapes but no values: reading one back (.item(), bool(),
 # int(), indexing by a mask, as a GPU step would when it waits on the device) raises.

@@ -10,7 +10,7 @@ from medssl.checkpoints import CheckpointError
 from medssl.data.phantom_tasks import TaskCounts, write_phantom_tasks
 from medssl.downstream.cli import finetune_cli
 from medssl.downstream.finetune import FineTune, TaskDataModule
-from medssl.export import export_backbone
+from medssl.checkpoints.export import export_backbone
 from medssl.models import build_backbone
 
 ROOT = Path(__file__).resolve().parents[1]

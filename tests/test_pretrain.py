@@ -12,8 +12,8 @@ import torchvision
 from torch.utils.data import DataLoader, Dataset
 
 from conftest import phantom_store, run_two_process_ddp
-from medssl.cli import pretrain_cli
-from medssl.methods import BYOL, METHODS, MoCoV2, SwAV
+from medssl.pretrain.cli import pretrain_cli
+from medssl.pretrain.methods import BYOL, METHODS, MoCoV2, SwAV
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "Pre-Training" / "configs"
@@ -147,7 +147,7 @@ def test_lr_schedule_follows_warmup_and_cosine_over_the_real_steps(store, tmp_pa
     history = LossHistory()
     module = SwAV(arch="resnet18", hidden_dim=64, out_dim=16, n_prototypes=8, lr=0.15,
                   warmup_epochs=1, final_lr_ratio=0.01)
-    from medssl.data.datamodule import SliceStoreDataModule
+    from medssl.pretrain.datamodule import SliceStoreDataModule
 
     data = SliceStoreDataModule(str(store), views=[{"size": 16, "count": 2}], batch_size=8,
                                 num_workers=0)
@@ -234,7 +234,7 @@ def test_knn_monitor_logs_accuracy_on_a_labelled_set(store, tmp_path):
                                 progress=False)
     cli = pretrain_cli(BYOL, args=cli_args(
         "byol", store, tmp_path, "--trainer.max_epochs", "2",
-        "--trainer.callbacks+=medssl.knn_monitor.KNNMonitor",
+        "--trainer.callbacks+=medssl.pretrain.knn_monitor.KNNMonitor",
         "--trainer.callbacks.data", str(tasks["organ"]), "--trainer.callbacks.k", "5"))
     monitor = next(c for c in cli.trainer.callbacks if type(c).__name__ == "KNNMonitor")
     assert len(monitor.history) == 2 and all(0 <= a <= 1 for a in monitor.history)
@@ -244,7 +244,7 @@ def test_knn_monitor_logs_accuracy_on_a_labelled_set(store, tmp_path):
 def test_knn_sets_from_a_labelled_store(tmp_path):
     from medssl.data import SliceStoreWriter
     from medssl.data.intensity import HUToIntensity
-    from medssl.knn_monitor import load_labelled
+    from medssl.pretrain.knn_monitor import load_labelled
 
     rows = [{"source": f"s{i}", "patient_id": "p", "series_uid": f"s{i}", "modality": "CT",
              "slice_index": 0, "position_mm": 0.0, "spacing_row_mm": 1.0, "spacing_col_mm": 1.0,

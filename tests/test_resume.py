@@ -20,9 +20,9 @@ import torch
 
 import step_record
 from conftest import phantom_store
-from medssl.cli import pretrain_cli
-from medssl.methods import METHODS
-from medssl.resume import (AtomicCheckpointIO, ResumeError, checkpoint_problem,
+from medssl.pretrain.cli import pretrain_cli
+from medssl.pretrain.methods import METHODS
+from medssl.pretrain.resume import (AtomicCheckpointIO, ResumeError, checkpoint_problem,
                            find_resume_checkpoint, run_checkpoints)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,8 +10,8 @@ import torchvision
 from torch.utils.data import DataLoader, Dataset
 
 from conftest import phantom_store, run_two_process_ddp
-from medssl.cli import pretrain_cli
-from medssl.methods import SparK
+from medssl.pretrain.cli import pretrain_cli
+from medssl.pretrain.methods import SparK
 from medssl.models import build_backbone
 from medssl.models.spark_decoder import Densify, LightDecoder, UpBlock
 from medssl.models.sparse import SparseResNet, mask_at, masked_batch_norm, random_mask

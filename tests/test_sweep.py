@@ -12,7 +12,7 @@ from medssl.downstream import sweep as sweep_module
 from medssl.downstream.report import METRICS, write_report
 from medssl.downstream.sweep import SweepConfig, run_sweep
 from medssl.downstream.tasks import TaskError
-from medssl.export import export_backbone
+from medssl.checkpoints.export import export_backbone
 from medssl.models import build_backbone
 
 ROOT = Path(__file__).resolve().parents[1]

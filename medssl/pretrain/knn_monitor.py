@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from lightly.utils.benchmarking.knn import knn_predict
 
-from .data.store import SliceStore
+from ..data.store import SliceStore
 
 
 def load_labelled(path: str | Path, intensity=None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 
-from .export import export_backbone
+from ..checkpoints.export import export_backbone
 
 
 class ExportBackbone(pl.Callback):

@@ -12,7 +12,7 @@ from pytorch_lightning.plugins.io import CheckpointIO
 from pytorch_lightning.utilities import rank_zero_info
 
 from .callbacks import ExportBackbone
-from .data.datamodule import SliceStoreDataModule
+from .datamodule import SliceStoreDataModule
 from .resume import AtomicCheckpointIO, RunCheckpoints, find_resume_checkpoint
 
 RUNS_DIR = "runs"
@@ -22,7 +22,7 @@ class PretrainCLI(LightningCLI):
     """One run = one directory (``--trainer.default_root_dir``, default ``runs/<method>``) holding
     its TensorBoard logs, config, checkpoints and exported backbone, with no ``version_N`` level:
     running the same command again finds the run and goes on from its newest intact checkpoint.
-    ``--checkpoint.*`` sets how often checkpoints are written (``medssl.resume.RunCheckpoints``)."""
+    ``--checkpoint.*`` sets how often checkpoints are written (``medssl.pretrain.resume.RunCheckpoints``)."""
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(RunCheckpoints, "checkpoint")

@@ -9,9 +9,9 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from ..resume import run_seed, step_seed
-from .intensity import HUToIntensity
-from .store import MANIFEST_FILE, SliceStore
+from .resume import run_seed, step_seed
+from ..data.intensity import HUToIntensity
+from ..data.store import MANIFEST_FILE, SliceStore
 from .batch_views import BatchMultiView
 from .views import MultiView
 
@@ -94,7 +94,7 @@ class SliceStoreDataModule(pl.LightningDataModule):
 
     Args:
         store: path of a slice store (see ``Pre-Training/preprocess.py``).
-        views: one dict per view kind (see ``medssl.data.views.ViewSpec``), set by each method's
+        views: one dict per view kind (see ``medssl.pretrain.views.ViewSpec``), set by each method's
             config: e.g. two 224 px crops for MoCo v2, 2 x 224 + 6 x 96 for SwAV.
         intensity: keyword arguments of ``medssl.data.intensity.HUToIntensity`` (mode full,
             window, random_window or range).
@@ -102,7 +102,7 @@ class SliceStoreDataModule(pl.LightningDataModule):
         num_workers: DataLoader worker processes; each memory-maps the shards itself.
         augment_on: where views are made: ``workers`` (per image, in the DataLoader workers),
             ``device`` (whole batches on the training device, after the int16 slices travel
-            there: see ``medssl.data.batch_views``), or ``auto`` = device on GPUs, else workers.
+            there: see ``medssl.pretrain.batch_views``), or ``auto`` = device on GPUs, else workers.
 
     Resuming: the order of slices is a seeded shuffle per epoch, and a resumed run goes on at
     the batch where the checkpoint was taken (``ResumableLoader``). Device views draw each

@@ -7,7 +7,7 @@ from .queue import Queue
 from lightly.utils.lars import LARS
 from lightly.utils.scheduler import cosine_warmup_schedule
 
-from ..models import build_backbone, feature_dim
+from ...models import build_backbone, feature_dim
 from ..resume import run_seed, step_seed
 
 OPTIMIZERS = ("sgd", "lars", "adam", "adamw", "lamb")

@@ -4,9 +4,9 @@ from __future__ import annotations
 import torch
 from lightly.utils.scheduler import cosine_schedule
 
-from ..models import build_backbone
-from ..models.sparse import STRIDE, SparseResNet, random_mask
-from ..models.spark_decoder import Densify, LightDecoder
+from ...models import build_backbone
+from ...models.sparse import STRIDE, SparseResNet, random_mask
+from ...models.spark_decoder import Densify, LightDecoder
 from .base import PretrainMethod
 
 
