@@ -2,7 +2,6 @@
 and one way to unpack a zip so that an interrupted extraction is noticed and done again."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -10,14 +9,11 @@ import sys
 import zipfile
 from pathlib import Path
 
+from .checksums import file_digest
+
 
 class DownloadError(RuntimeError):
     """The file could not be fetched, or it is not the expected one."""
-
-
-def file_digest(path: Path, algorithm: str = "sha256") -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, algorithm).hexdigest()
 
 
 def fetch(url: str | None, target: Path, *, gdrive_id: str | None = None,

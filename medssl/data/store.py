@@ -28,7 +28,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from ..download import file_digest
+from ..checksums import file_digest
 
 FORMAT = "medssl-slice-store"
 VERSION = 1
