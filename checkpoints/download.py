@@ -4,20 +4,13 @@
     python checkpoints/download.py spark [--dir DIR]
     python checkpoints/download.py swav --url https://mirror.example/swav.ckpt --sha256 HEX
 
-Files go to checkpoints/ (or $MEDSSL_CHECKPOINTS, or --dir). An interrupted download resumes
-where it stopped when run again. After downloading, the file's keys are checked: it must hold a
-complete ResNet backbone, whatever its name says.
+Files go to --dir, else $MEDSSL_CHECKPOINTS, else ./checkpoints in the working directory. An
+interrupted download resumes where it stopped when run again. After downloading, the file's keys
+are checked: it must hold a complete ResNet backbone, whatever its name says.
 """
-import os
+import argparse
 import sys
-
-# checkpoints/inspect.py shares its name with the standard library's inspect module: keep this
-# folder off the import path.
-_here = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != _here]
-
-import argparse  # noqa: E402
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
 
 def check(entry, dest: Path, url: str | None, expected: str | None) -> bool:
@@ -38,8 +31,8 @@ def check(entry, dest: Path, url: str | None, expected: str | None) -> bool:
     except CheckpointError as err:
         print(f"error: {entry.name}: downloaded, but {err}", file=sys.stderr)
         return False
-    note = "" if report.format == entry.format else f" (the registry expected {entry.format})"
-    print(f"{entry.name}: {report.format}{note}, {report.arch}, {report.loaded} backbone tensors: ready")
+    note = "" if report.format is entry.format else f" (the registry expected {entry.format})"
+    print(f"{entry.name}: {report.format_label}{note}, {report.arch}, {report.loaded} backbone tensors: ready")
     return True
 
 
@@ -48,7 +41,8 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("names", nargs="+", help=f"{', '.join(RELEASED)} or all")
-    ap.add_argument("--dir", type=Path, help="where to save (default: checkpoints/)")
+    ap.add_argument("--dir", type=Path,
+                    help="where to save (default: $MEDSSL_CHECKPOINTS, else ./checkpoints)")
     ap.add_argument("--url", help="download from this address instead (a mirror); one name only")
     ap.add_argument("--sha256", help="expected checksum, when the registry has none yet")
     args = ap.parse_args(argv)
@@ -58,7 +52,7 @@ def main(argv=None) -> int:
         ap.error(f"unknown checkpoint {unknown}; choose from {', '.join(RELEASED)} or all")
     if args.url and len(names) != 1:
         ap.error("--url takes one checkpoint name")
-    folder = args.dir or checkpoint_dir()
+    folder = checkpoint_dir(args.dir)
     folder.mkdir(parents=True, exist_ok=True)
     ok = [check(RELEASED[n], folder / RELEASED[n].filename, args.url,
                 args.sha256 or RELEASED[n].sha256) for n in names]

@@ -15,7 +15,8 @@ import torchvision
 from torch.utils.data import DataLoader, Dataset
 
 from conftest import RangeHandler
-from medssl.checkpoints import CheckpointError, load_backbone, read_backbone
+from medssl.checkpoints import (CHECKPOINTS_ENV, CheckpointError, CheckpointFormat, checkpoint_dir,
+                                load_backbone, read_backbone)
 from medssl.checkpoints.export import export_backbone
 from medssl.pretrain.methods import BYOL, MoCoV2, SparK, SwAV
 
@@ -147,7 +148,7 @@ def test_malicious_pickle_is_not_executed(reference, tmp_path):
     with pytest.raises(CheckpointError, match=r"calls (posix|os)\.system.*--trust-pickle"):
         load_backbone(tmp_path / "evil.pth")
     assert not marker.exists()
-    proc = subprocess.run([sys.executable, str(ROOT / "checkpoints" / "inspect.py"),
+    proc = subprocess.run([sys.executable, str(ROOT / "checkpoints" / "describe.py"),
                            str(tmp_path / "evil.pth")], capture_output=True, text=True, cwd=ROOT,
                           timeout=300)
     assert proc.returncode == 1 and "NO" in proc.stdout and not marker.exists()
@@ -190,9 +191,10 @@ def test_our_checkpoints_and_exports_round_trip(module, tmp_path):
     trainer.fit(module, DataLoader(FixedViews(2), batch_size=4))
     trainer.save_checkpoint(tmp_path / "last.ckpt")
     export_backbone(module.backbone, tmp_path / "export.pt", method=module.method_name, arch="resnet18")
-    for name, fmt in (("last.ckpt", "medssl Lightning checkpoint"), ("export.pt", "medssl exported backbone")):
+    for name, fmt in (("last.ckpt", CheckpointFormat.MEDSSL_LIGHTNING),
+                      ("export.pt", CheckpointFormat.MEDSSL_EXPORT)):
         model, report = load_backbone(tmp_path / name, arch="resnet18")
-        assert report.format == fmt and report.method == module.method_name
+        assert report.format is fmt and report.method == module.method_name
         assert report.unpickling == "weights_only"
         for key, value in module.backbone.state_dict().items():
             assert torch.equal(model.state_dict()[key], value), key
@@ -241,17 +243,37 @@ def test_download_offline_error_is_clear(tmp_path):
 
 
 def test_released_name_not_downloaded_yet(tmp_path, monkeypatch):
-    monkeypatch.setenv("MEDSSL_CHECKPOINTS", str(tmp_path))
+    monkeypatch.setenv(CHECKPOINTS_ENV, str(tmp_path))
     with pytest.raises(CheckpointError, match="not downloaded yet.*download.py spark"):
         load_backbone("spark")
 
 
-def test_inspect_says_whether_it_will_load(reference, tmp_path):
+def test_released_names_are_looked_up_in_the_working_directory_not_the_package(
+        reference, tmp_path, monkeypatch):
+    monkeypatch.delenv(CHECKPOINTS_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert checkpoint_dir() == tmp_path / "checkpoints"
+    with pytest.raises(CheckpointError, match=f"expected at {tmp_path / 'checkpoints'}"):
+        read_backbone("spark")
+    payload, _ = layouts(reference)["SparK release"]
+    (tmp_path / "checkpoints").mkdir()
+    torch.save(payload, tmp_path / "checkpoints" / "spark_study.pth")
+    assert read_backbone("spark")[1].format is CheckpointFormat.SPARK_RELEASE
+    elsewhere = tmp_path / "elsewhere"  # an explicit folder comes before the variable and cwd
+    monkeypatch.setenv(CHECKPOINTS_ENV, str(elsewhere))
+    assert checkpoint_dir() == elsewhere and checkpoint_dir(tmp_path) == tmp_path
+    with pytest.raises(CheckpointError, match="not downloaded yet"):
+        read_backbone("spark")
+    assert read_backbone("spark", folder=tmp_path / "checkpoints")[1].method == "spark"
+
+
+def test_describe_says_whether_it_will_load(reference, tmp_path):
     payload, _ = layouts(reference)["BYOL release"]
-    torch.save(payload, tmp_path / "byol.ckpt")
-    proc = subprocess.run([sys.executable, str(ROOT / "checkpoints" / "inspect.py"),
-                           str(tmp_path / "byol.ckpt")], capture_output=True, text=True, cwd=ROOT,
-                          timeout=300)
+    (tmp_path / "checkpoints").mkdir()
+    torch.save(payload, tmp_path / "checkpoints" / "byol_study.ckpt")
+    env = {k: v for k, v in os.environ.items() if k != CHECKPOINTS_ENV}
+    proc = subprocess.run([sys.executable, str(ROOT / "checkpoints" / "describe.py"), "byol"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "BYOL release" in proc.stdout and "resnet50" in proc.stdout
     assert "will it load? YES" in proc.stdout and "target_network (318)" in proc.stdout

@@ -10,18 +10,27 @@ import torch
 import torch.nn as nn
 
 from ..models.backbone import BACKBONES
+from .export import FORMAT as EXPORT_FORMAT
+from .formats import CheckpointFormat
 from .registry import RELEASED, local_path
 from .safe_pickle import TRUST_HINT, UnsafeCheckpointError, safe_load, whole_module_refusal
 
-# Known layouts, most specific first: (format name, method, prefix of the backbone's keys).
+# Known layouts, most specific first: (format, method, prefix of the backbone's keys).
 KNOWN_PREFIXES = [
-    ("MoCo release (Lightning, encoder_q)", "mocov2", "encoder_q."),
-    ("BYOL release (Lightning, online_network.encoder)", "byol", "online_network.encoder."),
-    ("SwAV release (Lightning, model.)", "swav", "model."),
-    ("lightly-style backbone.", None, "backbone."),
-    ("plain torchvision / timm ResNet", None, ""),
+    (CheckpointFormat.MOCO_RELEASE, "mocov2", "encoder_q."),
+    (CheckpointFormat.BYOL_RELEASE, "byol", "online_network.encoder."),
+    (CheckpointFormat.SWAV_RELEASE, "swav", "model."),
+    (CheckpointFormat.LIGHTLY, None, "backbone."),
+    (CheckpointFormat.TORCHVISION, None, ""),
 ]
+# The key under which our pre-training checkpoints record their method and arch.
+MEDSSL_KEY = "medssl"
 SEQUENTIAL_NAMES = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
+
+
+def format_label(fmt: CheckpointFormat, module_prefix: bool = False) -> str:
+    """A format as shown to people, noting DataParallel / DDP's ``module.`` prefix if present."""
+    return f"{fmt}{' + DataParallel/DDP module. prefix' if module_prefix else ''}"
 
 
 class CheckpointError(RuntimeError):
@@ -30,8 +39,10 @@ class CheckpointError(RuntimeError):
 
 @dataclass
 class LoadReport:
+    """What a load found: the file, its format and method, the ResNet it holds, how many
+    backbone tensors were taken, what was left out, and how the file was unpickled."""
     source: str
-    format: str
+    format: CheckpointFormat
     method: str | None
     arch: str
     loaded: int
@@ -41,10 +52,15 @@ class LoadReport:
     metadata: dict = field(default_factory=dict)
     container: str = ""  # where the tensors sat: state_dict, module, top level, ...
     file_tensors: int = 0
+    module_prefix: bool = False  # keys were saved under DataParallel / DDP's ``module.``
+
+    @property
+    def format_label(self) -> str:
+        return format_label(self.format, self.module_prefix)
 
     def __str__(self) -> str:
         ignored = ", ".join(f"{p or '(top)'} x{n}" for p, n in self.ignored.items()) or "nothing"
-        return (f"{self.source}: {self.format} ({self.method or 'method unknown'}), {self.arch}; "
+        return (f"{self.source}: {self.format_label} ({self.method or 'method unknown'}), {self.arch}; "
                 f"{self.loaded} backbone tensors loaded; missing {self.missing or 'nothing'}; "
                 f"ignored {ignored}; unpickling: {self.unpickling}")
 
@@ -107,32 +123,35 @@ def _under(keys, prefix) -> dict[str, torch.Tensor]:
     return out
 
 
-def detect(keys: dict[str, torch.Tensor], obj) -> tuple[str, str | None, str]:
-    """(format name, method, prefix) decided from the keys alone."""
-    if isinstance(obj, dict) and obj.get("format") == "medssl-backbone":
-        return "medssl exported backbone", obj.get("method"), ""
-    medssl = obj.get("medssl") if isinstance(obj, dict) else None
-    for name, method, prefix in KNOWN_PREFIXES:
+def detect(keys: dict[str, torch.Tensor], obj) -> tuple[CheckpointFormat, str | None, str]:
+    """(format, method, prefix) decided from the keys alone."""
+    if isinstance(obj, dict) and obj.get("format") == EXPORT_FORMAT:
+        return CheckpointFormat.MEDSSL_EXPORT, obj.get("method"), ""
+    medssl = obj.get(MEDSSL_KEY) if isinstance(obj, dict) else None
+    for fmt, method, prefix in KNOWN_PREFIXES:
         under = _under(keys, prefix)
         if "conv1.weight" in under and "layer1.0.conv1.weight" in under:
-            if prefix == "backbone." and isinstance(medssl, dict):
-                return "medssl Lightning checkpoint", medssl.get("method"), prefix
-            if prefix == "" and isinstance(obj, dict) and "module" in obj and "fc.weight" not in keys:
-                return "SparK release (module)", "spark", prefix
-            return name, method, prefix
+            if fmt is CheckpointFormat.LIGHTLY and isinstance(medssl, dict):
+                return CheckpointFormat.MEDSSL_LIGHTNING, medssl.get("method"), prefix
+            if (fmt is CheckpointFormat.TORCHVISION and isinstance(obj, dict) and "module" in obj
+                    and "fc.weight" not in keys):
+                return CheckpointFormat.SPARK_RELEASE, "spark", prefix
+            return fmt, method, prefix
     prefixes = sorted({k.rsplit("conv1.weight", 1)[0] for k in keys if k.endswith("conv1.weight")
                        and "layer" not in k})
     raise CheckpointError("no ResNet backbone found under any known key prefix "
                           f"(prefixes that end in conv1.weight: {prefixes or 'none'})")
 
 
-def resolve(source: str | Path) -> Path:
+def resolve(source: str | Path, folder: str | Path | None = None) -> Path:
+    """The file ``source`` names: a path, or a released checkpoint's name looked up in
+    ``folder`` (see ``registry.checkpoint_dir``)."""
     path = Path(source)
     if path.exists():
         return path
     name = str(source).lower()
     if name in RELEASED:
-        local = local_path(name)
+        local = local_path(name, folder)
         if local.exists():
             return local
         raise CheckpointError(f"released checkpoint {name!r} is not downloaded yet: run "
@@ -141,9 +160,11 @@ def resolve(source: str | Path) -> Path:
                           f"({', '.join(RELEASED)})")
 
 
-def read_backbone(source, arch: str | None = "resnet50", trust: bool = False):
-    """(backbone state dict with torchvision names, LoadReport) — every trunk tensor checked."""
-    path = resolve(source)
+def read_backbone(source, arch: str | None = "resnet50", trust: bool = False,
+                  folder: str | Path | None = None):
+    """(backbone state dict with torchvision names, LoadReport) — every trunk tensor checked.
+    ``folder``: where released checkpoints are looked up by name (see ``load_backbone``)."""
+    path = resolve(source, folder)
     try:
         obj, how = safe_load(path, trust=trust)
     except UnsafeCheckpointError as err:
@@ -162,27 +183,26 @@ def read_backbone(source, arch: str | None = "resnet50", trust: bool = False):
         if refusal:
             raise CheckpointError(f"{path}: refused: {refusal} {TRUST_HINT}") from err
         raise CheckpointError(f"{path}: {err}") from err
-    if had_module:
-        fmt += " + DataParallel/DDP module. prefix"
+    label = format_label(fmt, had_module)
     trunk = {k: v for k, v in _under(keys, prefix).items() if not k.startswith("fc.")}
     found_arch = infer_arch(trunk)
     arch = arch or found_arch
     if arch is None:
-        raise CheckpointError(f"{path}: {fmt}: the backbone is no torchvision ResNet layout; "
+        raise CheckpointError(f"{path}: {label}: the backbone is no torchvision ResNet layout; "
                               "pass arch= explicitly")
     if found_arch is not None and found_arch != arch:
-        raise CheckpointError(f"{path}: holds a {found_arch} backbone ({fmt}), but {arch} was "
+        raise CheckpointError(f"{path}: holds a {found_arch} backbone ({label}), but {arch} was "
                               f"asked for: use arch='{found_arch}'")
     expected = expected_keys(arch)
     missing = sorted(set(expected) - set(trunk))
     if missing:
-        raise CheckpointError(f"{path}: format guessed: {fmt} (prefix {prefix!r}); {len(missing)} "
+        raise CheckpointError(f"{path}: format guessed: {label} (prefix {prefix!r}); {len(missing)} "
                               f"of the {arch} backbone's tensors are missing, e.g. {missing[:5]}. "
                               "Nothing was loaded.")
     wrong = [f"{k}: {tuple(trunk[k].shape)} in the file, {tuple(s)} in {arch}"
              for k, s in expected.items() if trunk[k].shape != s]
     if wrong:
-        raise CheckpointError(f"{path}: format guessed: {fmt}; shape mismatch: {'; '.join(wrong[:5])}")
+        raise CheckpointError(f"{path}: format guessed: {label}; shape mismatch: {'; '.join(wrong[:5])}")
     state = {k: trunk[k] for k in expected}
     used = {prefix + k for k in expected}
     ignored: dict[str, int] = {}
@@ -195,7 +215,7 @@ def read_backbone(source, arch: str | None = "resnet50", trust: bool = False):
                                                       "global_step", "store_manifest_sha256")
                 and isinstance(v, (int, float, str))} if isinstance(obj, dict) else {}
     report = LoadReport(str(path), fmt, method, arch, len(state), [], ignored, how, metadata,
-                        container, len(keys))
+                        container, len(keys), had_module)
     return state, report
 
 
@@ -220,15 +240,17 @@ def _is_sequential_alias(key: str, used: set[str]) -> bool:
 
 
 def load_backbone(source, arch: str | None = "resnet50", num_classes: int | None = None,
-                  trust: bool = False) -> tuple[nn.Module, LoadReport]:
+                  trust: bool = False, folder: str | Path | None = None) -> tuple[nn.Module, LoadReport]:
     """A torchvision ResNet holding the pretrained backbone of ``source`` (a path or the name
     of a released checkpoint), and a report of what was loaded, missing, ignored, and which
     format was detected. ``fc`` is a new ``Linear(features, num_classes)`` if ``num_classes``
     is given, else torchvision's untrained 1000-class ``fc``. ``arch=None``: take the file's.
+    ``trust=True`` runs the file's pickled code (only for files you trust). Released names are
+    looked up in ``folder``, else $MEDSSL_CHECKPOINTS, else ``./checkpoints``.
 
     Raises CheckpointError instead of ever returning a partly loaded network.
     """
-    state, report = read_backbone(source, arch, trust)
+    state, report = read_backbone(source, arch, trust, folder)
     model = BACKBONES[report.arch][0](weights=None)
     if num_classes is not None:
         model.fc = nn.Linear(model.fc.in_features, num_classes)

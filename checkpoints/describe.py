@@ -1,18 +1,14 @@
 """Say what a checkpoint holds and whether it will load, without running code from it.
 
-    python checkpoints/inspect.py PATH|NAME [--arch resnet50] [--trust-pickle]
+    python checkpoints/describe.py PATH|NAME [--arch resnet50] [--trust-pickle] [--dir DIR]
+
+A released checkpoint's NAME is looked up in --dir, else $MEDSSL_CHECKPOINTS, else ./checkpoints.
 """
-import os
+import argparse
 import sys
+from pathlib import Path
 
-# This file is named like the standard library's inspect module: keep its folder off the
-# import path before anything imports ``inspect``.
-_here = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != _here]
-
-import argparse  # noqa: E402
-
-from medssl.checkpoints import CheckpointError, read_backbone  # noqa: E402
+from medssl.checkpoints import CheckpointError, read_backbone
 
 
 def main(argv=None) -> int:
@@ -21,16 +17,17 @@ def main(argv=None) -> int:
     ap.add_argument("--arch", help="expected ResNet (default: whatever the file holds)")
     ap.add_argument("--trust-pickle", action="store_true",
                     help="run the file's pickled code (only for files you trust)")
+    ap.add_argument("--dir", type=Path, help="where released checkpoints are kept")
     args = ap.parse_args(argv)
     try:
-        _, report = read_backbone(args.source, args.arch, trust=args.trust_pickle)
+        _, report = read_backbone(args.source, args.arch, trust=args.trust_pickle, folder=args.dir)
     except CheckpointError as err:
         print(f"will it load? NO: {err}")
         return 1
     print(f"file       {report.source}")
     print(f"unpickling {report.unpickling}")
     print(f"tensors    {report.file_tensors} under {report.container!r}")
-    print(f"format     {report.format}")
+    print(f"format     {report.format_label}")
     print(f"method     {report.method or 'unknown'}")
     print(f"arch       {report.arch}")
     print(f"backbone   {report.loaded} tensors, every one found with the right shape")
