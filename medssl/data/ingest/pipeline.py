@@ -37,6 +37,11 @@ IMAGE_CHUNK = 256
 
 @dataclass(frozen=True)
 class Options:
+    """How inputs become slices: ``size`` (the square side, pixels), the DICOM ``modalities``
+    kept, ``clip`` (low, high) applied to values and recorded in the store, ``thin`` (an SSIM
+    threshold above which a slice too like the last kept one is dropped), ``nifti_modality``
+    (what NIfTI files hold: the format does not say)."""
+
     size: int = 256
     modalities: tuple[str, ...] = ("CT",)
     clip: tuple[int, int] | None = None
@@ -332,8 +337,9 @@ def ingest(inputs, out, options: Options = Options(), *, workers: int | None = N
            dry_run: bool = False, shard_slices: int = 1024):
     """Ingest DICOM series, NIfTI volumes and image folders into a slice store at ``out``.
 
-    Returns (Summary, plan DataFrame). Running the same call again after an interruption
-    finishes the job: series already in the store are not converted again.
+    Returns (Summary, plan DataFrame, [(file, reason)] of the inputs skipped); with ``dry_run``
+    nothing is written. Running the same call again after an interruption finishes the job:
+    series already in the store are not converted again.
     """
     from functools import partial
 
