@@ -12,27 +12,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 from pydicom.misc import is_dicom
 from tqdm.auto import tqdm
 
-from ..data.ingest.dicom import SkipItem, read_pixels
-from ..data.ingest.discover import IMAGE_SUFFIXES
+from ..data.dicom_pixels import read_pixels
+from ..data.errors import UnreadableInput
+from ..data.images import IMAGE_SUFFIXES, read_picture
 from ..data.intensity import HUToIntensity
 
 DICOM_SUFFIXES = {".dcm", ".dicom", ".ima"}
 NOT_AN_IMAGE = ("not an image: neither an image suffix (" + ", ".join(sorted(IMAGE_SUFFIXES))
                 + ") nor DICOM (a .dcm/.dicom/.ima suffix or the 'DICM' preamble); ignored")
-
-
-class TaskError(ValueError):
-    """Downstream data that cannot be used as it is; the message names the file."""
-
-
-class UnreadableImage(TaskError):
-    def __init__(self, path, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path, self.reason = str(path), reason
 
 
 def is_dicom_file(path: Path) -> bool:
@@ -53,27 +43,17 @@ def image_kind(path: Path) -> str | None:
 
 def read_grey(path: str | Path, intensity: HUToIntensity | None = None) -> np.ndarray:
     """An image file (PNG 8/16 bit, JPEG, TIFF, BMP) or a DICOM file as float32 (H, W) in
-    [0, 1]; DICOM goes through the ingestion code (modality LUT) and ``intensity``."""
+    [0, 1]; DICOM values (modality LUT) go through ``intensity``. UnreadableInput names a file
+    that cannot be used."""
     path = Path(path)
-    if path.suffix.lower() not in IMAGE_SUFFIXES and is_dicom_file(path):
+    if image_kind(path) == "dicom":
         try:
             values = read_pixels(str(path), "CT")[0]
-        except SkipItem as err:
-            raise UnreadableImage(path, f"unreadable DICOM image ({err})") from err
+        except UnreadableInput as err:
+            raise UnreadableInput(path, f"unreadable DICOM image ({err.reason})") from err
         return np.asarray((intensity or HUToIntensity())(values), dtype=np.float32)
-    try:
-        with Image.open(path) as image:
-            if image.mode.startswith("I;16") or image.mode == "I":
-                values = np.asarray(image, dtype=np.float32) / 65535.0
-            else:
-                values = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
-    except Image.DecompressionBombError as err:
-        raise UnreadableImage(path, f"refused as a possible decompression bomb ({err})") from err
-    except UnidentifiedImageError as err:
-        raise UnreadableImage(path, "unreadable image (not a format PIL can identify)") from err
-    except (OSError, ValueError) as err:
-        raise UnreadableImage(path, f"unreadable image ({type(err).__name__}: {err})") from err
-    return values
+    values, white = read_picture(path)
+    return np.clip(values / white, 0, 1)
 
 
 # (path, mtime, size) -> problem or None: a task loaded again (every sweep run) is not decoded again
@@ -90,7 +70,7 @@ def _problem(path: str, intensity: HUToIntensity | None) -> str | None:
         try:
             read_grey(path, intensity)
             _checked[key] = None
-        except UnreadableImage as err:
+        except UnreadableInput as err:
             _checked[key] = err.reason
     return _checked[key]
 

@@ -19,14 +19,18 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from ..data.intensity import HUToIntensity
-from .images import NOT_AN_IMAGE, TaskError, UnreadableImage, check_images, image_kind, read_grey
+from .images import NOT_AN_IMAGE, check_images, image_kind, read_grey
 
-__all__ = ["TaskError", "UnreadableImage", "TaskData", "Split", "load_task", "LOADERS", "read_grey"]
+__all__ = ["TaskError", "TaskData", "Split", "load_task", "LOADERS", "read_grey"]
 
 SPLITS = ("train", "val", "test")
 MEDMNIST_ARRAYS = tuple(f"{s}_{k}" for s in SPLITS for k in ("images", "labels"))
 SKIPPED_FILE = "skipped_images.csv"
 WARN_AT_MOST = 20  # files named in the warning; TaskData.skipped and SKIPPED_FILE hold them all
+
+
+class TaskError(ValueError):
+    """Downstream data that cannot be used as it is; the message names the file."""
 
 
 class SkippedFilesWarning(UserWarning):

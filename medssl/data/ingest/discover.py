@@ -5,8 +5,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..images import IMAGE_SUFFIXES
+
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 DICOM_SUFFIXES = {".dcm", ".dicom", ".ima", ""}
 # Files that are certainly not images (annotations, notes, checksums, archives).
 OTHER_SUFFIXES = {".xml", ".txt", ".json", ".csv", ".md", ".md5", ".zip", ".gz", ".tar",

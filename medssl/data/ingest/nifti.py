@@ -6,7 +6,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from .dicom import SkipItem
+from ..errors import UnreadableInput
 
 
 def read_volume(path: str | Path) -> tuple[np.ndarray, list[float], tuple[float, float]]:
@@ -20,13 +20,13 @@ def read_volume(path: str | Path) -> tuple[np.ndarray, list[float], tuple[float,
         image = nib.as_closest_canonical(nib.load(str(path)))
         data = np.asarray(image.get_fdata(dtype=np.float32))
     except Exception as err:
-        raise SkipItem(f"unreadable NIfTI: {type(err).__name__}: {err}") from err
+        raise UnreadableInput(path, f"unreadable NIfTI: {type(err).__name__}: {err}") from err
     if data.ndim == 2:
         data = data[:, :, None]
     if data.ndim == 3:
         data = data[..., None]
     if data.ndim != 4:
-        raise SkipItem(f"NIfTI with {data.ndim} dimensions; expected a 3D or 4D volume")
+        raise UnreadableInput(path, f"NIfTI with {data.ndim} dimensions; expected a 3D or 4D volume")
     # (x: L->R, y: P->A, z: I->S, t) -> (t, z, rows: A->P, cols: R->L)
     slices = np.flip(data.transpose(3, 2, 1, 0), axis=(2, 3))
     zooms = image.header.get_zooms()

@@ -19,10 +19,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ..dicom_pixels import AIR_HU, one_line
+from ..errors import UnreadableInput
 from ..store import SliceStore, SliceStoreWriter, stored_settings
 from . import thin
-from .dicom import (AIR_HU, SeriesPlan, SkipItem, drop_duplicate_instances, one_line, order_series,
-                    read_header, read_series)
+from .dicom import SeriesPlan, drop_duplicate_instances, order_series, read_header, read_series
 from .discover import discover
 from .images import read_image
 from .nifti import read_volume
@@ -90,8 +91,8 @@ class IngestError(RuntimeError):
 def _header_or_reason(path):
     try:
         return read_header(Path(path)), None
-    except SkipItem as err:
-        return None, str(err)
+    except UnreadableInput as err:
+        return None, err.reason
     except Exception as err:  # a damaged file must not stop the run
         return None, f"unreadable DICOM: {one_line(err)}"
 
@@ -174,8 +175,8 @@ def _dicom_items(headers, options, errors, ignored):
             continue
         try:
             series_plan = order_series(members)
-        except SkipItem as err:
-            errors.append((err.file or str(Path(members[0]["file"]).parent), f"series {uid}: {err}"))
+        except UnreadableInput as err:
+            errors.append((err.path or str(Path(members[0]["file"]).parent), f"series {uid}: {err.reason}"))
             continue
         ignored["duplicates"] += series_plan.duplicates
         items.append(Item("dicom", uid, str(Path(members[0]["file"]).parent), modality,
@@ -207,8 +208,8 @@ def convert(item: Item, options: Options):
         if item.kind == "nifti":
             return _convert_nifti(item, options)
         return _convert_images(item, options)
-    except SkipItem as err:
-        return item, None, [], 0, [(err.file or item.label, str(err))]
+    except UnreadableInput as err:
+        return item, None, [], 0, [(err.path or item.label, err.reason)]
 
 
 def _convert_dicom(item: Item, options: Options):
@@ -265,8 +266,8 @@ def _convert_images(item: Item, options: Options):
     for index, path in enumerate(files):
         try:
             values = read_image(path)[None]
-        except SkipItem as err:
-            errors.append((path, str(err)))
+        except UnreadableInput as err:
+            errors.append((path, err.reason))
             continue
         resized, factor = fit_to_size(values, options.size, float(values.min()))
         parts.append(_rounded(resized, options.clip))
