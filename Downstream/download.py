@@ -8,32 +8,39 @@ Progress bar and resume (gdown), MD5 check where the dataset publishes one (MedM
 is renamed into place, then <folder>.contents.json lists every file and its size; a rerun checks
 that list and extracts again if anything is missing, so a killed extraction is never "ready".
 Zip entries that share a file name but differ in content are refused, named.
+The datasets are those the task formats offer (medssl/downstream/formats).
 """
 import argparse
 import sys
 from pathlib import Path
 
-from medssl.downstream import datasets
+from medssl.download import DownloadError
+from medssl.downstream.formats import FORMATS
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    datasets = ap.add_subparsers(dest="dataset", required=True, metavar="dataset")
+    for kind, task_format in FORMATS.items():
+        for download in task_format.downloads:
+            sub = datasets.add_parser(download.name, help=f"{download.title} (--data.kind {kind})")
+            sub.add_argument("--out", type=Path, required=True)
+            sub.add_argument("--base-url", help="a mirror holding the same files")
+            download.add_arguments(sub)
+            sub.set_defaults(kind=kind, download=download)
+    return ap
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("dataset", choices=("covid", "organsmnist"))
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--size", type=int, default=28, choices=sorted(datasets.ORGANSMNIST))
-    ap.add_argument("--base-url", help="a mirror holding the same files")
-    ap.add_argument("--md5", help="expected MD5 (overrides the published one)")
-    args = ap.parse_args(argv)
+    options = vars(parser().parse_args(argv))
+    kind, download = options.pop("kind"), options.pop("download")
+    options.pop("dataset")
     try:
-        if args.dataset == "covid":
-            path = datasets.covid(args.out, args.base_url or datasets.COVID_CT)
-            print(f"COVID-CT ready in {path}: load it with --data.kind covid --data.path {path}")
-        else:
-            path = datasets.organsmnist(args.out, args.size, args.base_url or datasets.ZENODO_MEDMNIST, args.md5)
-            print(f"OrganSMNIST ready: {path}: load it with --data.kind medmnist --data.path {path}")
-    except datasets.DownloadError as err:
+        path = download.fetch(**options)
+    except DownloadError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    print(f"{download.title} ready in {path}: load it with --data.kind {kind} --data.path {path}")
     return 0
 
 

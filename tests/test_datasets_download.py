@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medssl.downstream import datasets, load_task
+from medssl.download import DownloadError
+from medssl.downstream import load_task
+from medssl.downstream.formats import covid
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,7 +124,7 @@ def test_extraction_killed_midway_is_redone_on_rerun(server, tmp_path):
         proc.kill()
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    datasets.covid(out, base)
+    covid.download(out, base)
     assert_all_images(out, images)
     assert not list(archive.parent.glob(".*"))  # no partial folder left
 
@@ -131,26 +133,26 @@ def test_images_missing_after_extraction_are_restored(server, tmp_path):
     served, base = server
     images = serve_covid(served)
     out = tmp_path / "covid"
-    datasets.covid(out, base)
+    covid.download(out, base)
     (out / "Images-processed" / "CT_COVID" / "COVID_1.png").unlink()
     (out / "Images-processed" / "CT_NonCOVID" / "NonCOVID_2.png").write_bytes(b"cut")
-    datasets.covid(out, base)
+    covid.download(out, base)
     assert_all_images(out, images)
 
 
 def test_zip_entries_with_the_same_name_are_refused(server, tmp_path):
     served, base = server
     serve_covid(served, extra={"CT_COVID/more/COVID_0.png": png(7)})
-    with pytest.raises(datasets.DownloadError, match=r"CT_COVID\.zip.*CT_COVID/COVID_0\.png.*"
+    with pytest.raises(DownloadError, match=r"CT_COVID\.zip.*CT_COVID/COVID_0\.png.*"
                                                      r"CT_COVID/more/COVID_0\.png"):
-        datasets.covid(tmp_path / "covid", base)
+        covid.download(tmp_path / "covid", base)
     assert not (tmp_path / "covid" / "Images-processed" / "CT_COVID").exists()
 
 
 def test_identical_duplicate_entries_are_extracted_once(server, tmp_path):
     served, base = server
     images = serve_covid(served, extra={"CT_COVID/COVID_0.png": covid_image("COVID", 0)})
-    datasets.covid(tmp_path / "covid", base)
+    covid.download(tmp_path / "covid", base)
     assert_all_images(tmp_path / "covid", images)
 
 

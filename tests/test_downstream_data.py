@@ -1,4 +1,5 @@
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,10 @@ from sklearn import metrics as skm
 from medssl.data.phantom import phantom_volume
 from medssl.data.phantom_tasks import TaskCounts, write_phantom_tasks
 from medssl.data.synthetic_dicom import write_series
-from medssl.downstream import ClassificationMetrics, TaskError, load_task, nested_subsets
+from medssl.downstream import (FORMATS, ClassificationMetrics, Split, TaskData, TaskError, load_task,
+                               nested_subsets)
+from medssl.downstream.formats import Sample, TaskFormat
+from medssl.downstream.formats.medmnist import read_npz
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +70,46 @@ def test_medmnist_npz(phantom_tasks, tmp_path):
     np.savez(tmp_path / "broken.npz", **data)
     with pytest.raises(TaskError, match=r"broken.npz: arrays \['val_labels'\] missing"):
         load_task("medmnist", tmp_path / "broken.npz")
+    held = read_npz(tmp_path / "broken.npz", splits=None, as_grey=True)  # what the kNN monitor reads
+    assert sorted(held) == ["test", "train"]
+    np.testing.assert_array_equal(held["test"][0][0], task.image("test", 0))
+    np.testing.assert_array_equal(held["test"][1], task.splits["test"].labels)
+
+
+def test_a_format_is_one_module_and_one_registry_entry(tmp_path, monkeypatch):
+    """A throwaway format (images, labels and splits as .npy files) registered here is read by
+    load_task and by the fine-tuning data module, and written by its own writer."""
+    from medssl.downstream.finetune import TaskDataModule
+
+    def write(path, samples, classes):
+        samples = list(samples)
+        path.mkdir(parents=True)
+        for name, values in (("images", [s.image for s in samples]), ("labels", [s.label for s in samples]),
+                             ("splits", [s.split for s in samples])):
+            np.save(path / f"{name}.npy", np.stack(values))
+        (path / "classes.txt").write_text("\n".join(classes))
+        return path
+
+    def load(path, **_):
+        path = Path(path)
+        images, labels, splits = (np.load(path / f"{n}.npy") for n in ("images", "labels", "splits"))
+        rows = {s: np.flatnonzero(splits == s) for s in ("train", "val", "test")}
+        return TaskData(path.name, (path / "classes.txt").read_text().split("\n"),
+                        {s: Split(list(range(len(r))), labels[r]) for s, r in rows.items()},
+                        str(path), arrays={s: images[r] for s, r in rows.items()})
+
+    monkeypatch.setitem(FORMATS, "flat-npy", TaskFormat(load, write))
+    rng = np.random.default_rng(0)
+    samples = [Sample(f"{i}", i % 2, ("train", "train", "val", "test")[i // 2 % 4],
+                      rng.integers(0, 255, (16, 16), dtype=np.uint8)) for i in range(24)]
+    FORMATS["flat-npy"].write(tmp_path / "flat", samples, ["no", "yes"])
+    task = load_task("flat-npy", tmp_path / "flat")
+    assert task.classes == ["no", "yes"] and [len(task.splits[s]) for s in ("train", "val", "test")] == [12, 6, 6]
+    np.testing.assert_allclose(task.image("val", 0), samples[4].image / 255.0, atol=1e-6)
+    data = TaskDataModule("flat-npy", str(tmp_path / "flat"), image_size=32, batch_size=4, num_workers=0)
+    data.setup("fit")
+    images, labels = next(iter(data.train_dataloader()))
+    assert images.shape == (4, 3, 32, 32) and set(labels.tolist()) <= {0, 1} and data.num_classes == 2
 
 
 def test_brain_layout_has_a_seeded_stratified_val_split(phantom_tasks):

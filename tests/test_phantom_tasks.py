@@ -126,10 +126,11 @@ def test_organ_classes_need_more_than_global_intensity(tasks):
 
 
 def test_interrupted_write_leaves_no_task_folder(tmp_path, monkeypatch):
-    def broken(*args, **kwargs):
+    def broken(*args, **kwargs):  # interrupted while the last task is written
         raise KeyboardInterrupt
+        yield
 
-    monkeypatch.setattr(phantom_tasks, "make_brain_folder", broken)
+    monkeypatch.setattr(phantom_tasks, "brain_samples", broken)
     with pytest.raises(KeyboardInterrupt):
         write_phantom_tasks(tmp_path / "t", size=32, counts=TaskCounts(1, 1, 1), progress=False)
     assert not (tmp_path / "t").exists()

@@ -1,4 +1,5 @@
-"""Small labelled phantom datasets, written in the layouts of the study's three tasks.
+"""Small labelled phantom datasets, written in the layouts of the study's three tasks (each
+layout by its task format, ``medssl.downstream.formats``).
 
 - ``organsmnist_phantom.npz``: MedMNIST layout (``{train,val,test}_{images,labels}``, uint8
   images (N, S, S), labels (N, 1)): which organ a crop is centred on (ORGAN_CLASSES).
@@ -19,10 +20,12 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
-from PIL import Image
+from tqdm.auto import tqdm
 
+from ..downstream.formats import FORMATS, Sample
 from .intensity import WINDOWS, to_uint8
 from .phantom import Patient, Tissue, View, patient_rng, render_body, render_head
 
@@ -36,6 +39,8 @@ _ORGANS = {  # class -> (tissue label, z range where the organ is large)
     "lung-right": (Tissue.LUNG_RIGHT, (0.1, 0.42)),
     "spleen": (Tissue.SPLEEN, (0.56, 0.68)),
 }
+COVID_CLASSES = ("NonCOVID", "COVID")
+BRAIN_CLASSES = ("a_without", "b_with")
 _STREAM = {"organ": 101, "covid": 102, "brain": 103}  # separate seeds per task
 SPLITS = ("train", "val", "test")
 
@@ -92,41 +97,26 @@ def _organ_crop(seed: int, index: int, organ: str, size: int) -> np.ndarray:
     return to_uint8(hu, level + rng.uniform(-50, 50), width * rng.uniform(0.7, 1.4))
 
 
-def make_organ_npz(path: Path, *, seed: int, per_class: int, size: int = 28, progress=True) -> Path:
-    from tqdm.auto import tqdm
-
+def organ_samples(seed: int, per_class: int, size: int = 28, progress=True) -> Iterator[Sample]:
+    """Crops centred on one of ORGAN_CLASSES."""
     total = per_class * len(ORGAN_CLASSES)
     order = _split_order(np.random.default_rng([seed, _STREAM["organ"]]), total)
-    images = {s: [] for s in SPLITS}
-    labels = {s: [] for s in SPLITS}
     for index in tqdm(range(total), desc="phantom organ task", unit="img", disable=not progress):
         label = index % len(ORGAN_CLASSES)
-        split = _split_of(order[index], total)
-        images[split].append(_organ_crop(seed, index, ORGAN_CLASSES[label], size))
-        labels[split].append([label])
-    arrays = {}
-    for split in SPLITS:
-        arrays[f"{split}_images"] = np.stack(images[split]).astype(np.uint8)
-        arrays[f"{split}_labels"] = np.asarray(labels[split], dtype=np.uint8).reshape(-1, 1)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
-    return path
+        yield Sample(f"phantom-{index:05d}", label, _split_of(order[index], total),
+                     _organ_crop(seed, index, ORGAN_CLASSES[label], size))
 
 
-def _save_picture(grey: np.ndarray, stem: Path, rng: np.random.Generator) -> str:
+def _as_exported(sample: Sample, rng: np.random.Generator) -> Sample:
     """PNG (grey or RGB) or JPEG, chosen at random independently of the class, like the
     mixed exports of a real collection."""
-    image = Image.fromarray(grey)
-    if rng.random() < 0.25:
-        image = image.convert("RGB")
+    colour = rng.random() < 0.25
     if rng.random() < 0.2:
-        name = stem.with_suffix(".jpg")
-        image.convert("RGB").save(name, quality=int(rng.integers(85, 97)))
-    else:
-        name = stem.with_suffix(".png")
-        image.save(name)
-    return name.name
+        sample.suffix, sample.save_options = ".jpg", {"quality": int(rng.integers(85, 97))}
+        colour = True
+    if colour:
+        sample.image = np.stack([sample.image] * 3, axis=-1)
+    return sample
 
 
 def _covid_image(seed: int, index: int, covid: bool, size: int):
@@ -141,43 +131,28 @@ def _covid_image(seed: int, index: int, covid: bool, size: int):
     return grey, rng
 
 
-def make_covid_folder(root: Path, *, seed: int, per_class: int, size: int = 64, progress=True) -> Path:
-    from tqdm.auto import tqdm
-
-    classes = {"COVID": True, "NonCOVID": False}
-    total = per_class * len(classes)
+def covid_samples(seed: int, per_class: int, size: int = 64, progress=True) -> Iterator[Sample]:
+    """Chest slices with (COVID) or without (NonCOVID) ground-glass lesions."""
+    total = per_class * len(COVID_CLASSES)
     order = _split_order(np.random.default_rng([seed, _STREAM["covid"]]), total)
-    lists = {(c, s): [] for c in classes for s in SPLITS}
-    for name in classes:
-        (root / "Images-processed" / f"CT_{name}").mkdir(parents=True)
-        (root / "Data-split" / name).mkdir(parents=True)
     for index in tqdm(range(total), desc="phantom COVID task", unit="img", disable=not progress):
-        name = "COVID" if index % 2 == 0 else "NonCOVID"
-        grey, rng = _covid_image(seed, index, classes[name], size)
-        stem = root / "Images-processed" / f"CT_{name}" / f"phantom-{index:05d}"
-        lists[name, _split_of(order[index], total)].append(_save_picture(grey, stem, rng))
-    for (name, split), files in lists.items():
-        (root / "Data-split" / name / f"{split}CT_{name}.txt").write_text("".join(f + "\n" for f in files))
-    return root
+        covid = index % 2 == 0
+        grey, rng = _covid_image(seed, index, covid, size)
+        sample = Sample(f"phantom-{index:05d}", int(covid), _split_of(order[index], total), grey)
+        yield _as_exported(sample, rng)
 
 
-def make_brain_folder(root: Path, *, seed: int, per_class: int, size: int = 64, progress=True) -> Path:
-    from tqdm.auto import tqdm
-
-    classes = ("a_without", "b_with")
-    total = per_class * len(classes)
+def brain_samples(seed: int, per_class: int, size: int = 64, progress=True) -> Iterator[Sample]:
+    """Head slices with or without an intracranial bleed; train and test splits."""
+    total = per_class * len(BRAIN_CLASSES)
     order = _split_order(np.random.default_rng([seed, _STREAM["brain"]]), total)
-    for split in ("train", "test"):
-        for name in classes:
-            (root / split / name).mkdir(parents=True)
     for index in tqdm(range(total), desc="phantom brain task", unit="img", disable=not progress):
         label = index % 2
         rng = patient_rng(seed, index, _STREAM["brain"])
         hu, _ = render_head(rng, size, hemorrhage=bool(label), calcifications=int(rng.integers(0, 3)))
         grey = to_uint8(hu, rng.uniform(35, 45), rng.uniform(70, 100))
         split = "test" if order[index] >= 0.85 * total else "train"
-        Image.fromarray(grey).save(root / split / classes[label] / f"phantom-{index:05d}.png")
-    return root
+        yield Sample(f"phantom-{index:05d}", label, split, grey)
 
 
 def write_phantom_tasks(root: str | Path, *, seed: int = 0, size: int = 64, organ_size: int = 28,
@@ -196,16 +171,20 @@ def write_phantom_tasks(root: str | Path, *, seed: int = 0, size: int = 64, orga
     tmp = root.with_name(root.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    make_organ_npz(tmp / "organsmnist_phantom.npz", seed=seed, per_class=counts.organ_per_class,
-                   size=organ_size, progress=progress)
-    make_covid_folder(tmp / "covid", seed=seed, per_class=counts.covid_per_class, size=size,
-                      progress=progress)
-    make_brain_folder(tmp / "brain", seed=seed, per_class=counts.brain_per_class, size=size,
-                      progress=progress)
+    tasks = {  # task: (format, path under the root, classes, samples)
+        "organ": ("medmnist", "organsmnist_phantom.npz", ORGAN_CLASSES,
+                  organ_samples(seed, counts.organ_per_class, organ_size, progress)),
+        "covid": ("covid", "covid", COVID_CLASSES,
+                  covid_samples(seed, counts.covid_per_class, size, progress)),
+        "brain": ("brain", "brain", BRAIN_CLASSES,
+                  brain_samples(seed, counts.brain_per_class, size, progress)),
+    }
+    for kind, name, classes, samples in tasks.values():
+        FORMATS[kind].write(tmp / name, samples, list(classes))
     (tmp / "README.md").write_text(TASKS_README.format(seed=seed, organs=", ".join(ORGAN_CLASSES)))
     (tmp / "tasks.json").write_text(json.dumps({
         "seed": seed, "size": size, "organ_size": organ_size,
         "organ_classes": list(ORGAN_CLASSES), "counts": counts.__dict__,
     }, indent=1))
     os.replace(tmp, root)
-    return {"organ": root / "organsmnist_phantom.npz", "covid": root / "covid", "brain": root / "brain"}
+    return {task: root / name for task, (_, name, _, _) in tasks.items()}
