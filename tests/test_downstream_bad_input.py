@@ -65,6 +65,25 @@ def test_decompression_bomb_png_is_skipped_and_named(tmp_path):
     assert [Path(f).name for f, _ in task.skipped] == ["bomb.png"]
 
 
+def test_ingestion_and_tasks_read_a_picture_alike_and_give_one_reason(tmp_path):
+    from medssl.data.errors import UnreadableInput
+    from medssl.data.ingest.images import read_image
+
+    root = class_folders(tmp_path / "data")
+    cut = truncated_jpeg(root / "a" / "cut.jpg")
+    Image.fromarray(np.full((16, 16), np.nan, np.float32)).save(root / "b" / "nan.tif")
+    reasons = {}
+    for bad in (cut, root / "b" / "nan.tif"):
+        with pytest.raises(UnreadableInput) as error:
+            read_image(bad)  # what ingestion writes to ingest_errors.csv
+        assert error.value.path == str(bad) and str(error.value) == f"{bad}: {error.value.reason}"
+        reasons[str(bad)] = error.value.reason
+    with pytest.warns(UserWarning, match=r"nan\.tif: .*NaN"):
+        task = load_task("folder", root, progress=False)
+    assert dict(task.skipped) == reasons
+    np.testing.assert_allclose(task.image("train", 0) * 255, read_image(task.splits["train"].items[0]), atol=1e-4)
+
+
 def test_non_image_files_are_ignored_and_dicom_is_recognised(tmp_path):
     root = class_folders(tmp_path / "data")
     for name in ("Thumbs.db", "desktop.ini", "README.txt", ".DS_Store", "notes"):
