@@ -5,7 +5,6 @@
     python Pre-Training/byol.py fit --config ... --trainer.default_root_dir runs/NAME  # again: resumes
 """
 from medssl.pretrain.cli import pretrain_cli
-from medssl.pretrain.methods import BYOL
 
 if __name__ == "__main__":
-    pretrain_cli(BYOL)
+    pretrain_cli("byol")

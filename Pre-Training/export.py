@@ -6,14 +6,13 @@ Writes the same file as the end of training: torchvision key names, no fc, plain
 The checkpoint is read through the one loader (medssl.checkpoints), safely.
 """
 import argparse
-import hashlib
 import sys
 from pathlib import Path
 
 import torch
 
 from medssl.checkpoints import CheckpointError, load_backbone
-from medssl.checkpoints.export import export_backbone
+from medssl.checkpoints.export import export_pretrained
 
 
 def main(argv=None) -> int:
@@ -31,15 +30,11 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 1
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=True)  # ours: plain types
-    data = ckpt.get("datamodule_hyper_parameters", {})
-    manifest = Path(str(data.get("store", ""))) / "manifest.csv"
     model.fc = torch.nn.Identity()
     out = args.out or args.checkpoint.parent / f"{report.method}_backbone.pt"
-    export_backbone(model, out, method=report.method, arch=report.arch, epochs=ckpt["epoch"],
-                    steps=ckpt["global_step"],
-                    config={"model": ckpt.get("hyper_parameters", {}), "data": data},
-                    store_manifest_sha256=hashlib.sha256(manifest.read_bytes()).hexdigest()
-                    if manifest.is_file() else None)
+    export_pretrained(model, out, method=report.method, arch=report.arch, epoch=ckpt["epoch"],
+                      step=ckpt["global_step"], model_config=ckpt.get("hyper_parameters", {}),
+                      data_config=ckpt.get("datamodule_hyper_parameters", {}))
     print(f"exported {report.method} {report.arch} backbone (epoch {ckpt['epoch']}, step "
           f"{ckpt['global_step']}) to {out}")
     return 0

@@ -5,7 +5,6 @@
     python Pre-Training/mocov2.py fit --config ... --trainer.default_root_dir runs/NAME  # again: resumes
 """
 from medssl.pretrain.cli import pretrain_cli
-from medssl.pretrain.methods import MoCoV2
 
 if __name__ == "__main__":
-    pretrain_cli(MoCoV2)
+    pretrain_cli("mocov2")

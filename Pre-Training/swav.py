@@ -5,7 +5,6 @@
     python Pre-Training/swav.py fit --config ... --trainer.default_root_dir runs/NAME  # again: resumes
 """
 from medssl.pretrain.cli import pretrain_cli
-from medssl.pretrain.methods import SwAV
 
 if __name__ == "__main__":
-    pretrain_cli(SwAV)
+    pretrain_cli("swav")

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import torch
 
-from medssl.pretrain.methods import METHODS
+from medssl.pretrain.methods import METHODS, method_names
 from medssl.pretrain.resume import AtomicCheckpointIO, checkpoint_problem
 
 
 def measure(method: str, arch: str, folder: Path, repeats: int) -> dict:
-    module = METHODS[method](arch=arch)
+    module = METHODS[method].cls(arch=arch)
     moments = {name: {"exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
                for name, p in module.named_parameters() if p.requires_grad}
     checkpoint = {"state_dict": module.state_dict(), "optimizer_states": [moments]}
@@ -49,7 +49,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(dir=args.folder) as tmp:
         print(f"| method | checkpoint (MB) | atomic write (s) | read-back check (s) |  ({args.arch})")
         print("|---|---:|---:|---:|")
-        for method in METHODS:
+        for method in method_names():
             r = measure(method, args.arch, Path(tmp), args.repeats)
             print(f"| {r['method']} | {r['mb']:.0f} | {r['write_s']:.2f} | {r['check_s']:.2f} |")
 

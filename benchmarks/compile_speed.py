@@ -27,7 +27,6 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-METHODS = ("swav", "mocov2", "byol", "spark")
 
 
 def throughput():
@@ -139,7 +138,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=4, help="after the first, compiled runs reuse the compiled code")
     ap.add_argument("--threads", type=int, help="CPU threads (OMP_NUM_THREADS) of both; default: torch's")
-    ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    methods = throughput().registered()
+    ap.add_argument("--methods", nargs="+", choices=methods, default=methods)
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--single", help=argparse.SUPPRESS)  # the measuring process
     args = ap.parse_args()

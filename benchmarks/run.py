@@ -32,12 +32,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-import yaml
 
 HERE = Path(__file__).resolve().parent
-CONFIGS = HERE.parent / "Pre-Training" / "configs"
 SECTIONS = ("data", "train", "e2e", "ingest", "compile")
-METHODS = ("swav", "mocov2", "byol", "spark")
 QUICK_E2E = ("mocov2", "spark")
 BARE_GOAL = 1.15  # method step / its bare-passes step, at most
 E2E_GOAL = 0.9  # end-to-end images/s / synthetic-input images/s, at least (GPU)
@@ -67,14 +64,9 @@ def load_benchmark(name: str):
     return module
 
 
-def config_views(method: str, size: int) -> tuple[list[dict], dict]:
-    """The views and intensity of the method's config, the largest view resized to ``size`` and
-    the others in proportion (as train_throughput.view_shapes: SwAV's 96 px -> size * 96 / 224)."""
-    data = yaml.safe_load((CONFIGS / f"{method}.yaml").read_text())["data"]
-    largest = max(v["size"] for v in data["views"])
-    views = [{**v, "size": size if v["size"] == largest else max(16, v["size"] * size // largest)}
-             for v in data["views"]]
-    return views, data["intensity"]
+def benchmark_methods() -> list[str]:
+    """The methods measured: every registered one (medssl.pretrain.methods.registry)."""
+    return load_benchmark("train_throughput").registered()
 
 
 def goal(name: str, measured: float, target: float, better: str, applies: bool = True) -> dict:
@@ -104,7 +96,7 @@ def data_section(opts, sections: dict) -> dict:
     pipeline = load_benchmark("data_pipeline")
     if pipeline is None:
         return {"status": "skipped", "reason": "benchmarks/data_pipeline.py does not exist yet"}
-    views, _ = config_views("mocov2", opts.data_size)  # the study's views, whatever the model size
+    views, _ = load_benchmark("train_throughput").config_views("mocov2", opts.data_size)  # the study's views, whatever the model size
     result = pipeline.measure(slices=opts.data_slices, size=opts.data_size, workers=opts.workers,
                               repeats=opts.repeats, batch_size=opts.batch, views=views)
     result["goal_result"] = goal("store views/s / PNG views/s", result["ratio"], result["goal"], ">=")
@@ -113,21 +105,21 @@ def data_section(opts, sections: dict) -> dict:
     return result
 
 
-def method_record(method: str, result: dict, baseline: dict, supervised: dict) -> dict:
+def method_record(method: str, result: dict, baseline: dict, supervised: dict, applies: bool) -> dict:
     ratio = result["step_s"] / baseline["step_s"]
     return {"images_per_s": result["images_per_s"], "step_s": result["step_s"],
             "peak_memory_mib": result["peak_memory_mib"], "memory_kind": result["memory_kind"],
             "vs_supervised": result["step_s"] / supervised["step_s"],
             "baseline": baseline["method"], "baseline_images_per_s": baseline["images_per_s"],
             "baseline_step_s": baseline["step_s"], "ratio": ratio,
-            "goal_result": goal(f"{method} step / {baseline['method']} step", ratio, BARE_GOAL, "<=")}
+            "goal_result": goal(f"{method} step / {baseline['method']} step", ratio, BARE_GOAL, "<=", applies)}
 
 
 def train_section(opts, sections: dict) -> dict:
     throughput = load_benchmark("train_throughput")
     # A method and its baseline alternate for --rounds rounds in one process; each keeps its
     # fastest round (interference from the rest of the machine only ever slows a round down).
-    groups = [["supervised"]] + [[m, throughput.BASELINES[m]] * opts.rounds for m in opts.methods]
+    groups = [["supervised"]] + [[m, throughput.baseline(m)] * opts.rounds for m in opts.methods]
     if opts.one_process:  # smoke tests: one start-up instead of one per method
         groups = [[name for group in groups for name in group]]
     measured, methods, errors = {}, {}, {}
@@ -145,8 +137,9 @@ def train_section(opts, sections: dict) -> dict:
             r = measured[name]
             if name == "supervised":
                 print(f"  {name:10s} {r['images_per_s']:8.1f} img/s  peak {r['peak_memory_mib']:.0f} MiB", flush=True)
-            elif name in throughput.BASELINES and "supervised" in measured:
-                m = methods[name] = method_record(name, r, measured[throughput.BASELINES[name]], measured["supervised"])
+            elif name in opts.methods and "supervised" in measured:
+                m = methods[name] = method_record(name, r, measured[throughput.baseline(name)], measured["supervised"],
+                                                  applies=name in throughput.BASELINES)
                 print(f"  {name:10s} {m['images_per_s']:8.1f} img/s  peak {m['peak_memory_mib']:.0f} MiB  "
                       f"{m['vs_supervised']:.2f}x supervised  {m['ratio']:.2f}x {m['baseline']} "
                       f"({m['baseline_images_per_s']:.1f} img/s): {verdict(m['goal_result'])}", flush=True)
@@ -171,7 +164,7 @@ def e2e_section(opts, sections: dict) -> dict:
                                     size=store_size, seed=0, workers=opts.workers, progress=False)
         print(f"  phantom store: {len(store)} slices of {store_size} px", flush=True)
         for method in methods:
-            views, intensity = config_views(method, opts.size)
+            views, intensity = throughput.config_views(method, opts.size)
             try:
                 (result,) = throughput.measure([method], **train_options(opts), store=store.path, views=views,
                                                intensity=intensity, workers=opts.workers)
@@ -350,7 +343,8 @@ def parse_args():
     ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False)
     ap.add_argument("--workers", type=int, help="DataLoader / ingestion worker processes")
     ap.add_argument("--sections", nargs="+", choices=SECTIONS, help="default: all (--quick: all but compile)")
-    ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    methods = benchmark_methods()
+    ap.add_argument("--methods", nargs="+", choices=methods, default=methods)
     ap.add_argument("--steps", type=int, help="timed steps per measurement")
     ap.add_argument("--warmup", type=int, help="untimed steps before them")
     ap.add_argument("--rounds", type=int, help="alternating rounds of each method and its baseline")

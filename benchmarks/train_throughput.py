@@ -5,12 +5,14 @@
         --precision bf16-mixed --channels-last                                            # GPU
 
 Synthetic views already in memory (this measures the training step, not the input pipeline),
-the study's view counts (SwAV 2 x size + 6 x size*96/224, MoCo v2 and BYOL 2 x size) and heads.
+the view counts of each method's config (SwAV 2 x size + 6 x size*96/224, MoCo v2 and BYOL
+2 x size, SparK 1 x size) and its default heads. Every registered method is measured
+(medssl.pretrain.methods.registry), with no warm-up of its learning rate.
 Each method runs in its own process (clean peak memory). Images/s counts source images (each
 with all its views) per second: batch / median step time over --steps timed steps after --warmup.
 
 ``bare_<method>`` runs the backbone passes of a method bare: its overhead is its step time over
-that one's (``BASELINES``). With ``--store`` the views come from a slice store through
+that one's (``BASELINES``; a method without one is compared with ``supervised``, report only). With ``--store`` the views come from a slice store through
 SliceStoreDataModule, and images/s is batch / median step-to-step interval (waits for data count).
 """
 import argparse
@@ -27,7 +29,6 @@ from pathlib import Path
 
 import torch
 
-METHODS = ("supervised", "swav", "mocov2", "byol", "spark", "spark_dense")
 # Backbone passes per step: (trained view groups, no-grad view groups through a momentum copy);
 # the views of a group go through together, as the method passes them.
 BARE_PASSES = {
@@ -36,21 +37,49 @@ BARE_PASSES = {
     "mocov2": ([[0]], [[1]]),
     "byol": ([[0, 1]], [[0, 1]]),
 }
-# What each method's step time is compared with (goal: <= 1.15x).
+# What a method's step time is compared with (goal: <= 1.15x); others: with "supervised".
 BASELINES = {"swav": "bare_swav", "mocov2": "bare_mocov2", "byol": "bare_byol", "spark": "spark_dense"}
+
+
+def registered() -> list[str]:
+    """The registered pre-training methods (medssl.pretrain.methods.registry)."""
+    from medssl.pretrain.methods import method_names
+
+    return method_names()
+
+
+def method_names() -> list[str]:
+    """What this benchmark can run: the supervised step, every registered method, SparK dense."""
+    return ["supervised", *registered(), "spark_dense"]
+
+
+def baseline(method: str) -> str:
+    return BASELINES.get(method, "supervised")
+
+
+def config_views(method: str, size: int) -> tuple[list[dict], dict]:
+    """The views and intensity of the method's config, the largest view resized to ``size`` and
+    the others in proportion (SwAV's 96 px -> size * 96 / 224)."""
+    from medssl.pretrain.methods import method as registered_method
+
+    data = registered_method(method).data_config()
+    largest = max(v["size"] for v in data["views"])
+    views = [{**v, "size": size if v["size"] == largest else max(16, v["size"] * size // largest)}
+             for v in data["views"]]
+    return views, data["intensity"]
 
 
 def bare_passes(method: str, arch: str):
     """One supervised pass (linear head, cross-entropy, SGD) per trained view group and one
     no-grad pass per momentum-encoder group: the method's backbone work without its heads,
     losses and momentum updates."""
-    from medssl.pretrain.methods import PretrainMethod
+    from medssl.pretrain.methods import OptimizerConfig, PretrainMethod
 
     trained, no_grad = BARE_PASSES[method]
 
     class BarePasses(PretrainMethod):
         def __init__(self):
-            super().__init__(arch=arch, optimizer="sgd", lr=0.01)
+            super().__init__(arch=arch, optimizer=OptimizerConfig(name="sgd", lr=0.01))
             self.fc = torch.nn.Linear(self.feature_dim, 10)
             self.backbone_momentum = copy.deepcopy(self.backbone).requires_grad_(False) if no_grad else None
 
@@ -74,18 +103,11 @@ def join(views, group):
 
 
 def build(method: str, arch: str):
-    from medssl.pretrain.methods import BYOL, MoCoV2, SparK, SwAV
+    from medssl.pretrain.methods import SparK
+    from medssl.pretrain.methods import method as registered_method
 
     if method == "supervised" or method.startswith("bare_"):
         return bare_passes(method.removeprefix("bare_"), arch)
-    if method == "swav":
-        return SwAV(arch=arch)
-    if method == "mocov2":
-        return MoCoV2(arch=arch)
-    if method == "byol":
-        return BYOL(arch=arch)
-    if method == "spark":
-        return SparK(arch=arch, warmup_epochs=0)
     if method == "spark_dense":
         class DenseSparK(SparK):
             """The same encoder + decoder run densely: no masking, plain BatchNorm, no tokens;
@@ -105,17 +127,20 @@ def build(method: str, arch: str):
                 g = images.shape[-1] // 32
                 return torch.zeros(len(images), 1, g, g, dtype=torch.bool, device=images.device)
 
-        return DenseSparK(arch=arch, warmup_epochs=0)
-    raise ValueError(f"unknown method {method!r}")
+        cls = DenseSparK
+    else:
+        cls = registered_method(method).cls
+    return cls(arch=arch, optimizer=cls.OPTIMIZER.replace(warmup_epochs=0))
 
 
 def view_shapes(method: str, size: int):
-    method = method.removeprefix("bare_")
-    if method == "swav":
-        return [size] * 2 + [max(16, size * 96 // 224)] * 6
-    if method in ("supervised", "spark", "spark_dense"):
+    """The sides of the views of one image: those of the method's config (SparK's for
+    spark_dense, the method's for bare_<method>, one view for supervised)."""
+    method = {"spark_dense": "spark"}.get(method, method.removeprefix("bare_"))
+    if method == "supervised":
         return [size]
-    return [size, size]
+    views, _ = config_views(method, size)
+    return [v["size"] for v in views for _ in range(v["count"])]
 
 
 class Views(torch.utils.data.Dataset):
@@ -218,8 +243,8 @@ def main():
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--methods", nargs="+", default=list(METHODS),
-                    help=f"of {', '.join(METHODS)} and bare_<method> (see BARE_PASSES)")
+    ap.add_argument("--methods", nargs="+", default=method_names(),
+                    help=f"of {', '.join(method_names())} and bare_<method> (see BARE_PASSES)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--single", nargs="+", help=argparse.SUPPRESS)  # the measuring process
     ap.add_argument("--store", type=Path, help=argparse.SUPPRESS)

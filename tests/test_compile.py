@@ -18,19 +18,18 @@ from torch._dynamo.backends.debugging import ExplainWithBackend
 from torch._dynamo.testing import CompileCounterWithBackend
 from torch._dynamo.utils import counters, guard_failures
 
-from medssl.pretrain.methods import BYOL, MoCoV2, SparK, SwAV
+from medssl.pretrain.methods import SparK, method_names
 from medssl.pretrain.methods.queue import Queue
+from registered import build, quick_views, view_sizes, without_warmup
 
-TINY = dict(arch="resnet18", warmup_epochs=0)
-# method -> (constructor, view sizes); the queues wrap within the test, SwAV's joins the loss
-# in the second epoch
-METHODS = {
-    "swav": (lambda: SwAV(**TINY, hidden_dim=64, out_dim=16, n_prototypes=8, queue_length=8,
-                          queue_start_epoch=1), [32, 32, 16, 16]),
-    "mocov2": (lambda: MoCoV2(**TINY, hidden_dim=64, out_dim=16, queue_length=8), [32, 32]),
-    "byol": (lambda: BYOL(**TINY, hidden_dim=64, out_dim=16), [32, 32]),
-    "spark": (lambda: SparK(**TINY, decoder_width=32), [64]),
+# small heads; the queues wrap within the test, SwAV's joins the loss in the second epoch
+SMALL = {
+    "swav": dict(hidden_dim=64, out_dim=16, n_prototypes=8, queue_length=8, queue_start_epoch=1),
+    "mocov2": dict(hidden_dim=64, out_dim=16, queue_length=8),
+    "byol": dict(hidden_dim=64, out_dim=16),
+    "spark": dict(decoder_width=32),
 }
+SIZES = {"swav": [32, 32, 16, 16], "mocov2": [32, 32], "byol": [32, 32], "spark": [64]}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -64,12 +63,12 @@ class Views(torch.utils.data.Dataset):
         return [v[i] for v in self.views]
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", method_names())
 def test_compiled_training_traces_the_loss_once_without_graph_breaks(method, monkeypatch):
     """``--model.compile true`` in a real Trainer, 2 epochs x 2 steps: the queues wrap, the step
     and epoch counters move. TorchDynamo's graphs run as they are (no Inductor)."""
-    build, sizes = METHODS[method]
-    module = build()
+    sizes = SIZES.get(method) or view_sizes(quick_views(method))
+    module = build(method, SMALL, optimizer=without_warmup(method))
     module.hparams.compile = True
     explained = ExplainWithBackend("eager")
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=explained))

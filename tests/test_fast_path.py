@@ -7,23 +7,21 @@ from conftest import phantom_store
 from medssl.pretrain.batch_views import BatchMultiView
 from medssl.pretrain.datamodule import SliceStoreDataModule
 from medssl.data.intensity import HUToIntensity
-from medssl.pretrain.methods import BYOL, MoCoV2, SparK, SwAV
+from medssl.pretrain.methods import MoCoV2, method_names
 from medssl.pretrain.methods.queue import Queue
+from registered import build, quick_views, view_sizes
 
 # On the meta device tensors have shapes but no values: reading one back (.item(), bool(),
 # int(), indexing by a mask, as a GPU step would when it waits on the device) raises.
-STEPS = {
-    "swav": (lambda: SwAV(arch="resnet18", queue_length=64, queue_start_epoch=0), [32, 32, 16, 16]),
-    "mocov2": (lambda: MoCoV2(arch="resnet18", queue_length=64), [32, 32]),
-    "byol": (lambda: BYOL(arch="resnet18"), [32, 32]),
-    "spark": (lambda: SparK(arch="resnet18", decoder_width=64), [64]),
-}
+SMALL = {"swav": dict(queue_length=64, queue_start_epoch=0), "mocov2": dict(queue_length=64),
+         "spark": dict(decoder_width=64)}
+SIZES = {"swav": [32, 32, 16, 16], "mocov2": [32, 32], "byol": [32, 32], "spark": [64]}
 
 
-@pytest.mark.parametrize("method", STEPS)
+@pytest.mark.parametrize("method", method_names())
 def test_training_step_reads_nothing_back_from_the_device(method, monkeypatch):
-    build, sizes = STEPS[method]
-    module = build().to("meta")
+    sizes = SIZES.get(method) or view_sizes(quick_views(method))
+    module = build(method, SMALL).to("meta")
     monkeypatch.setattr(module, "total_steps", lambda: 100)  # no Trainer here
     batch = [torch.empty(4, 3, s, s, device="meta") for s in sizes]
     for _ in range(2):  # the queues fill on the first step

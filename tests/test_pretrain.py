@@ -13,27 +13,19 @@ from torch.utils.data import DataLoader, Dataset
 
 from conftest import phantom_store, run_two_process_ddp
 from medssl.pretrain.cli import pretrain_cli
-from medssl.pretrain.methods import BYOL, METHODS, MoCoV2, SwAV
+from medssl.pretrain.methods import BYOL, MoCoV2, SwAV, method, method_names
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "Pre-Training" / "configs"
-TINY_VIEWS = {
-    "swav": '[{"size": 32, "count": 2, "scale": [0.5, 1.0], "jitter_p": 0.8, "blur_p": 0.5},'
-            ' {"size": 16, "count": 2, "scale": [0.1, 0.3]}]',
-    "mocov2": '[{"size": 32, "count": 2, "scale": [0.2, 1.0], "rotate_p": 0.5, "vflip_p": 0.5,'
-              ' "noise_p": 0.5, "blur_p": 0.5, "jitter_p": 0.8}]',
-    "byol": '[{"size": 32, "count": 2, "scale": [0.2, 1.0], "rotate_p": 0.5, "noise_p": 0.5}]',
-}
-
-
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     return phantom_store(tmp_path_factory, patients=4, size=32)
 
 
-def cli_args(method, store, root, *extra):
-    return ["fit", "--config", str(CONFIGS / f"{method}_quick.yaml"), "--data.store", str(store),
-            "--data.views", TINY_VIEWS[method], "--data.batch_size", "8", "--data.num_workers", "0",
+def cli_args(name, store, root, *extra):
+    """The method's quick config (its own views), batch 8, on the test's store."""
+    return ["fit", "--config", str(method(name).quick_config), "--data.store", str(store),
+            "--data.batch_size", "8", "--data.num_workers", "0",
             "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false",
             "--trainer.enable_model_summary", "false", *extra]
 
@@ -42,10 +34,9 @@ def exported(cli) -> Path:
     return Path(cli.trainer.log_dir) / f"{cli.model.method_name}_backbone.pt"
 
 
-@pytest.mark.parametrize("method", ["swav", "mocov2", "byol"])
+@pytest.mark.parametrize("method", method_names())
 def test_quick_config_trains_and_exports_a_torchvision_backbone(method, store, tmp_path):
-    cli = pretrain_cli(METHODS[method], args=cli_args(method, store, tmp_path,
-                                                      "--trainer.max_steps", "3"))
+    cli = pretrain_cli(method, args=cli_args(method, store, tmp_path, "--trainer.max_steps", "3"))
     assert cli.trainer.global_step == 3
     assert math.isfinite(float(cli.trainer.callback_metrics["train/loss"]))
     payload = torch.load(exported(cli), weights_only=True)
@@ -82,7 +73,7 @@ print(format(pretrained_model))
 
 
 def test_resnet50_export_loads_with_the_seed_readme_snippet(store, tmp_path):
-    cli = pretrain_cli(BYOL, args=cli_args("byol", store, tmp_path, "--model.arch", "resnet50",
+    cli = pretrain_cli("byol", args=cli_args("byol", store, tmp_path, "--model.arch", "resnet50",
                                            "--trainer.max_steps", "1"))
     path = exported(cli)
     for method in ("SwAV", "MoCo", "BYOL", "SparK"):
@@ -124,10 +115,13 @@ class LossHistory(pl.Callback):
 
 OVERFIT = {
     "swav": lambda: SwAV(arch="resnet18", hidden_dim=128, out_dim=32, n_prototypes=16,
-                         freeze_prototypes_epochs=0, optimizer="adam", lr=1e-3, warmup_epochs=0),
+                         freeze_prototypes_epochs=0,
+                         optimizer=SwAV.OPTIMIZER.replace(name="adam", lr=1e-3, warmup_epochs=0)),
     "mocov2": lambda: MoCoV2(arch="resnet18", hidden_dim=128, out_dim=32, queue_length=0,
-                             temperature=0.2, optimizer="adam", lr=1e-3, key_momentum=0.9),
-    "byol": lambda: BYOL(arch="resnet18", hidden_dim=128, out_dim=32, lr=1e-3, warmup_epochs=0),
+                             temperature=0.2, optimizer=MoCoV2.OPTIMIZER.replace(name="adam", lr=1e-3),
+                             key_momentum=0.9),
+    "byol": lambda: BYOL(arch="resnet18", hidden_dim=128, out_dim=32,
+                         optimizer=BYOL.OPTIMIZER.replace(lr=1e-3, warmup_epochs=0)),
 }
 
 
@@ -145,8 +139,8 @@ def test_loss_drops_when_overfitting_one_batch(method):
 
 def test_lr_schedule_follows_warmup_and_cosine_over_the_real_steps(store, tmp_path):
     history = LossHistory()
-    module = SwAV(arch="resnet18", hidden_dim=64, out_dim=16, n_prototypes=8, lr=0.15,
-                  warmup_epochs=1, final_lr_ratio=0.01)
+    module = SwAV(arch="resnet18", hidden_dim=64, out_dim=16, n_prototypes=8,
+                  optimizer=SwAV.OPTIMIZER.replace(lr=0.15, warmup_epochs=1, final_lr_ratio=0.01))
     from medssl.pretrain.datamodule import SliceStoreDataModule
 
     data = SliceStoreDataModule(str(store), views=[{"size": 16, "count": 2}], batch_size=8,
@@ -166,7 +160,7 @@ def test_lr_schedule_follows_warmup_and_cosine_over_the_real_steps(store, tmp_pa
 
 
 def test_byol_tau_follows_its_cosine_over_the_real_total_steps():
-    module = BYOL(arch="resnet18", hidden_dim=64, out_dim=16, warmup_epochs=0)
+    module = BYOL(arch="resnet18", hidden_dim=64, out_dim=16, optimizer=BYOL.OPTIMIZER.replace(warmup_epochs=0))
     trainer = pl.Trainer(max_steps=6, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(module, DataLoader(FixedViews(2, n=8), batch_size=4))  # max_epochs is -1 here
@@ -180,14 +174,14 @@ def test_byol_tau_follows_its_cosine_over_the_real_total_steps():
 
 def test_resume_continues_at_the_same_step_with_the_queue(store, tmp_path):
     args = cli_args("mocov2", store, tmp_path, "--trainer.max_steps", "2")
-    first = pretrain_cli(MoCoV2, args=args)
+    first = pretrain_cli("mocov2", args=args)
     queue = first.model.criterion.memory_bank.bank.clone()
     last = Path(first.trainer.checkpoint_callback.last_model_path)
     assert last.name == "last.ckpt" and last.exists()
     checkpoint = torch.load(last, weights_only=True)  # our checkpoints hold plain types only
     assert checkpoint["global_step"] == 2 and checkpoint["medssl"]["method"] == "mocov2"
     history = LossHistory()
-    second = pretrain_cli(MoCoV2, run=False, args=args[1:] + ["--trainer.max_steps", "4"])
+    second = pretrain_cli("mocov2", run=False, args=args[1:] + ["--trainer.max_steps", "4"])
     second.trainer.callbacks.append(history)
     restored = {}
     original_load = second.model.on_load_checkpoint
@@ -204,7 +198,8 @@ def test_resume_continues_at_the_same_step_with_the_queue(store, tmp_path):
 
 def test_ddp_on_two_cpu_processes_keeps_ranks_in_agreement(store, tmp_path):
     rank0, rank1 = run_two_process_ddp(
-        store, tmp_path, "MoCoV2(arch='resnet18', hidden_dim=64, out_dim=16, queue_length=64, lr=0.05)",
+        store, tmp_path, "MoCoV2(arch='resnet18', hidden_dim=64, out_dim=16, queue_length=64,"
+        " optimizer=MoCoV2.OPTIMIZER.replace(lr=0.05))",
         [{"size": 32, "count": 2}])
     assert torch.equal(rank0["params"]["backbone.conv1.weight"], rank1["params"]["backbone.conv1.weight"])
     queue = "criterion.memory_bank.bank"
@@ -212,7 +207,7 @@ def test_ddp_on_two_cpu_processes_keeps_ranks_in_agreement(store, tmp_path):
 
 
 def test_export_on_demand_from_a_checkpoint(store, tmp_path):
-    cli = pretrain_cli(SwAV, args=cli_args("swav", store, tmp_path, "--trainer.max_steps", "2"))
+    cli = pretrain_cli("swav", args=cli_args("swav", store, tmp_path, "--trainer.max_steps", "2"))
     last = cli.trainer.checkpoint_callback.last_model_path
     out = tmp_path / "on_demand.pt"
     proc = subprocess.run([sys.executable, str(ROOT / "Pre-Training" / "export.py"), last,
@@ -232,7 +227,7 @@ def test_knn_monitor_logs_accuracy_on_a_labelled_set(store, tmp_path):
 
     tasks = write_phantom_tasks(tmp_path / "tasks", size=32, counts=TaskCounts(6, 1, 1),
                                 progress=False)
-    cli = pretrain_cli(BYOL, args=cli_args(
+    cli = pretrain_cli("byol", args=cli_args(
         "byol", store, tmp_path, "--trainer.max_epochs", "2",
         "--trainer.callbacks+=medssl.pretrain.knn_monitor.KNNMonitor",
         "--trainer.callbacks.data", str(tasks["organ"]), "--trainer.callbacks.k", "5"))
@@ -267,7 +262,7 @@ def test_momentum_updates_once_per_optimizer_step_with_accumulation():
             Counting.updates += 1
             super().after_optimizer_step()
 
-    module = Counting(arch="resnet18", hidden_dim=32, out_dim=8, warmup_epochs=0)
+    module = Counting(arch="resnet18", hidden_dim=32, out_dim=8, optimizer=BYOL.OPTIMIZER.replace(warmup_epochs=0))
     before = module.backbone_momentum.conv1.weight.clone()
     trainer = pl.Trainer(max_epochs=1, accumulate_grad_batches=2, accelerator="cpu", logger=False,
                          enable_checkpointing=False, enable_progress_bar=False,

@@ -20,8 +20,9 @@ import torch
 
 import step_record
 from conftest import phantom_store
+from registered import quick_views
 from medssl.pretrain.cli import pretrain_cli
-from medssl.pretrain.methods import METHODS
+from medssl.pretrain.methods import method_names
 from medssl.pretrain.resume import (AtomicCheckpointIO, ResumeError, checkpoint_problem,
                            find_resume_checkpoint, run_checkpoints)
 
@@ -58,8 +59,8 @@ def command(method, store, run_dir, record, *extra) -> list[str]:
     with the sizes of a test, recording every step."""
     return ["fit", "--config", str(ROOT / "Pre-Training" / "configs" / f"{method}_quick.yaml"),
             "--data.store", str(store), "--trainer.default_root_dir", str(run_dir),
-            "--data.views", json.dumps(VIEWS[method]), "--data.batch_size", "8",
-            "--data.num_workers", "0", "--data.augment_on", "device", *MODEL[method],
+            "--data.views", json.dumps(VIEWS.get(method) or quick_views(method)), "--data.batch_size", "8",
+            "--data.num_workers", "0", "--data.augment_on", "device", *MODEL.get(method, []),
             "--trainer.max_epochs", str(STEPS // 4), "--trainer.log_every_n_steps", "1",
             "--checkpoint.every_n_steps", "3", "--trainer.enable_progress_bar", "false",
             "--trainer.enable_model_summary", "false",
@@ -93,11 +94,10 @@ def fake_scontrol(folder: Path) -> Path:
     return folder / "scontrol.log"
 
 
-@pytest.mark.parametrize("method", ["swav", "mocov2", "byol", "spark"])
+@pytest.mark.parametrize("method", method_names())
 def test_killed_then_requeued_run_goes_on_as_if_uninterrupted(method, store, tmp_path, monkeypatch):
-    cls = METHODS[method]
     reference = tmp_path / "reference.jsonl"
-    pretrain_cli(cls, args=command(method, store, tmp_path / "ref", reference,  # no saves needed
+    pretrain_cli(method, args=command(method, store, tmp_path / "ref", reference,  # no saves needed
                                    "--checkpoint.every_n_steps", "0", "--checkpoint.every_n_epochs", "0"))
     expected = step_record.read(reference)
     assert sorted(expected) == list(range(1, STEPS + 1))
@@ -105,7 +105,9 @@ def test_killed_then_requeued_run_goes_on_as_if_uninterrupted(method, store, tmp
     # 1. SIGKILL once two checkpoints exist; the newer one is then truncated, as by a crash
     run, record = tmp_path / "run", tmp_path / "run.jsonl"
     args = command(method, store, run, record)
-    kill_after_checkpoints([str(ROOT / "Pre-Training" / f"{method}.py"), *args], run, count=2)
+    script = ROOT / "Pre-Training" / f"{method}.py"  # the README's door; any method: -m medssl.pretrain
+    door = [str(script)] if script.exists() else ["-m", "medssl.pretrain", method]
+    kill_after_checkpoints([*door, *args], run, count=2)
     newest, previous = run_checkpoints(run)[:2]
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
     resume_step = int(previous.stem.split("step=")[1])
@@ -120,7 +122,7 @@ def test_killed_then_requeued_run_goes_on_as_if_uninterrupted(method, store, tmp
         monkeypatch.setenv(key, value)
     requeue_at = 5  # mid-epoch
     with pytest.warns(UserWarning, match=f"{newest.name}: not a whole checkpoint"):
-        second = pretrain_cli(cls, args=args + ["--trainer.callbacks+=step_record.SendSignal",
+        second = pretrain_cli(method, args=args + ["--trainer.callbacks+=step_record.SendSignal",
                                                 "--trainer.callbacks.at_step", str(requeue_at)])
     assert second.trainer.global_step == requeue_at
     assert log.read_text().split() == ["requeue", "4242"]
@@ -129,7 +131,7 @@ def test_killed_then_requeued_run_goes_on_as_if_uninterrupted(method, store, tmp
     assert first_resumed["step"] == resume_step + 1  # from the checkpoint, not from step 0
 
     # 3. the requeued job runs the same command: from step 5 to the end
-    third = pretrain_cli(cls, args=args)
+    third = pretrain_cli(method, args=args)
     assert third.trainer.global_step == STEPS
     assert len(run_checkpoints(run)) == 2  # the newest two are kept
 

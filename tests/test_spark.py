@@ -143,8 +143,9 @@ def test_loss_drops_when_overfitting_one_batch():
             self.losses.append(float(outputs["loss"]))
 
     pl.seed_everything(0)
-    model = SparK(arch="resnet18", decoder_width=64, drop_path=0.0, optimizer="adam", lr=2e-3 * 256 / 8,
-                  warmup_epochs=0, weight_decay=0.0, final_weight_decay=0.0)
+    model = SparK(arch="resnet18", decoder_width=64, drop_path=0.0, final_weight_decay=0.0,
+                  optimizer=SparK.OPTIMIZER.replace(name="adam", lr=2e-3 * 256 / 8, warmup_epochs=0,
+                                                    weight_decay=0.0))
     fixed = random_mask(8, 2, 0.6, generator=torch.Generator().manual_seed(0))
     model.make_mask = lambda images, generator=None: fixed[: len(images)]  # one batch, one mask
     history = History()
@@ -156,7 +157,7 @@ def test_loss_drops_when_overfitting_one_batch():
 
 
 def test_weight_decay_schedule_and_scaled_lr(tmp_path):
-    model = SparK(arch="resnet18", decoder_width=32, warmup_epochs=0)
+    model = SparK(arch="resnet18", decoder_width=32, optimizer=SparK.OPTIMIZER.replace(warmup_epochs=0))
     trainer = pl.Trainer(max_steps=5, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(model, DataLoader(FixedImages(n=8, size=64), batch_size=4))
@@ -176,7 +177,7 @@ def store(tmp_path_factory):
 
 
 def test_quick_config_exports_a_backbone_and_pictures(store, tmp_path):
-    cli = pretrain_cli(SparK, args=[
+    cli = pretrain_cli("spark", args=[
         "fit", "--config", str(ROOT / "Pre-Training" / "configs" / "spark_quick.yaml"),
         "--data.store", str(store), "--data.batch_size", "8", "--data.num_workers", "0",
         "--trainer.max_steps", "3", "--trainer.default_root_dir", str(tmp_path),
@@ -192,7 +193,8 @@ def test_quick_config_exports_a_backbone_and_pictures(store, tmp_path):
 
 def test_ddp_on_two_cpu_processes(store, tmp_path):
     rank0, rank1 = run_two_process_ddp(
-        store, tmp_path, "SparK(arch='resnet18', decoder_width=32, sync_bn=True, warmup_epochs=0)",
+        store, tmp_path, "SparK(arch='resnet18', decoder_width=32, sync_bn=True,"
+        " optimizer=SparK.OPTIMIZER.replace(warmup_epochs=0))",
         [{"size": 64, "count": 1}])
     assert torch.equal(rank0["params"]["backbone.conv1.weight"], rank1["params"]["backbone.conv1.weight"])
     mean = "backbone.bn1.running_mean"  # visible-only statistics summed over both processes

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import torch
 
+from ..checksums import file_digest
+from ..data.store import MANIFEST_FILE
+
 FORMAT = "medssl-backbone"
 
 
@@ -30,3 +33,19 @@ def export_backbone(backbone: torch.nn.Module, path: str | Path, **metadata) -> 
     torch.save(payload, tmp)
     os.replace(tmp, path)
     return path
+
+
+def store_manifest_sha256(store: str | Path | None) -> str | None:
+    """sha256 of a slice store's manifest (which slices a model was trained on), if it exists."""
+    manifest = Path(str(store or "")) / MANIFEST_FILE
+    return file_digest(manifest) if store and manifest.is_file() else None
+
+
+def export_pretrained(backbone: torch.nn.Module, path: str | Path, *, method: str, arch: str,
+                      epoch: int, step: int, model_config: dict, data_config: dict) -> Path:
+    """The backbone of a pre-training run, with what made it: method, arch, epoch and step, the
+    model's and data's settings, and the hash of the store's manifest (``data_config["store"]``).
+    Written at the end of training and by ``Pre-Training/export.py`` from a checkpoint."""
+    return export_backbone(backbone, path, method=method, arch=arch, epochs=epoch, steps=step,
+                           config={"model": dict(model_config), "data": dict(data_config)},
+                           store_manifest_sha256=store_manifest_sha256(data_config.get("store")))

@@ -11,6 +11,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.plugins.io import CheckpointIO
 from pytorch_lightning.utilities import rank_zero_info
 
+from . import methods
 from .callbacks import ExportBackbone
 from .datamodule import SliceStoreDataModule
 from .resume import AtomicCheckpointIO, RunCheckpoints, find_resume_checkpoint
@@ -58,14 +59,18 @@ class PretrainCLI(LightningCLI):
             rank_zero_info(f"New run in {root} (run the same command again to resume it)")
 
 
-def pretrain_cli(method, args=None, run: bool = True) -> LightningCLI:
+def pretrain_cli(method: str | type, args=None, run: bool = True) -> LightningCLI:
     """``python Pre-Training/<method>.py fit --config Pre-Training/configs/<method>.yaml``.
+
+    ``method``: a registered method's name (``medssl.pretrain.methods.registry``) or its class.
 
     Trainer defaults: bf16 mixed precision on GPUs that have it (32-bit elsewhere), the run in
     ``runs/<method>`` (TensorBoard logs, checkpoints, backbone), checkpoints every 1000 steps and
     every epoch written atomically, SLURM requeue on SIGUSR1, the learning rate logged, and the
     backbone exported at the end.
     """
+    if isinstance(method, str):
+        method = methods.method(method).cls
     return PretrainCLI(
         method, SliceStoreDataModule, args=args, run=run, seed_everything_default=0,
         save_config_kwargs={"overwrite": True},

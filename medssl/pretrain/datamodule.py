@@ -1,7 +1,6 @@
 """LightningDataModule over a slice store: memory-mapped reads, HU -> intensity, method views."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from .resume import run_seed, step_seed
 from ..data.intensity import HUToIntensity
-from ..data.store import MANIFEST_FILE, SliceStore
+from ..data.store import SliceStore
 from .batch_views import BatchMultiView
 from .views import MultiView
 
@@ -139,11 +138,6 @@ class SliceStoreDataModule(pl.LightningDataModule):
             if len(self.store) < self.batch_size and self.drop_last:
                 raise ValueError(f"{self.store_path}: {len(self.store)} slices, fewer than one "
                                  f"batch of {self.batch_size}.")
-
-    @property
-    def fingerprint(self) -> str:
-        """sha256 of the store's manifest: which slices a model was trained on."""
-        return hashlib.sha256((self.store_path / MANIFEST_FILE).read_bytes()).hexdigest()
 
     def views_on_device(self) -> bool:
         if self.augment_on != "auto":

@@ -1,10 +1,18 @@
-"""One LightningModule per pre-training method."""
+"""One LightningModule per pre-training method, and the registry that lists them."""
 from .base import PretrainMethod
 from .byol import BYOL
 from .mocov2 import MoCoV2
+from .momentum import MomentumMethod
+from .optimizer import OptimizerConfig
+from .registry import METHODS, MethodEntry, method, method_names, register_method, unregister_method
 from .spark import SparK
 from .swav import SwAV
 
-METHODS = {"swav": SwAV, "mocov2": MoCoV2, "byol": BYOL, "spark": SparK}
+# The registry: one line per method (configs: Pre-Training/configs/<name>.yaml, <name>_quick.yaml).
+register_method(SwAV)
+register_method(MoCoV2)
+register_method(BYOL)
+register_method(SparK)
 
-__all__ = ["PretrainMethod", "SwAV", "MoCoV2", "BYOL", "SparK", "METHODS"]
+__all__ = ["PretrainMethod", "MomentumMethod", "OptimizerConfig", "SwAV", "MoCoV2", "BYOL", "SparK",
+           "METHODS", "MethodEntry", "method", "method_names", "register_method", "unregister_method"]

@@ -3,34 +3,41 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 import torch
-from .queue import Queue
-from lightly.utils.lars import LARS
-from lightly.utils.scheduler import cosine_warmup_schedule
 
 from ...models import build_backbone, feature_dim
 from ..resume import run_seed, step_seed
-
-OPTIMIZERS = ("sgd", "lars", "adam", "adamw", "lamb")
+from .optimizer import OptimizerConfig
+from .queue import Queue
 
 
 class PretrainMethod(pl.LightningModule):
-    """Base of SwAV, MoCo v2, BYOL and SparK.
+    """Base of every pre-training method (see ``medssl.pretrain.methods.registry``).
 
-    The learning rate follows a linear warm-up over ``warmup_epochs`` from
-    ``warmup_start_ratio * lr``, then a cosine to ``final_lr_ratio * lr``, updated every optimizer
-    step and built from the REAL number of steps (``trainer.estimated_stepping_batches``).
+    A method sets ``method_name`` (its registry name, the name of its run folder and exported
+    backbone), its default optimiser settings ``OPTIMIZER``, and writes ``training_loss``.
+    Its constructor takes its own arguments, ``optimizer`` defaulting to its ``OPTIMIZER``, and
+    ``**kwargs`` passed on here (``arch``, ``channels_last``, ``compile``).
+
+    The learning rate is updated every optimizer step and built from the REAL number of steps
+    (``trainer.estimated_stepping_batches``); see ``OptimizerConfig``.
+
+    Args:
+        arch: torchvision ResNet trunk (``resnet18``, ``resnet34``, ``resnet50``, ``resnet101``).
+        optimizer: optimiser and learning-rate schedule (``OptimizerConfig``); a config names
+            only the fields it changes from the method's defaults.
+        channels_last: channels-last memory format: true, false, or null = on CUDA devices only.
+        compile: ``torch.compile`` the whole training loss.
     """
 
     method_name = "base"
+    OPTIMIZER = OptimizerConfig()
 
-    def __init__(self, arch: str = "resnet50", optimizer: str = "sgd", lr: float = 0.05,
-                 weight_decay: float = 1e-4, momentum: float = 0.9, betas: tuple = (0.9, 0.999),
-                 warmup_epochs: float = 0.0, warmup_start_ratio: float = 0.0,
-                 final_lr_ratio: float = 0.0, channels_last: bool | None = None, compile: bool = False):
+    def __init__(self, arch: str = "resnet50", optimizer: OptimizerConfig = OPTIMIZER,
+                 channels_last: bool | None = None, compile: bool = False):
         super().__init__()
         self.save_hyperparameters()  # collects the subclass's arguments too
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {optimizer!r}")
+        self.optimizer_config = OptimizerConfig.of(optimizer)
+        self.hparams["optimizer"] = self.optimizer_config.as_dict()  # checkpoints: plain types
         self.arch = arch
         self.backbone = build_backbone(arch)
         self.feature_dim = feature_dim(arch)
@@ -97,42 +104,22 @@ class PretrainMethod(pl.LightningModule):
         trainer.fit_loop.setup_data()  # loads the train dataloader to count its batches
         return max(1.0, trainer.num_training_batches / trainer.accumulate_grad_batches)
 
-    def lr_factor(self, step: int, total_steps: int, warmup_steps: int) -> float:
-        h = self.hparams
-        return cosine_warmup_schedule(step, max(total_steps, 1), 1.0, h.final_lr_ratio,
-                                      warmup_steps, h.warmup_start_ratio)
-
     def parameter_groups(self):
         return [p for p in self.parameters() if p.requires_grad]
 
     def peak_lr(self) -> float:
-        return self.hparams.lr
+        return self.optimizer_config.lr
 
     def build_optimizer(self, params) -> torch.optim.Optimizer:
-        """torch's fused kernels for SGD / Adam / AdamW on CUDA; LARS (lightly) and LAMB (timm)
-        have no fused version."""
-        h = self.hparams
-        lr = self.peak_lr()
-        fused = {"fused": True} if self.device.type == "cuda" else {}
-        if h.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=lr, momentum=h.momentum, weight_decay=h.weight_decay, **fused)
-        if h.optimizer == "lars":
-            return LARS(params, lr=lr, momentum=h.momentum, weight_decay=h.weight_decay)
-        if h.optimizer == "adam":
-            return torch.optim.Adam(params, lr=lr, betas=tuple(h.betas), weight_decay=h.weight_decay, **fused)
-        if h.optimizer == "adamw":
-            return torch.optim.AdamW(params, lr=lr, betas=tuple(h.betas), weight_decay=h.weight_decay, **fused)
-        from timm.optim import Lamb
-
-        return Lamb(params, lr=lr, betas=tuple(h.betas), weight_decay=h.weight_decay)
+        return self.optimizer_config.build(params, self.peak_lr(), fused=self.device.type == "cuda")
 
     def configure_optimizers(self):
         optimizer = self.build_optimizer(self.parameter_groups())
         total = int(self.trainer.estimated_stepping_batches)
-        warmup_epochs = self.hparams.warmup_epochs
+        warmup_epochs = self.optimizer_config.warmup_epochs
         warmup = min(int(round(warmup_epochs * self.steps_per_epoch())), total) if warmup_epochs else 0
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: self.lr_factor(step, total, warmup))
+            optimizer, lambda step: self.optimizer_config.lr_factor(step, total, warmup))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def total_steps(self) -> int:

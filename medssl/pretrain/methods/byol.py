@@ -1,47 +1,47 @@
 """BYOL: an online network predicts a slowly moving target network (lightly pieces)."""
 from __future__ import annotations
 
-import copy
-
 import torch
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
-from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightly.utils.scheduler import cosine_schedule
 
-from .base import PretrainMethod
+from .momentum import MomentumMethod
+from .optimizer import OptimizerConfig
 
 
-class BYOL(PretrainMethod):
+class BYOL(MomentumMethod):
     """Views: two crops.
 
     Defaults are the study's: projector 2048-4096-BN-ReLU-256, predictor 256-4096-256, Adam lr
     1e-3, weight decay 1.5e-6, 10 warm-up epochs then cosine; the target network's EMA rate
     tau goes from 0.996 to 1 on a cosine over the REAL total number of optimizer steps (the
     original used max_epochs = -1, so its tau oscillated).
+
+    Args:
+        hidden_dim: hidden width of the projector and the predictor.
+        out_dim: width of the projection (the predictor's input and output).
+        tau_base: the target network's EMA rate at the first step (1 at the last).
+        optimizer: optimiser and learning-rate schedule (default ``BYOL.OPTIMIZER``).
+        **kwargs: ``arch``, ``channels_last``, ``compile`` (see ``PretrainMethod``).
     """
 
     method_name = "byol"
+    OPTIMIZER = OptimizerConfig(name="adam", lr=1e-3, weight_decay=1.5e-6, warmup_epochs=10)
 
-    def __init__(self, arch: str = "resnet50", hidden_dim: int = 4096, out_dim: int = 256,
-                 tau_base: float = 0.996, optimizer: str = "adam", lr: float = 1e-3,
-                 weight_decay: float = 1.5e-6, momentum: float = 0.9, betas: tuple = (0.9, 0.999),
-                 warmup_epochs: float = 10, warmup_start_ratio: float = 0.0,
-                 final_lr_ratio: float = 0.0, channels_last: bool | None = None, compile: bool = False):
-        super().__init__(arch=arch, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                         momentum=momentum, betas=betas, warmup_epochs=warmup_epochs,
-                         warmup_start_ratio=warmup_start_ratio, final_lr_ratio=final_lr_ratio,
-                         channels_last=channels_last, compile=compile)
+    def __init__(self, hidden_dim: int = 4096, out_dim: int = 256, tau_base: float = 0.996,
+                 optimizer: OptimizerConfig = OPTIMIZER, **kwargs):
+        super().__init__(optimizer=optimizer, **kwargs)
         self.projection_head = BYOLProjectionHead(self.feature_dim, hidden_dim, out_dim)
         self.prediction_head = BYOLPredictionHead(out_dim, hidden_dim, out_dim)
-        self.backbone_momentum = copy.deepcopy(self.backbone)
-        self.projection_head_momentum = copy.deepcopy(self.projection_head)
-        deactivate_requires_grad(self.backbone_momentum)
-        deactivate_requires_grad(self.projection_head_momentum)
+        self.add_momentum_copies("backbone", "projection_head")
         self.criterion = NegativeCosineSimilarity()
 
     def tau(self, step: int) -> float:
         return cosine_schedule(step, self.total_steps(), self.hparams.tau_base, 1.0)
+
+    def ema_rate(self, step: int) -> float:
+        return self.tau(step)
 
     def training_loss(self, batch):
         x0, x1 = self.views_to_device_format(batch[:2])
@@ -53,8 +53,3 @@ class BYOL(PretrainMethod):
 
     def step_figures(self) -> dict[str, float]:
         return {"tau": self.tau(self.global_step)}
-
-    def after_optimizer_step(self) -> None:
-        tau = self.tau(self.global_step)
-        update_momentum(self.backbone, self.backbone_momentum, tau)
-        update_momentum(self.projection_head, self.projection_head_momentum, tau)

@@ -8,6 +8,7 @@ from ...models import build_backbone
 from ...models.sparse import STRIDE, SparseResNet, random_mask
 from ...models.spark_decoder import Densify, LightDecoder
 from .base import PretrainMethod
+from .optimizer import OptimizerConfig
 
 
 def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
@@ -27,26 +28,33 @@ class SparK(PretrainMethod):
     """Views: one crop per image (SparK's light augmentation), side a multiple of 32.
 
     Defaults are the study's: mask ratio 0.6 on the stride-32 grid, decoder width 768,
-    drop-path 0.05, LAMB betas (0.9, 0.95), lr 2e-4 x batch / 256 (``lr`` is the rate for a
-    total batch of 256, scaled to the real total batch), 40 warm-up epochs from 0.5 % of the
-    peak, cosine to 0.1 %, weight decay on a cosine from 0.04 to 0.2 (not on biases, norms and
-    mask tokens); gradient clipping at 5 is the Trainer's ``gradient_clip_val`` in the config.
+    drop-path 0.05, LAMB betas (0.9, 0.95), lr 2e-4 x batch / 256 (``optimizer.lr`` is the rate
+    for a total batch of 256, scaled to the real total batch), 40 warm-up epochs from 0.5 % of
+    the peak, cosine to 0.1 %, weight decay on a cosine from 0.04 (``optimizer.weight_decay``)
+    to 0.2 (not on biases, norms and mask tokens); gradient clipping at 5 is the Trainer's
+    ``gradient_clip_val`` in the config.
+
+    Args:
+        mask_ratio: fraction of the stride-32 patches hidden from the encoder.
+        decoder_width: width of the decoder at its deepest scale (halved at each finer one).
+        drop_path: stochastic-depth rate of the encoder's residual blocks.
+        sync_bn: visible-only BatchNorm statistics summed over all processes.
+        final_weight_decay: weight decay at the last step (from ``optimizer.weight_decay``).
+        optimizer: optimiser and learning-rate schedule (default ``SparK.OPTIMIZER``).
+        **kwargs: ``arch``, ``channels_last``, ``compile`` (see ``PretrainMethod``).
     """
 
     method_name = "spark"
+    OPTIMIZER = OptimizerConfig(name="lamb", lr=2e-4, weight_decay=0.04, momentum=0.9,
+                                betas=(0.9, 0.95), warmup_epochs=40, warmup_start_ratio=0.005,
+                                final_lr_ratio=0.001)
 
-    def __init__(self, arch: str = "resnet50", mask_ratio: float = 0.6, decoder_width: int = 768,
-                 drop_path: float = 0.05, sync_bn: bool = True, optimizer: str = "lamb",
-                 lr: float = 2e-4, weight_decay: float = 0.04, final_weight_decay: float = 0.2,
-                 momentum: float = 0.9, betas: tuple = (0.9, 0.95), warmup_epochs: float = 40,
-                 warmup_start_ratio: float = 0.005, final_lr_ratio: float = 0.001,
-                 channels_last: bool | None = None, compile: bool = False):
-        super().__init__(arch=arch, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                         momentum=momentum, betas=betas, warmup_epochs=warmup_epochs,
-                         warmup_start_ratio=warmup_start_ratio, final_lr_ratio=final_lr_ratio,
-                         channels_last=channels_last, compile=compile)
+    def __init__(self, mask_ratio: float = 0.6, decoder_width: int = 768, drop_path: float = 0.05,
+                 sync_bn: bool = True, final_weight_decay: float = 0.2,
+                 optimizer: OptimizerConfig = OPTIMIZER, **kwargs):
+        super().__init__(optimizer=optimizer, **kwargs)
         # zero-initialised last BN in every residual block, as the timm ResNet of official SparK
-        self.backbone = build_backbone(arch, zero_init_residual=True)
+        self.backbone = build_backbone(self.arch, zero_init_residual=True)
         self.encoder = SparseResNet(self.backbone, drop_path=drop_path, sync_bn=sync_bn)
         widths = self.encoder.widths[::-1]  # deepest first
         self.densify = Densify(widths, [decoder_width // 2 ** i for i in range(len(widths))], sync_bn)
@@ -110,11 +118,11 @@ class SparK(PretrainMethod):
         if batch is None:
             batch = trainer.train_dataloader.batch_size if trainer.train_dataloader else 256
         total = batch * trainer.world_size * trainer.accumulate_grad_batches
-        return self.hparams.lr * total / 256
+        return self.optimizer_config.lr * total / 256
 
     def weight_decay_at(self, step: int) -> float:
-        h = self.hparams
-        return cosine_schedule(step, self.total_steps(), h.weight_decay, h.final_weight_decay)
+        return cosine_schedule(step, self.total_steps(), self.optimizer_config.weight_decay,
+                               self.hparams.final_weight_decay)
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
         super().on_train_batch_start(batch, batch_idx)

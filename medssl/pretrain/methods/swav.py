@@ -6,6 +6,7 @@ from lightly.loss import SwaVLoss
 from lightly.models.modules import SwaVProjectionHead, SwaVPrototypes
 
 from .base import PretrainMethod
+from .optimizer import OptimizerConfig
 from .queue import Queue
 
 
@@ -17,22 +18,31 @@ class SwAV(PretrainMethod):
     2048-2048-BN-ReLU-128, LARS lr 0.15 with 10 warm-up epochs then cosine to 0 per step.
     ``queue_length > 0`` adds the SwAV feature queue (per high-res crop, gathered over processes)
     from epoch ``queue_start_epoch`` on; the study used none.
+
+    Args:
+        hidden_dim: hidden width of the projection head.
+        out_dim: width of the projection (and of the prototypes).
+        n_prototypes: number of prototypes (clusters).
+        temperature: temperature of the swapped-prediction loss.
+        sinkhorn_iterations: Sinkhorn-Knopp iterations per step.
+        sinkhorn_epsilon: Sinkhorn's entropy weight.
+        freeze_prototypes_epochs: epochs during which the prototypes are not updated.
+        n_high_res: how many of the views are high-resolution (global) crops: the first ones.
+        queue_length: feature-queue rows per high-resolution crop; 0: no queue.
+        queue_start_epoch: first epoch whose loss uses the queue.
+        optimizer: optimiser and learning-rate schedule (default ``SwAV.OPTIMIZER``).
+        **kwargs: ``arch``, ``channels_last``, ``compile`` (see ``PretrainMethod``).
     """
 
     method_name = "swav"
+    OPTIMIZER = OptimizerConfig(name="lars", lr=0.15, weight_decay=1e-6, momentum=0.9, warmup_epochs=10)
 
-    def __init__(self, arch: str = "resnet50", hidden_dim: int = 2048, out_dim: int = 128,
-                 n_prototypes: int = 500, temperature: float = 0.1, sinkhorn_iterations: int = 3,
+    def __init__(self, hidden_dim: int = 2048, out_dim: int = 128, n_prototypes: int = 500,
+                 temperature: float = 0.1, sinkhorn_iterations: int = 3,
                  sinkhorn_epsilon: float = 0.05, freeze_prototypes_epochs: int = 1,
                  n_high_res: int = 2, queue_length: int = 0, queue_start_epoch: int = 15,
-                 optimizer: str = "lars", lr: float = 0.15, weight_decay: float = 1e-6,
-                 momentum: float = 0.9, betas: tuple = (0.9, 0.999), warmup_epochs: float = 10,
-                 warmup_start_ratio: float = 0.0, final_lr_ratio: float = 0.0,
-                 channels_last: bool | None = None, compile: bool = False):
-        super().__init__(arch=arch, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                         momentum=momentum, betas=betas, warmup_epochs=warmup_epochs,
-                         warmup_start_ratio=warmup_start_ratio, final_lr_ratio=final_lr_ratio,
-                         channels_last=channels_last, compile=compile)
+                 optimizer: OptimizerConfig = OPTIMIZER, **kwargs):
+        super().__init__(optimizer=optimizer, **kwargs)
         self.projection_head = SwaVProjectionHead(self.feature_dim, hidden_dim, out_dim)
         self.prototypes = SwaVPrototypes(out_dim, n_prototypes)
         self.criterion = SwaVLoss(temperature=temperature, sinkhorn_iterations=sinkhorn_iterations,

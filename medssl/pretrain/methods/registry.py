@@ -1,0 +1,75 @@
+"""The registry of pre-training methods: name -> LightningModule class and its two configs.
+
+Everything that lists methods reads it: the command line (``pretrain_cli(name)``), the
+benchmarks (``benchmarks/run.py``, ``train_throughput.py``, ``compile_speed.py``,
+``checkpoint_io.py``) and the tests. A method is registered by one line, for the project's own
+methods in ``medssl/pretrain/methods/__init__.py``::
+
+    register_method(SimSiam)
+
+under its class's ``method_name``, with its configs ``Pre-Training/configs/<name>.yaml`` (the
+full run) and ``<name>_quick.yaml`` (a few minutes on a CPU) unless ``config_dir`` says where
+they are. See docs/adding-a-method.md.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parents[3] / "Pre-Training" / "configs"
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """One registered method: its name, its LightningModule class and where its configs are."""
+
+    name: str
+    cls: type
+    config_dir: Path = CONFIG_DIR
+
+    @property
+    def config(self) -> Path:
+        """The full run's config (the study's settings)."""
+        return self.config_dir / f"{self.name}.yaml"
+
+    @property
+    def quick_config(self) -> Path:
+        """A few minutes on a laptop CPU: ResNet-18, small images, small heads."""
+        return self.config_dir / f"{self.name}_quick.yaml"
+
+    def data_config(self, quick: bool = False) -> dict:
+        """The ``data`` section of a config (views, intensity, batch size)."""
+        return yaml.safe_load((self.quick_config if quick else self.config).read_text())["data"]
+
+
+METHODS: dict[str, MethodEntry] = {}
+
+
+def register_method(cls: type, config_dir: str | Path | None = None) -> MethodEntry:
+    """Register ``cls`` (a ``PretrainMethod`` subclass) under its ``method_name``."""
+    name = cls.method_name
+    known = METHODS.get(name)
+    if known is not None and known.cls is not cls:
+        raise ValueError(f"a method named {name!r} is already registered: {known.cls.__qualname__}")
+    entry = MethodEntry(name, cls, Path(config_dir) if config_dir else CONFIG_DIR)
+    METHODS[name] = entry
+    return entry
+
+
+def unregister_method(name: str) -> None:
+    METHODS.pop(name, None)
+
+
+def method(name: str) -> MethodEntry:
+    """The registered method ``name``; an error lists the registered ones."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown pre-training method {name!r}; registered: {', '.join(METHODS)}") from None
+
+
+def method_names() -> list[str]:
+    """The registered methods' names, in the order they were registered."""
+    return list(METHODS)
