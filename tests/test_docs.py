@@ -1,6 +1,8 @@
 """The documentation stays true: links resolve, and docs/protocol.md agrees with the configs."""
+import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -77,6 +79,30 @@ def same(cell: str, value) -> bool:
         return yaml.safe_load(written) == value
 
 
+PRINT_CONFIGS = """
+import contextlib, io, json, sys
+from medssl.downstream.cli import finetune_cli
+printed = []
+for config in sys.argv[1:]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        finetune_cli(["fit", "--config", config, "--print_config"])
+    printed.append(out.getvalue())
+print(json.dumps(printed))
+"""
+
+
+def settings(folder: str, names: list[str]) -> list[dict]:
+    """Each config's settings: the file itself for pre-training; for fine-tuning, what the
+    fine-tune command makes of it, its defaults included (``--print_config``)."""
+    if folder != "Downstream/configs":
+        return [yaml.safe_load((ROOT / folder / name).read_text()) for name in names]
+    run = subprocess.run([sys.executable, "-c", PRINT_CONFIGS, *(f"{folder}/{n}" for n in names)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return [yaml.safe_load(out) for out in json.loads(run.stdout.splitlines()[-1])]
+
+
 def checked_tables():
     """(config folder, header cells, rows) of each table marked ``<!-- checked: FOLDER -->``."""
     text = (ROOT / "docs" / "protocol.md").read_text()
@@ -91,7 +117,7 @@ def test_protocol_page_agrees_with_the_configs():
     compared = 0
     for folder, header, rows in tables:
         names = [re.search(r"`(\w+\.yaml)`", h)[1] for h in header[1:]]
-        loaded = [yaml.safe_load((ROOT / folder / name).read_text()) for name in names]
+        loaded = settings(folder, names)
         for row in rows:
             key = re.fullmatch(r"`(\w+)`", row[0])
             if not key:
