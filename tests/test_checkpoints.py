@@ -18,7 +18,8 @@ from conftest import RangeHandler
 from medssl.checkpoints import (CHECKPOINTS_ENV, CheckpointError, CheckpointFormat, checkpoint_dir,
                                 load_backbone, read_backbone)
 from medssl.checkpoints.export import export_backbone
-from medssl.pretrain.methods import BYOL, MoCoV2, SparK, SwAV
+from medssl.pretrain.methods import method_names
+from registered import build, quick_views, view_sizes, without_warmup
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -169,8 +170,8 @@ def test_harmless_unknown_classes_are_stubbed_not_refused(reference, tmp_path):
 
 
 class FixedViews(Dataset):
-    def __init__(self, views, size=64):
-        self.x = [torch.randn(4, 3, size, size) for _ in range(views)]
+    def __init__(self, sizes):
+        self.x = [torch.randn(4, 3, size, size) for size in sizes]
 
     def __len__(self):
         return 4
@@ -179,16 +180,18 @@ class FixedViews(Dataset):
         return [v[i] for v in self.x]
 
 
-@pytest.mark.parametrize("module", [
-    SwAV(arch="resnet18", hidden_dim=32, out_dim=8, n_prototypes=4),
-    MoCoV2(arch="resnet18", hidden_dim=32, out_dim=8, queue_length=16),
-    BYOL(arch="resnet18", hidden_dim=32, out_dim=8),
-    SparK(arch="resnet18", decoder_width=32, warmup_epochs=0),
-], ids=["swav", "mocov2", "byol", "spark"])
-def test_our_checkpoints_and_exports_round_trip(module, tmp_path):
+SMALL = {"swav": dict(hidden_dim=32, out_dim=8, n_prototypes=4),
+         "mocov2": dict(hidden_dim=32, out_dim=8, queue_length=16),
+         "byol": dict(hidden_dim=32, out_dim=8), "spark": dict(decoder_width=32)}
+
+
+@pytest.mark.parametrize("method", method_names())
+def test_our_checkpoints_and_exports_round_trip(method, tmp_path):
+    module = build(method, SMALL, optimizer=without_warmup(method))
     trainer = pl.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(module, DataLoader(FixedViews(2), batch_size=4))
+    views = FixedViews(view_sizes(quick_views(method)))
+    trainer.fit(module, DataLoader(views, batch_size=4))
     trainer.save_checkpoint(tmp_path / "last.ckpt")
     export_backbone(module.backbone, tmp_path / "export.pt", method=module.method_name, arch="resnet18")
     for name, fmt in (("last.ckpt", CheckpointFormat.MEDSSL_LIGHTNING),
