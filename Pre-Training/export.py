@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from medssl.checkpoints import CheckpointError, load_backbone
+from medssl.checkpoints import CheckpointError, CheckpointFormat, load_backbone
 from medssl.checkpoints.export import export_pretrained
 
 
@@ -25,7 +25,7 @@ def main(argv=None) -> int:
     except CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    if report.format != "medssl Lightning checkpoint":
+    if report.format is not CheckpointFormat.MEDSSL_LIGHTNING:
         print(f"error: {args.checkpoint}: a {report.format}, not a medssl pre-training checkpoint",
               file=sys.stderr)
         return 1
