@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
+from lightly.utils.benchmarking.knn import knn_predict
 from PIL import Image
 
 from medssl.checkpoints import CheckpointError
@@ -12,6 +14,7 @@ from medssl.downstream.cli import finetune_cli
 from medssl.downstream.finetune import FineTune, TaskDataModule
 from medssl.checkpoints.export import export_backbone
 from medssl.models import build_backbone
+from medssl.pretrain.knn_monitor import KNNMonitor
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,13 +67,13 @@ def folder_task(tmp_path):
     return TaskDataModule("folder", str(tmp_path / "data"), image_size=32, batch_size=8, num_workers=0)
 
 
-def run(module, data, epochs=2):
+def run(module, data, epochs=2, sanity_steps=0):
     snaps = Snapshots()
     start = {"conv1": module.model.conv1.weight.detach().clone(), "bn1": module.model.bn1.weight.detach().clone(),
              "bn1_mean": module.model.bn1.running_mean.clone(), "fc": module.model.fc.weight.detach().clone()}
     trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, callbacks=[snaps],
-                         num_sanity_val_steps=0)
+                         num_sanity_val_steps=sanity_steps)
     trainer.fit(module, data)
     return start, snaps.seen
 
@@ -120,10 +123,39 @@ def test_knn_mode_trains_nothing_and_classifies_by_neighbours(tmp_path, backbone
             Image.fromarray(image.astype(np.uint8)).save(tmp_path / "knn" / label / f"{i}.png")
     data = TaskDataModule("folder", str(tmp_path / "knn"), image_size=32, batch_size=8, num_workers=0)
     module = FineTune(num_classes=3, checkpoint=str(backbone_file), arch="resnet18", mode="knn", knn_k=3)
-    start, _ = run(module, data, epochs=1)
+    start, _ = run(module, data, epochs=1, sanity_steps=2)  # the sanity check comes before any bank
     pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False).test(module, data, verbose=False)
     assert module.test_results["accuracy"] == 1.0
     for key in ("conv1", "bn1", "bn1_mean", "fc"):
         current = {"conv1": module.model.conv1.weight, "bn1": module.model.bn1.weight,
                    "bn1_mean": module.model.bn1.running_mean, "fc": module.model.fc.weight}[key]
         assert torch.equal(current.detach(), start[key]), key
+
+
+def test_every_data_option_reaches_the_task(tmp_path):
+    folder_task(tmp_path)
+    cli = finetune_cli(args=["--data.kind", "folder", "--data.path", str(tmp_path / "data"),
+                             "--data.test_fraction", "0.5", "--data.val_fraction", "0.25",
+                             "--model.arch", "resnet18", "--trainer.logger", "false"], run=False)
+    splits = cli.datamodule.load().splits
+    assert (len(splits["test"]), len(splits["val"]), len(splits["train"])) == (12, 6, 6)
+
+
+def test_the_monitor_and_the_knn_mode_are_one_knn():
+    """The pre-training monitor and the downstream knn mode predict the same classes from the same
+    features, and that is lightly's knn_predict (exp(cosine / temperature)-weighted top-k vote)."""
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(3, 16, generator=g)
+    bank_labels, query_labels = torch.arange(60) % 3, torch.arange(40) % 3
+    bank = F.normalize(centres[bank_labels] + 1.5 * torch.randn(60, 16, generator=g), dim=1)
+    query = F.normalize(centres[query_labels] + 1.5 * torch.randn(40, 16, generator=g), dim=1)
+
+    monitor = KNNMonitor("labelled.npz", k=5, temperature=0.1).predict(bank, bank_labels, query, 3)
+    module = FineTune(num_classes=3, arch="resnet18", mode="knn", knn_k=5, knn_temperature=0.1)
+    module._bank = [(bank[:32], bank_labels[:32]), (bank[32:], bank_labels[32:])]  # gathered per batch
+    probabilities = module.knn_probabilities(query)
+
+    assert torch.equal(probabilities.argmax(1), monitor)
+    assert torch.equal(monitor, knn_predict(query, bank.T, bank_labels, 3, 5, 0.1)[:, 0])
+    assert torch.allclose(probabilities.sum(1), torch.ones(40))
+    assert 0.5 < float((monitor == query_labels).float().mean()) < 1  # neighbours that disagree

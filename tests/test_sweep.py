@@ -9,6 +9,7 @@ import torch
 from medssl.checkpoints import CheckpointError
 from medssl.data.phantom_tasks import TaskCounts, write_phantom_tasks
 from medssl.downstream import sweep as sweep_module
+from medssl.downstream.cli import finetune_settings
 from medssl.downstream.report import METRICS, write_report
 from medssl.downstream.sweep import SweepConfig, run_sweep
 from medssl.downstream.tasks import TaskError
@@ -25,10 +26,12 @@ def setup(tmp_path_factory):
     torch.manual_seed(0)
     ckpt = export_backbone(build_backbone("resnet18"), root / "byol_backbone.pt", method="byol",
                            arch="resnet18")
-    config = SweepConfig({"organ": ("medmnist", str(tasks["organ"]))}, [str(ckpt), "random"],
-                         fractions=(1.0, 0.5), seeds=(0, 1), arch="resnet18", image_size=32,
-                         batch_size=16, max_epochs=2, freeze_epochs=1, num_workers=0,
-                         accelerator="cpu")
+    config = SweepConfig({"organ": ("medmnist", str(tasks["organ"]))}, (str(ckpt), "random"),
+                         fractions=(1.0, 0.5), seeds=(0, 1),
+                         finetune=("--model.arch", "resnet18", "--data.image_size", "32",
+                                   "--data.batch_size", "16", "--trainer.max_epochs", "2",
+                                   "--model.freeze_epochs", "1", "--data.num_workers", "0",
+                                   "--trainer.accelerator", "cpu"))
     return root, config
 
 
@@ -74,7 +77,7 @@ def test_bad_inputs_fail_before_any_run(setup, tmp_path):
     bad_task = SweepConfig({"x": ("covid", str(tmp_path / "nowhere"))}, ["random"])
     with pytest.raises(TaskError, match="split list missing"):
         run_sweep(bad_task, tmp_path / "r.csv", progress=False)
-    wrong_arch = SweepConfig(config.tasks, [str(root / "byol_backbone.pt")], arch="resnet50")
+    wrong_arch = SweepConfig(config.tasks, (str(root / "byol_backbone.pt"),), finetune=("--model.arch", "resnet50"))
     with pytest.raises(CheckpointError, match="holds a resnet18"):
         run_sweep(wrong_arch, tmp_path / "r.csv", progress=False)
     assert not (tmp_path / "r.csv").exists()
@@ -84,9 +87,9 @@ def test_sweep_and_report_commands(setup, tmp_path):
     root, config = setup
     organ = config.tasks["organ"][1]
     cmd = [sys.executable, str(ROOT / "Downstream" / "sweep.py"), "--task", f"organ=medmnist:{organ}",
-           "--checkpoints", "random", "--fractions", "1.0", "--seeds", "0", "--arch", "resnet18",
-           "--image-size", "32", "--batch-size", "16", "--epochs", "1", "--freeze-epochs", "0",
-           "--workers", "0", "--out", str(tmp_path / "results.csv")]
+           "--checkpoints", "random", "--fractions", "1.0", "--seeds", "0", "--model.arch", "resnet18",
+           "--data.image_size", "32", "--data.batch_size", "16", "--trainer.max_epochs", "1",
+           "--model.freeze_epochs", "0", "--data.num_workers", "0", "--out", str(tmp_path / "results.csv")]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = subprocess.run([sys.executable, str(ROOT / "Downstream" / "report.py"),
@@ -94,3 +97,16 @@ def test_sweep_and_report_commands(setup, tmp_path):
                             cwd=ROOT, timeout=300)
     assert report.returncode == 0, report.stderr
     assert (tmp_path / "report" / "results.md").exists()
+
+
+def test_a_sweep_run_is_the_fine_tune_command_at_its_fraction_seed_and_checkpoint():
+    protocol = ("--config", str(ROOT / "Downstream" / "configs" / "own_data.yaml"), "--model.lr", "0.001",
+                "--data.test_fraction", "0.3")
+    config = SweepConfig({"mine": ("folder", "data")}, finetune=protocol)
+    run = vars(finetune_settings(config.run_args("mine", "ckpt.pt", 0.25, 2)).as_flat())
+    single = vars(finetune_settings([*protocol, "--data.path", "data"]).as_flat())
+    differ = {key for key in single if run[key] != single[key]}
+    assert differ == {"data.fraction", "data.seed", "seed_everything", "model.checkpoint",
+                      "trainer.enable_progress_bar", "trainer.enable_model_summary"}
+    assert (run["data.fraction"], run["data.seed"], run["seed_everything"]) == (0.25, 2, 2)
+    assert run["data.test_fraction"] == 0.3 and config.settings().model.lr == 0.001

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from medssl.data.store import SliceStore, StoreError
 from medssl.downstream import sweep as sweep_module
@@ -185,18 +186,19 @@ def test_scratch_lives_beside_the_results_and_a_rerun_clears_it(tmp_path, monkey
     from medssl.data.phantom_tasks import TaskCounts, write_phantom_tasks
 
     tasks = write_phantom_tasks(tmp_path / "tasks", size=32, counts=TaskCounts(3, 1, 1), progress=False)
-    config = SweepConfig({"organ": ("medmnist", str(tasks["organ"]))}, ["random"], fractions=(1.0,),
-                         seeds=(0,), arch="resnet18", image_size=32, num_workers=0, accelerator="cpu")
+    config = SweepConfig({"organ": ("medmnist", str(tasks["organ"]))}, ("random",), fractions=(1.0,),
+                         seeds=(0,), finetune=("--model.arch", "resnet18", "--data.image_size", "32",
+                                               "--data.num_workers", "0", "--trainer.accelerator", "cpu"))
     places = []
 
     class Killed(Exception):
         pass
 
-    def record_then_die(dirpath, **kwargs):
-        places.append(Path(dirpath))
+    def record_then_die(checkpoint, trainer, module):
+        places.append(Path(checkpoint.dirpath))
         raise Killed
 
-    monkeypatch.setattr(sweep_module, "ModelCheckpoint", record_then_die)
+    monkeypatch.setattr(ModelCheckpoint, "on_train_start", record_then_die)
     out = tmp_path / "out" / "results.csv"
     with pytest.raises(Killed):
         run_sweep(config, out, progress=False)

@@ -1,13 +1,23 @@
-"""The LightningCLI of ``Downstream/finetune.py``: fit with model selection on the validation
-set, then test the best checkpoint."""
+"""The fine-tune command (``Downstream/finetune.py``), which every sweep run goes through too: fit
+with model selection on the validation set, then test the best checkpoint.
+
+The protocol's settings are the defaults of ``FineTune`` (model), ``TaskDataModule`` (data) and
+``TRAINER_DEFAULTS`` below; ``python Downstream/finetune.py fit --print_config`` shows them all.
+"""
 from __future__ import annotations
 
+import warnings
+
 import pytorch_lightning as pl
+from jsonargparse import Namespace
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 
+from ..pretrain.cli import default_precision
 from .finetune import FineTune, TaskDataModule
 from .results import writing
+
+TRAINER_DEFAULTS = {"max_epochs": 70, "devices": 1}
 
 
 class FineTuneTrainer(pl.Trainer):
@@ -23,19 +33,49 @@ class FineTuneTrainer(pl.Trainer):
 
 
 class FineTuneCLI(LightningCLI):
+    """``verbose``: print the test results' table."""
+
+    def __init__(self, *args, verbose: bool = True, **kwargs):
+        self.verbose = verbose
+        super().__init__(*args, **kwargs)
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data", "model.num_classes", compute_fn=lambda d: d.num_classes,
                               apply_on="instantiate")
 
     def after_fit(self) -> None:
-        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best")
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best", verbose=self.verbose)
 
 
-def finetune_cli(args=None, run: bool = True) -> FineTuneCLI:
-    return FineTuneCLI(
-        FineTune, TaskDataModule, trainer_class=FineTuneTrainer, args=args, run=run, seed_everything_default=0,
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults={"max_epochs": 70, "callbacks": [
-            ModelCheckpoint(monitor="val/accuracy", mode="max", save_top_k=1,
-                            filename="best-{epoch}")]},
-    )
+class _Parsed(Exception):
+    pass
+
+
+class _ParseOnly(FineTuneCLI):
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
+        raise _Parsed(self.config)  # before anything is seeded or built
+
+
+def _cli(cli_class, args, run: bool, **kwargs) -> FineTuneCLI:
+    trainer_defaults = {**TRAINER_DEFAULTS, "precision": default_precision(), "callbacks": [
+        ModelCheckpoint(monitor="val/accuracy", mode="max", save_top_k=1, filename="best-{epoch}")]}
+    with warnings.catch_warnings():  # args given in code replace the command line on purpose
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        return cli_class(FineTune, TaskDataModule, trainer_class=FineTuneTrainer, args=args, run=run,
+                         seed_everything_default=0, save_config_kwargs={"overwrite": True},
+                         trainer_defaults=trainer_defaults, **kwargs)
+
+
+def finetune_cli(args=None, run: bool = True, verbose: bool = True) -> FineTuneCLI:
+    return _cli(FineTuneCLI, args, run, verbose=verbose)
+
+
+def finetune_settings(args) -> Namespace:
+    """Every setting the fine-tune command would use for ``args`` (without a subcommand),
+    defaults filled in; nothing is seeded, loaded or built."""
+    try:
+        _cli(_ParseOnly, args, run=False)
+    except _Parsed as parsed:
+        settings = parsed.args[0]
+    return settings

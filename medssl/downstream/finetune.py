@@ -12,7 +12,9 @@ from torchvision.transforms import v2 as T
 
 from ..checkpoints import load_backbone
 from ..models.backbone import BACKBONES
+from .knn import KNN, K, TEMPERATURE
 from .metrics import ClassificationMetrics
+from .scores import SCORES
 from .subsets import nested_subsets
 from .tasks import TaskData, load_task
 
@@ -64,13 +66,14 @@ class TaskDataModule(pl.LightningDataModule):
     """A task (``kind``: covid, medmnist, brain, folder, csv) at a training fraction.
 
     ``fraction`` and ``seed`` pick a stratified, nested subset of the training split (at least
-    ``min_per_class`` images per class); val and test stay whole.
+    ``min_per_class`` images per class); val and test stay whole. ``val_fraction`` and
+    ``test_fraction`` size the seeded splits of the tasks that have none of their own.
     """
 
     def __init__(self, kind: str, path: str, image_size: int = 224, batch_size: int = 64,
                  fraction: float = 1.0, seed: int = 0, min_per_class: int = 2,
                  augment: bool = False, num_workers: int = 4, val_fraction: float = 0.15,
-                 mean: float = 0.5, std: float = 0.25):
+                 test_fraction: float = 0.2, mean: float = 0.5, std: float = 0.25):
         super().__init__()
         self.save_hyperparameters()
         self.task: TaskData | None = None
@@ -79,7 +82,8 @@ class TaskDataModule(pl.LightningDataModule):
         """Read and check the task (every problem is an error here, before training)."""
         if self.task is None:
             h = self.hparams
-            self.task = load_task(h.kind, h.path, val_fraction=h.val_fraction, seed=h.seed)
+            self.task = load_task(h.kind, h.path, val_fraction=h.val_fraction,
+                                  test_fraction=h.test_fraction, seed=h.seed)
             train = self.task.splits["train"].labels
             self.train_indices = nested_subsets(train, [h.fraction], h.seed, h.min_per_class)[h.fraction]
         return self.task
@@ -143,15 +147,15 @@ class FineTune(pl.LightningModule):
 
     mode ``finetune``: the study's protocol (Adam lr 1e-4, weight decay 5e-4, backbone frozen
     for ``freeze_epochs`` with BatchNorm affine training, then trained at ``backbone_lr``);
-    ``linear``: the backbone stays frozen, BatchNorm included; ``knn``: no training at all, a
-    distance-weighted k-nearest-neighbour vote (``knn_k``) on L2-normalised backbone features
-    of the training images (one pass over them).
+    ``linear``: the backbone stays frozen, BatchNorm included; ``knn``: no training at all, the
+    project's kNN vote (``medssl.downstream.knn``: ``knn_k`` neighbours, ``knn_temperature``)
+    on the backbone features of the training images (one pass over them).
     """
 
     def __init__(self, num_classes: int, checkpoint: str | None = None, arch: str = "resnet50",
                  mode: str = "finetune", lr: float = 1e-4, weight_decay: float = 5e-4,
-                 freeze_epochs: int = 10, backbone_lr: float = 1e-4, knn_k: int = 20,
-                 trust_checkpoint: bool = False):
+                 freeze_epochs: int = 10, backbone_lr: float = 1e-4, knn_k: int = K,
+                 knn_temperature: float = TEMPERATURE, trust_checkpoint: bool = False):
         super().__init__()
         self.save_hyperparameters()
         if mode not in MODES:
@@ -160,7 +164,7 @@ class FineTune(pl.LightningModule):
             raise ValueError(f"num_classes is {num_classes}: a task needs at least two classes")
         self.automatic_optimization = mode != "knn"
         self._bank: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self._knn = None
+        self._knn: KNN | None = None
         if checkpoint:
             self.model, self.load_report = load_backbone(checkpoint, arch, num_classes,
                                                          trust=trust_checkpoint)
@@ -204,46 +208,48 @@ class FineTune(pl.LightningModule):
         if self.hparams.mode == "knn":
             self.trainer.should_stop = True  # one pass over the training images is the whole "fit"
 
-    def knn_probabilities(self, images: torch.Tensor) -> torch.Tensor:
+    def knn_probabilities(self, features: torch.Tensor) -> torch.Tensor:
+        """Class probabilities of ``features`` by the kNN vote over the training images'."""
         if self._knn is None:
-            from sklearn.neighbors import KNeighborsClassifier
+            h = self.hparams
+            self._knn = KNN(torch.cat([f for f, _ in self._bank]), torch.cat([y for _, y in self._bank]),
+                            h.num_classes, h.knn_k, h.knn_temperature)
+        return self._knn.probabilities(features)
 
-            bank = torch.cat([f for f, _ in self._bank]).numpy()
-            labels = torch.cat([y for _, y in self._bank]).numpy()
-            self._knn = KNeighborsClassifier(min(self.hparams.knn_k, len(labels)), weights="distance")
-            self._knn.fit(bank, labels)
-        seen = self._knn.predict_proba(self.features(images).cpu().numpy())
-        probs = torch.zeros(len(images), self.hparams.num_classes)
-        probs[:, torch.as_tensor(self._knn.classes_)] = torch.as_tensor(seen, dtype=torch.float32)
-        return probs.to(images.device)
+    @property
+    def _no_bank_yet(self) -> bool:
+        """kNN mode before its pass over the training images (Lightning's sanity check)."""
+        return self.hparams.mode == "knn" and not self._bank
 
     def _evaluate(self, batch, metrics, stage):
         images, labels = batch
         if self.hparams.mode == "knn":
-            metrics.update(self.knn_probabilities(images), labels)
+            metrics.update(self.knn_probabilities(self.features(images)), labels)
             return
         logits = self(images)
         metrics.update(logits.softmax(1), labels)
         self.log(f"{stage}/loss", F.cross_entropy(logits, labels), batch_size=len(labels))
 
+    def _log_scores(self, metrics, stage) -> dict:
+        results = metrics.compute()
+        metrics.reset()
+        for name in SCORES:
+            self.log(f"{stage}/{name}", results[name], prog_bar=name == "accuracy")
+        return results
+
     def validation_step(self, batch, batch_idx):
-        self._evaluate(batch, self.val_metrics, "val")
+        if not self._no_bank_yet:
+            self._evaluate(batch, self.val_metrics, "val")
 
     def on_validation_epoch_end(self) -> None:
-        results = self.val_metrics.compute()
-        self.val_metrics.reset()
-        for key in ("accuracy", "balanced_accuracy", "auc"):
-            self.log(f"val/{key}", results[key], prog_bar=key == "accuracy")
+        if not self._no_bank_yet:
+            self._log_scores(self.val_metrics, "val")
 
     def test_step(self, batch, batch_idx):
         self._evaluate(batch, self.test_metrics, "test")
 
     def on_test_epoch_end(self) -> None:
-        self.test_results = self.test_metrics.compute()
-        self.test_metrics.reset()
-        for key, value in self.test_results.items():
-            if key != "confusion":
-                self.log(f"test/{key}", value)
+        self.test_results = self._log_scores(self.test_metrics, "test")
 
     def configure_optimizers(self):
         h = self.hparams

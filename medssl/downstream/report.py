@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .scores import METRICS
 from .results import ResultsError, read_results, writing
-
-METRICS = ("accuracy", "balanced_accuracy", "auc", "f1_macro")
 
 
 def summarise(results: pd.DataFrame) -> pd.DataFrame:

@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from .scores import SCORES
+
 KEY = ["task", "checkpoint", "mode", "fraction", "seed"]
-COLUMNS = KEY + ["method", "n_train", "accuracy", "balanced_accuracy", "auc", "f1_macro",
-                 "precision", "recall", "epochs", "wall_s", "confusion"]
+COLUMNS = KEY + ["method", "n_train", *SCORES, "epochs", "wall_s", "confusion"]
 TEXT = ("task", "checkpoint", "mode", "method")
 INTEGER = ("seed", "n_train", "epochs")
 NUMBER = ("fraction", "wall_s")
-METRIC = ("accuracy", "balanced_accuracy", "auc", "f1_macro", "precision", "recall")  # may be NaN
+METRIC = SCORES  # may be NaN
 
 
 class ResultsError(ValueError):

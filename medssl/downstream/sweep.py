@@ -1,9 +1,11 @@
 """Checkpoints x tasks x training fractions x seeds; one row of results.csv per finished run.
 
-Every input is checked before the first run; a finished run is appended (and synced) at once,
-and runs already in results.csv are skipped, so a killed sweep resumes where it stopped. Rows a
-kill left incomplete are set aside and their runs done again. Checkpoints of the run in progress
-live in a scratch folder beside results.csv, cleared when the next sweep starts.
+Each run is the fine-tune command (``medssl.downstream.cli``) with the sweep's ``finetune``
+arguments, on one task, training fraction, seed and checkpoint. Every input is checked before
+the first run; a finished run is appended (and synced) at once, and runs already in results.csv
+are skipped, so a killed sweep resumes where it stopped. Rows a kill left incomplete are set
+aside and their runs done again. Checkpoints of the run in progress live in a scratch folder
+beside results.csv, cleared when the next sweep starts.
 """
 from __future__ import annotations
 
@@ -11,42 +13,52 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import pytorch_lightning as pl
-from pytorch_lightning.callbacks import ModelCheckpoint
+from jsonargparse import Namespace
 from tqdm.auto import tqdm
 
 from ..checkpoints import read_backbone
-from .finetune import FineTune, TaskDataModule
+from .cli import finetune_cli, finetune_settings
+from .finetune import TaskDataModule
+from .scores import SCORES
 from .results import COLUMNS, KEY, append_row, read_results, repair, writing  # noqa: F401
 from .subsets import DEFAULT_FRACTIONS
-from .tasks import load_task
 
 RANDOM = "random"
+QUIET = ("--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false")
 
 
 @dataclass
 class SweepConfig:
+    """``finetune``: arguments of the fine-tune command every run starts from (``--config FILE``,
+    ``--model.mode linear``, ``--trainer.max_epochs 30``, ...). The sweep sets the task
+    (``data.kind``, ``data.path``), ``data.fraction``, the seed (``data.seed`` and
+    ``seed_everything``) and ``model.checkpoint`` of each run."""
+
     tasks: dict[str, tuple[str, str]]  # name -> (kind, path)
-    checkpoints: list[str] = field(default_factory=lambda: [RANDOM])
+    checkpoints: tuple[str, ...] = (RANDOM,)
     fractions: tuple[float, ...] = DEFAULT_FRACTIONS
     seeds: tuple[int, ...] = (0, 1, 2)
-    mode: str = "finetune"
-    arch: str = "resnet50"
-    image_size: int = 224
-    batch_size: int = 64
-    max_epochs: int = 70
-    freeze_epochs: int = 10
-    lr: float = 1e-4
-    weight_decay: float = 5e-4
-    backbone_lr: float = 1e-4
-    min_per_class: int = 2
-    num_workers: int = 4
-    accelerator: str = "auto"
-    precision: str = "32-true"
+    finetune: tuple[str, ...] = ()
+
+    def run_args(self, task: str, checkpoint: str = RANDOM, fraction: float = 1.0,
+                 seed: int = 0) -> list[str]:
+        """The fine-tune command's arguments (no subcommand) for one run."""
+        kind, path = self.tasks[task]
+        return [*QUIET, *self.finetune, "--data.kind", kind, "--data.path", path,
+                "--data.fraction", str(fraction), "--data.seed", str(seed), "--seed_everything", str(seed),
+                "--model.checkpoint", "null" if checkpoint == RANDOM else checkpoint]
+
+    def settings(self, task: str | None = None) -> Namespace:
+        """The fine-tune settings of the runs on ``task`` (default: the first)."""
+        return finetune_settings(self.run_args(task or next(iter(self.tasks))))
+
+    @property
+    def mode(self) -> str:
+        return self.settings().model.mode
 
 
 def finished_runs(path: Path) -> set[tuple]:
@@ -62,52 +74,41 @@ def scratch_folder(out: Path) -> Path:
 
 
 def check_inputs(config: SweepConfig, out: Path | None = None) -> dict[str, str]:
-    """Load every task and checkpoint once (errors name the file); {checkpoint: method}.
+    """Load every task with the runs' data settings and every checkpoint once (errors name the
+    file); {checkpoint: method}.
 
     The images each task leaves out are listed in ``<results folder>/<task>/skipped_images.csv``.
     """
-    for name, (kind, path) in config.tasks.items():
-        task = load_task(kind, path)
+    for name in config.tasks:
+        task = TaskDataModule(**config.settings(name).data.as_dict()).load()
         if out is not None:
             with writing(out.parent / name):
                 task.write_skipped(out.parent / name)
+    model = config.settings().model
     methods = {}
     for ckpt in config.checkpoints:
-        methods[ckpt] = RANDOM if ckpt == RANDOM else (read_backbone(ckpt, config.arch)[1].method or "unknown")
+        methods[ckpt] = RANDOM if ckpt == RANDOM else (
+            read_backbone(ckpt, model.arch, model.trust_checkpoint)[1].method or "unknown")
     return methods
 
 
 def run_one(config: SweepConfig, task: str, ckpt: str, fraction: float, seed: int, method: str,
             scratch: Path | None = None) -> dict:
-    kind, path = config.tasks[task]
-    pl.seed_everything(seed, workers=True)
-    data = TaskDataModule(kind, path, image_size=config.image_size, batch_size=config.batch_size,
-                          fraction=fraction, seed=seed, min_per_class=config.min_per_class,
-                          num_workers=config.num_workers)
-    model = FineTune(data.num_classes, None if ckpt == RANDOM else ckpt, config.arch, config.mode,
-                     config.lr, config.weight_decay, config.freeze_epochs, config.backbone_lr)
     if scratch is not None:
         scratch.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="run-", dir=scratch))
     start = time.perf_counter()
     try:
-        best = ModelCheckpoint(dirpath=folder, monitor="val/accuracy", mode="max", save_top_k=1)
-        epochs = 1 if config.mode == "knn" else config.max_epochs  # one pass builds the kNN bank
-        trainer = pl.Trainer(max_epochs=epochs, accelerator=config.accelerator, devices=1,
-                             precision=config.precision, logger=False, callbacks=[best],
-                             enable_progress_bar=False, enable_model_summary=False,
-                             num_sanity_val_steps=0)
-        with writing(folder):
-            trainer.fit(model, data)
-            trainer.test(model, data, ckpt_path="best", verbose=False)
+        cli = finetune_cli(["fit", *config.run_args(task, ckpt, fraction, seed),
+                            "--trainer.default_root_dir", str(folder), "--trainer.logger", "false"],
+                           verbose=False)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    results = model.test_results
-    return {"task": task, "checkpoint": ckpt, "mode": config.mode, "fraction": fraction,
-            "seed": seed, "method": method, "n_train": len(data.train_indices),
-            **{k: results[k] for k in ("accuracy", "balanced_accuracy", "auc", "f1_macro",
-                                       "precision", "recall")},
-            "epochs": trainer.current_epoch, "wall_s": round(time.perf_counter() - start, 2),
+    results = cli.model.test_results
+    return {"task": task, "checkpoint": ckpt, "mode": cli.model.hparams.mode, "fraction": fraction,
+            "seed": seed, "method": method, "n_train": len(cli.datamodule.train_indices),
+            **{name: results[name] for name in SCORES},
+            "epochs": cli.trainer.current_epoch, "wall_s": round(time.perf_counter() - start, 2),
             "confusion": json.dumps(results["confusion"])}
 
 
@@ -118,9 +119,10 @@ def run_sweep(config: SweepConfig, out: str | Path, progress: bool = True) -> pd
     done = finished_runs(out)
     scratch = scratch_folder(out)
     shutil.rmtree(scratch, ignore_errors=True)  # what a killed sweep left
+    mode = config.mode
     plan = [(t, c, float(f), int(s)) for t in config.tasks for c in config.checkpoints
             for f in config.fractions for s in config.seeds
-            if (t, c, config.mode, float(f), int(s)) not in done]
+            if (t, c, mode, float(f), int(s)) not in done]
     for task, ckpt, fraction, seed in tqdm(plan, desc="sweep", unit="run", disable=not progress):
         append_row(out, run_one(config, task, ckpt, fraction, seed, methods[ckpt], scratch))
     shutil.rmtree(scratch, ignore_errors=True)

@@ -7,9 +7,9 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from lightly.utils.benchmarking.knn import knn_predict
 
 from ..data.store import SliceStore
+from ..downstream.knn import KNN, K, TEMPERATURE
 
 
 def load_labelled(path: str | Path, intensity=None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -46,11 +46,12 @@ def load_labelled(path: str | Path, intensity=None) -> dict[str, tuple[torch.Ten
 
 
 class KNNMonitor(pl.Callback):
-    """Log ``knn/accuracy`` every ``every_n_epochs`` epochs: top-1 weighted kNN (k, temperature)
-    of the query images against the bank, on the backbone's L2-normalised features. Images are
-    resized to the first view's size and normalised like it."""
+    """Log ``knn/accuracy`` every ``every_n_epochs`` epochs: top-1 of the project's kNN vote
+    (``medssl.downstream.knn``: ``k`` neighbours, ``temperature``) of the query images against
+    the bank, on the backbone's features. Images are resized to the first view's size and
+    normalised like it."""
 
-    def __init__(self, data: str, k: int = 20, temperature: float = 0.1, every_n_epochs: int = 1,
+    def __init__(self, data: str, k: int = K, temperature: float = TEMPERATURE, every_n_epochs: int = 1,
                  batch_size: int = 256):
         self.data, self.k, self.temperature = data, k, temperature
         self.every_n_epochs, self.batch_size = every_n_epochs, batch_size
@@ -83,9 +84,12 @@ class KNNMonitor(pl.Callback):
         bank = self.features(module, bank_x)
         query = self.features(module, query_x)
         classes = int(max(bank_y.max(), query_y.max())) + 1
-        predicted = knn_predict(query, bank.T, bank_y.to(module.device), classes, self.k,
-                                self.temperature)[:, 0]
+        predicted = self.predict(bank, bank_y, query, classes)
         accuracy = float((predicted.cpu() == query_y).float().mean())
         module.backbone.train(was_training)
         self.history.append(accuracy)
         module.log("knn/accuracy", accuracy, prog_bar=True)
+
+    def predict(self, bank: torch.Tensor, bank_labels: torch.Tensor, query: torch.Tensor,
+                num_classes: int) -> torch.Tensor:
+        return KNN(bank, bank_labels, num_classes, self.k, self.temperature).predict(query)
