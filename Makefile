@@ -38,8 +38,8 @@ demo: $(STAMP)
 	  --task covid=covid:$(DEMO)/phantom/tasks/covid \
 	  --checkpoints random $(DEMO)/backbones/swav_backbone.pt $(DEMO)/backbones/mocov2_backbone.pt \
 	    $(DEMO)/backbones/byol_backbone.pt $(DEMO)/backbones/spark_backbone.pt \
-	  --fractions 0.5 0.1 --seeds 0 1 --arch resnet18 --image-size 32 --batch-size 32 \
-	  --epochs 2 --freeze-epochs 1 --workers 0 --out $(DEMO)/results/results.csv
+	  --fractions 0.5 0.1 --seeds 0 1 --model.arch resnet18 --data.image_size 32 --data.batch_size 32 \
+	  --trainer.max_epochs 2 --model.freeze_epochs 1 --data.num_workers 0 --out $(DEMO)/results/results.csv
 	$(PY) Downstream/report.py $(DEMO)/results/results.csv
 	@echo
 	@echo "Demo done. Phantom data: $(DEMO)/phantom (store, store_preview.png, tasks/)."
