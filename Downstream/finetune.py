@@ -5,6 +5,9 @@
     python Downstream/finetune.py fit --config Downstream/configs/organsmnist.yaml \\
         --data.path organsmnist_224.npz --model.checkpoint runs/swav_backbone.pt --data.fraction 0.1
     python Downstream/finetune.py fit --config ... --model.mode linear      # frozen backbone
+    python Downstream/finetune.py fit --config ... --print_config           # every setting
+
+The study's protocol is this command's defaults; Downstream/sweep.py runs it once per run.
 """
 from medssl.downstream.cli import finetune_cli
 
