@@ -19,6 +19,7 @@ import sys
 import warnings
 
 from medssl.checkpoints import CheckpointError
+from medssl.data.errors import UnreadableInput
 from medssl.downstream import TaskError
 from medssl.downstream.results import ResultsError
 from medssl.downstream.sweep import SweepConfig, run_sweep
@@ -51,7 +52,7 @@ def main(argv=None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = show_warning
             table = run_sweep(config, args.out)
-    except (TaskError, CheckpointError, ResultsError, OSError) as err:
+    except (TaskError, UnreadableInput, CheckpointError, ResultsError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"{len(table)} runs in {args.out}; next: python Downstream/report.py {args.out}")

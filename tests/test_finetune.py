@@ -9,6 +9,7 @@ from lightly.utils.benchmarking.knn import knn_predict
 from PIL import Image
 
 from medssl.checkpoints import CheckpointError
+from medssl.checkpoints.formats import CheckpointFormat
 from medssl.data.phantom_tasks import TaskCounts, write_phantom_tasks
 from medssl.downstream.cli import finetune_cli
 from medssl.downstream.finetune import FineTune, TaskDataModule
@@ -43,7 +44,7 @@ def test_finetune_cli_trains_selects_and_tests(organ, backbone_file, tmp_path):
     results = cli.model.test_results
     assert set(results) >= {"accuracy", "balanced_accuracy", "auc", "f1_macro", "confusion"}
     assert 0 <= results["accuracy"] <= 1 and len(results["confusion"]) == 7
-    assert cli.model.load_report.format == "medssl exported backbone"
+    assert cli.model.load_report.format is CheckpointFormat.MEDSSL_EXPORT
     assert Path(cli.trainer.checkpoint_callback.best_model_path).name.startswith("best-")
 
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.store import SliceStore
+from ..downstream.formats.medmnist import read_npz
 from ..downstream.knn import KNN, K, TEMPERATURE
 
 
@@ -21,17 +22,13 @@ def load_labelled(path: str | Path, intensity=None) -> dict[str, tuple[torch.Ten
     """
     path = Path(path)
     if path.suffix == ".npz":
-        data = np.load(path)
-        query = "test" if "test_images" in data.files else "val"
-        for key in ("train_images", "train_labels", f"{query}_images", f"{query}_labels"):
-            if key not in data.files:
-                raise ValueError(f"{path}: no array {key!r}; expected the MedMNIST layout")
-        out = {}
-        for name, split in (("bank", "train"), ("query", query)):
-            images = torch.from_numpy(data[f"{split}_images"].astype(np.float32) / 255.0)
-            out[name] = (images[:, None] if images.ndim == 3 else images.mean(-1)[:, None],
-                         torch.from_numpy(data[f"{split}_labels"].reshape(-1).astype(np.int64)))
-        return out
+        sets = read_npz(path, splits=None, as_grey=True)
+        query = "test" if "test" in sets else "val"
+        for split in ("train", query):
+            if split not in sets:
+                raise ValueError(f"{path}: no {split} split; expected the MedMNIST layout")
+        return {name: (torch.from_numpy(sets[split][0])[:, None], torch.from_numpy(sets[split][1]))
+                for name, split in (("bank", "train"), ("query", query))}
     store = SliceStore(path)
     manifest = store.manifest
     if "label" not in manifest.columns:
