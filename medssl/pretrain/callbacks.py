@@ -11,7 +11,13 @@ from ..checkpoints.export import export_pretrained
 
 class ExportBackbone(pl.Callback):
     """Write ``<name>_backbone.pt`` at the end of training (and every ``every_n_epochs``
-    epochs if set), into ``dirpath`` (default: the run's log directory)."""
+    epochs if set), into ``dirpath`` (default: the run's log directory).
+
+    Args:
+        dirpath: folder of the file; default: the run's log directory.
+        name: file name stem; default: the method's name.
+        every_n_epochs: also export every this many epochs; 0: at the end only.
+    """
 
     def __init__(self, dirpath: str | None = None, name: str | None = None, every_n_epochs: int = 0):
         self.dirpath, self.name, self.every_n_epochs = dirpath, name, every_n_epochs

@@ -18,20 +18,48 @@ from torchvision.transforms import v2 as T
 
 @dataclass
 class ViewSpec:
+    """One kind of view of a slice: an item of ``data.views`` in a pre-training config.
+
+    The steps run in this order: rotation, random resized crop, flips, brightness/contrast
+    jitter, blur, noise, normalisation, grey replicated to ``channels``. A step whose
+    probability is 0 is left out.
+
+    Args:
+        size: side of the square view in pixels.
+        count: how many views of this kind each image gives (consecutive in the batch).
+        scale: area range of the random resized crop, as fractions of the slice.
+        interpolation: resampling of the crop: ``bilinear`` or ``bicubic`` (SparK).
+        rotate_p: probability of a random rotation up to +-``rotate_degrees``.
+        rotate_degrees: largest rotation angle.
+        hflip_p: probability of a horizontal flip.
+        vflip_p: probability of a vertical flip.
+        jitter_p: probability of a brightness/contrast jitter (saturation and hue do nothing
+            on grey).
+        brightness: brightness jitter strength (torchvision's ``ColorJitter``).
+        contrast: contrast jitter strength.
+        blur_p: probability of a Gaussian blur (kernel about a tenth of ``size``).
+        blur_sigma: range of the blur's sigma, drawn uniformly.
+        noise_p: probability of additive Gaussian noise.
+        noise_var: range of the noise's variance, drawn log-uniformly.
+        mean: normalisation mean (the first value is used: the input is grey).
+        std: normalisation standard deviation (the first value is used).
+        channels: channels of the view (3 for ImageNet-shaped backbones).
+    """
+
     size: int = 224
     count: int = 2
     scale: tuple[float, float] = (0.2, 1.0)
-    interpolation: str = "bilinear"  # or bicubic (SparK)
-    rotate_p: float = 0.0  # random rotation up to +-rotate_degrees with this probability
+    interpolation: str = "bilinear"
+    rotate_p: float = 0.0
     rotate_degrees: float = 180.0
     hflip_p: float = 0.5
     vflip_p: float = 0.0
-    jitter_p: float = 0.0  # brightness/contrast jitter (saturation and hue do nothing on grey)
+    jitter_p: float = 0.0
     brightness: float = 0.4
     contrast: float = 0.4
     blur_p: float = 0.0
     blur_sigma: tuple[float, float] = (0.1, 2.0)
-    noise_p: float = 0.0  # additive Gaussian noise, variance log-uniform in noise_var
+    noise_p: float = 0.0
     noise_var: tuple[float, float] = (1e-5, 1e-4)
     mean: list[float] = field(default_factory=lambda: [0.5])
     std: list[float] = field(default_factory=lambda: [0.25])

@@ -10,7 +10,14 @@ from pytorch_lightning.utilities import rank_zero_only
 class SparkPictures(pl.Callback):
     """Every ``every_n_epochs`` epochs, save a PNG grid for a fixed set of slices: input, masked
     input, reconstruction, and the reconstruction pasted into the masked patches
-    (``<log_dir>/reconstructions/epoch_NNNN.png``). People judge a masked autoencoder by eye."""
+    (``<log_dir>/reconstructions/epoch_NNNN_step_S.png``). People judge a masked autoencoder
+    by eye.
+
+    Args:
+        every_n_epochs: save a picture every this many epochs (and at the end of training).
+        count: slices shown, spread evenly over the store.
+        seed: seed of the masks drawn for the pictures.
+    """
 
     def __init__(self, every_n_epochs: int = 10, count: int = 6, seed: int = 0):
         self.every_n_epochs, self.count, self.seed = every_n_epochs, count, seed
