@@ -1,4 +1,3 @@
-import csv
 import shutil
 import subprocess
 import sys
@@ -16,19 +15,11 @@ from medssl.data.ingest import IngestError, Options, ingest, pipeline
 from medssl.data.phantom import phantom_volume
 from medssl.data.synthetic_dicom import write_series
 
+from ingest_support import errors_of, run_ingest
+
 ROOT = Path(__file__).resolve().parents[1]
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 NIBABEL_FILES = Path(nib.__file__).parent / "tests" / "data"
-
-
-def errors_of(store_path):
-    with open(Path(store_path) / "ingest_errors.csv") as f:
-        return list(csv.DictReader(f))
-
-
-def run_ingest(inputs, out, workers=1, **options):
-    summary, _, _ = ingest(inputs, out, Options(**options), workers=workers, progress=False)
-    return summary, SliceStore(out)
 
 
 def volume(n=6, size=32, seed=0):

@@ -16,17 +16,9 @@ from PIL import Image
 from medssl.data import SliceStore, StoreError
 from medssl.data.ingest import Options, ingest
 
+from ingest_support import errors_of, run_ingest
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def errors_of(store_path):
-    with open(Path(store_path) / "ingest_errors.csv") as f:
-        return list(csv.DictReader(f))
-
-
-def run_ingest(inputs, out, workers=1, **options):
-    summary, _, _ = ingest(inputs, out, Options(**options), workers=workers, progress=False)
-    return summary, SliceStore(out)
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
