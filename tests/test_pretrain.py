@@ -13,10 +13,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from conftest import phantom_store, run_two_process_ddp
 from medssl.pretrain.cli import pretrain_cli
-from medssl.pretrain.methods import BYOL, MoCoV2, SwAV, method, method_names
+from medssl.pretrain import methods
+from medssl.pretrain.methods import BYOL, MoCoV2, SwAV, method_names
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "Pre-Training" / "configs"
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     return phantom_store(tmp_path_factory, patients=4, size=32)
@@ -24,7 +26,7 @@ def store(tmp_path_factory):
 
 def cli_args(name, store, root, *extra):
     """The method's quick config (its own views), batch 8, on the test's store."""
-    return ["fit", "--config", str(method(name).quick_config), "--data.store", str(store),
+    return ["fit", "--config", str(methods.method(name).quick_config), "--data.store", str(store),
             "--data.batch_size", "8", "--data.num_workers", "0",
             "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false",
             "--trainer.enable_model_summary", "false", *extra]
