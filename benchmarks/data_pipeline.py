@@ -27,12 +27,12 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2 as T
 
-from medssl.pretrain.batch_views import BatchMultiView
-from medssl.pretrain.datamodule import SliceValues, SliceViews
 from medssl.data.intensity import HUToIntensity
 from medssl.data.phantom import write_phantom_store
 from medssl.data.store import SliceStore
-from medssl.pretrain.views import MultiView, ViewSpec, blur_kernel_size, build_view
+from medssl.pretrain.batch_views import BatchMultiView
+from medssl.pretrain.datamodule import SliceValues, SliceViews
+from medssl.pretrain.views import MultiView, ViewSpec, blur_kernel_size
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -96,7 +96,8 @@ def data_section(opts, sections: dict) -> dict:
     pipeline = load_benchmark("data_pipeline")
     if pipeline is None:
         return {"status": "skipped", "reason": "benchmarks/data_pipeline.py does not exist yet"}
-    views, _ = load_benchmark("train_throughput").config_views("mocov2", opts.data_size)  # the study's views, whatever the model size
+    # the study's views, whatever the model size
+    views, _ = load_benchmark("train_throughput").config_views("mocov2", opts.data_size)
     result = pipeline.measure(slices=opts.data_slices, size=opts.data_size, workers=opts.workers,
                               repeats=opts.repeats, batch_size=opts.batch, views=views)
     result["goal_result"] = goal("store views/s / PNG views/s", result["ratio"], result["goal"], ">=")

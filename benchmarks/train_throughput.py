@@ -12,8 +12,9 @@ Each method runs in its own process (clean peak memory). Images/s counts source 
 with all its views) per second: batch / median step time over --steps timed steps after --warmup.
 
 ``bare_<method>`` runs the backbone passes of a method bare: its overhead is its step time over
-that one's (``BASELINES``; a method without one is compared with ``supervised``, report only). With ``--store`` the views come from a slice store through
-SliceStoreDataModule, and images/s is batch / median step-to-step interval (waits for data count).
+that one's (``BASELINES``; a method without one is compared with ``supervised``, report only).
+With ``--store`` the views come from a slice store through SliceStoreDataModule, and images/s
+is batch / median step-to-step interval (waits for data count).
 """
 import argparse
 import copy
@@ -275,7 +276,8 @@ def main():
              "|---|---:|---:|---:|"]
     for r in rows:
         ratio = r["step_s"] / base["step_s"] if base else float("nan")
-        lines.append(f"| {r['method']} | {r['images_per_s']:.1f} | {ratio:.2f}x | {r['peak_memory_mib']:.0f} ({r['memory_kind']}) |")
+        lines.append(f"| {r['method']} | {r['images_per_s']:.1f} | {ratio:.2f}x "
+                     f"| {r['peak_memory_mib']:.0f} ({r['memory_kind']}) |")
     by = {r["method"]: r for r in rows}
     if "spark" in by and "spark_dense" in by:
         lines.append(f"\nSparK step vs the same encoder + decoder run densely: "

@@ -1,9 +1,9 @@
 import http.server
 import json
 import subprocess
-import threading
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest

@@ -14,11 +14,18 @@ import torch
 import torchvision
 from torch.utils.data import DataLoader, Dataset
 
-from conftest import RangeHandler
-from medssl.checkpoints import (CHECKPOINTS_ENV, CheckpointError, CheckpointFormat, checkpoint_dir,
-                                load_backbone, read_backbone)
+from medssl.checkpoints import (
+    CHECKPOINTS_ENV,
+    CheckpointError,
+    CheckpointFormat,
+    checkpoint_dir,
+    load_backbone,
+    read_backbone,
+)
 from medssl.checkpoints.export import export_backbone
 from medssl.pretrain.methods import method_names
+
+from conftest import RangeHandler
 from registered import build, quick_views, view_sizes, without_warmup
 
 ROOT = Path(__file__).resolve().parents[1]

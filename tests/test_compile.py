@@ -20,6 +20,7 @@ from torch._dynamo.utils import counters, guard_failures
 
 from medssl.pretrain.methods import SparK, method_names
 from medssl.pretrain.methods.queue import Queue
+
 from registered import build, quick_views, view_sizes, without_warmup
 
 # small heads; the queues wrap within the test, SwAV's joins the loss in the second epoch

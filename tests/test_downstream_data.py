@@ -12,8 +12,7 @@ from sklearn import metrics as skm
 from medssl.data.phantom import phantom_volume
 from medssl.data.phantom_tasks import TaskCounts, write_phantom_tasks
 from medssl.data.synthetic_dicom import write_series
-from medssl.downstream import (FORMATS, ClassificationMetrics, Split, TaskData, TaskError, load_task,
-                               nested_subsets)
+from medssl.downstream import FORMATS, ClassificationMetrics, Split, TaskData, TaskError, load_task, nested_subsets
 from medssl.downstream.formats import Sample, TaskFormat
 from medssl.downstream.formats.medmnist import read_npz
 

@@ -3,12 +3,13 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from conftest import phantom_store
+from medssl.data.intensity import HUToIntensity
 from medssl.pretrain.batch_views import BatchMultiView
 from medssl.pretrain.datamodule import SliceStoreDataModule
-from medssl.data.intensity import HUToIntensity
 from medssl.pretrain.methods import MoCoV2, method_names
 from medssl.pretrain.methods.queue import Queue
+
+from conftest import phantom_store
 from registered import build, quick_views, view_sizes
 
 # On the meta device tensors have shapes but no values: reading one back (.item(), bool(),

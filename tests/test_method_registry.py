@@ -7,12 +7,22 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import phantom_store
 from medssl.checkpoints import load_backbone
 from medssl.pretrain.cli import pretrain_cli
-from medssl.pretrain.methods import (METHODS, BYOL, MoCoV2, MomentumMethod, OptimizerConfig,
-                                     PretrainMethod, method, method_names, register_method,
-                                     unregister_method)
+from medssl.pretrain.methods import (
+    BYOL,
+    METHODS,
+    MoCoV2,
+    MomentumMethod,
+    OptimizerConfig,
+    PretrainMethod,
+    method,
+    method_names,
+    register_method,
+    unregister_method,
+)
+
+from conftest import phantom_store
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK_CONFIG = """
@@ -135,3 +145,13 @@ def test_optimizer_settings_are_one_group_with_each_method_defaults():
     assert OptimizerConfig.of(module.hparams.optimizer) == module.optimizer_config
     with pytest.raises(ValueError, match="optimizer must be one of"):
         OptimizerConfig(name="rmsprop")
+
+
+def test_configs_are_found_from_the_working_directory_or_the_setting(tmp_path, monkeypatch):
+    from medssl.pretrain.methods.registry import CONFIGS_ENV, method
+
+    monkeypatch.delenv(CONFIGS_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert method("swav").config == tmp_path.resolve() / "Pre-Training" / "configs" / "swav.yaml"
+    monkeypatch.setenv(CONFIGS_ENV, str(tmp_path / "mine"))
+    assert method("byol").quick_config == (tmp_path / "mine" / "byol_quick.yaml").resolve()

@@ -2,10 +2,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medssl.data import SliceStore, StoreError
-from medssl.data import phantom
-from medssl.data.phantom import (HU_MAX, HU_MIN, Patient, Tissue, patient_rng, phantom_volume,
-                                 render_body, render_head, write_phantom_store)
+from medssl.data import SliceStore, StoreError, phantom
+from medssl.data.phantom import (
+    HU_MAX,
+    HU_MIN,
+    Patient,
+    Tissue,
+    patient_rng,
+    phantom_volume,
+    render_body,
+    render_head,
+    write_phantom_store,
+)
 
 
 def test_volume_is_reproducible_and_independent_of_other_patients():

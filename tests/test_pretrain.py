@@ -11,10 +11,11 @@ import torch
 import torchvision
 from torch.utils.data import DataLoader, Dataset
 
-from conftest import phantom_store, run_two_process_ddp
-from medssl.pretrain.cli import pretrain_cli
 from medssl.pretrain import methods
+from medssl.pretrain.cli import pretrain_cli
 from medssl.pretrain.methods import BYOL, MoCoV2, SwAV, method_names
+
+from conftest import phantom_store, run_two_process_ddp
 
 ROOT = Path(__file__).resolve().parents[1]
 

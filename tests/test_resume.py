@@ -18,13 +18,19 @@ from pathlib import Path
 import pytest
 import torch
 
+from medssl.pretrain.cli import pretrain_cli
+from medssl.pretrain.methods import method_names
+from medssl.pretrain.resume import (
+    AtomicCheckpointIO,
+    ResumeError,
+    checkpoint_problem,
+    find_resume_checkpoint,
+    run_checkpoints,
+)
+
 import step_record
 from conftest import phantom_store
 from registered import quick_views
-from medssl.pretrain.cli import pretrain_cli
-from medssl.pretrain.methods import method_names
-from medssl.pretrain.resume import (AtomicCheckpointIO, ResumeError, checkpoint_problem,
-                           find_resume_checkpoint, run_checkpoints)
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent

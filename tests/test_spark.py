@@ -9,12 +9,13 @@ import torch
 import torchvision
 from torch.utils.data import DataLoader, Dataset
 
-from conftest import phantom_store, run_two_process_ddp
-from medssl.pretrain.cli import pretrain_cli
-from medssl.pretrain.methods import SparK
 from medssl.models import build_backbone
 from medssl.models.spark_decoder import Densify, LightDecoder, UpBlock
 from medssl.models.sparse import SparseResNet, mask_at, masked_batch_norm, random_mask
+from medssl.pretrain.cli import pretrain_cli
+from medssl.pretrain.methods import SparK
+
+from conftest import phantom_store, run_two_process_ddp
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from medssl.checkpoints import CheckpointError
+from medssl.checkpoints.export import export_backbone
 from medssl.data.phantom_tasks import TaskCounts, write_phantom_tasks
 from medssl.downstream import sweep as sweep_module
 from medssl.downstream.cli import finetune_settings
 from medssl.downstream.report import METRICS, write_report
 from medssl.downstream.sweep import SweepConfig, run_sweep
 from medssl.downstream.tasks import TaskError
-from medssl.checkpoints.export import export_backbone
 from medssl.models import build_backbone
 
 ROOT = Path(__file__).resolve().parents[1]

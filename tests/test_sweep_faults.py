@@ -70,7 +70,7 @@ def test_torn_last_row_is_named_and_run_again(tmp_path, fake_sweep, keep):
     torn = lines[-1][:keep]
     out.write_bytes(b"".join(lines[:-1]) + torn)
 
-    with pytest.warns(UserWarning, match=rf"results\.csv.*row 5"):
+    with pytest.warns(UserWarning, match=r"results\.csv.*row 5"):
         table = run_sweep(CONFIG, out, progress=False)
     assert [c[:2] for c in fake_sweep] == [last_key]  # only the torn run again
     assert len(table) == 4 and not table[["task", "checkpoint", "fraction", "seed"]].duplicated().any()
@@ -224,9 +224,9 @@ def test_a_folder_that_is_not_a_store_says_how_to_make_one(tmp_path):
 
 
 def test_an_unfinished_store_is_still_called_interrupted(tmp_path):
-    from medssl.data.store import SliceStoreWriter
-
     import numpy as np
+
+    from medssl.data.store import SliceStoreWriter
 
     writer = SliceStoreWriter(tmp_path / "store", 8, shard_slices=2)
     rows = [{"source": "a", "patient_id": "p", "series_uid": "s", "modality": "CT", "slice_index": i,

@@ -5,10 +5,11 @@ import torch
 import yaml
 from scipy.stats import ks_2samp
 
-from medssl.pretrain.batch_views import BatchMultiView
 from medssl.data.intensity import HUToIntensity
 from medssl.data.phantom import phantom_volume
+from medssl.pretrain.batch_views import BatchMultiView
 from medssl.pretrain.views import MultiView
+
 from conftest import ROOT
 
 VIEWS = 500

@@ -11,8 +11,8 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from functools import partial
 from enum import IntEnum
+from functools import partial
 from pathlib import Path
 
 import numpy as np

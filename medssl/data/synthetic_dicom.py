@@ -10,9 +10,16 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import (CTImageStorage, ExplicitVRBigEndian, ExplicitVRLittleEndian,
-                         ImplicitVRLittleEndian, JPEG2000Lossless, MRImageStorage, RLELossless,
-                         generate_uid)
+from pydicom.uid import (
+    CTImageStorage,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    MRImageStorage,
+    RLELossless,
+    generate_uid,
+)
 
 SOP_CLASS = {"CT": CTImageStorage, "MR": MRImageStorage}
 

@@ -13,7 +13,7 @@ from jsonargparse import Namespace
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 
-from ..pretrain.cli import default_precision
+from ..precision import default_precision
 from .finetune import FineTune, TaskDataModule
 from .results import writing
 

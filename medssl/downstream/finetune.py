@@ -12,7 +12,7 @@ from torchvision.transforms import v2 as T
 
 from ..checkpoints import load_backbone
 from ..models.backbone import BACKBONES
-from .knn import KNN, K, TEMPERATURE
+from .knn import KNN, TEMPERATURE, K
 from .metrics import ClassificationMetrics
 from .scores import SCORES
 from .subsets import nested_subsets

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import torch
 from torchmetrics import MetricCollection
-from torchmetrics.classification import (BinaryAUROC, MulticlassAccuracy, MulticlassAUROC,
-                                         MulticlassConfusionMatrix, MulticlassF1Score,
-                                         MulticlassPrecision, MulticlassRecall)
+from torchmetrics.classification import (
+    BinaryAUROC,
+    MulticlassAccuracy,
+    MulticlassAUROC,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
 
 from .scores import ALSO_NAMED, SCORES
 

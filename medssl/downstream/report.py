@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .scores import METRICS
 from .results import ResultsError, read_results, writing
+from .scores import METRICS
 
 
 def summarise(results: pd.DataFrame) -> pd.DataFrame:

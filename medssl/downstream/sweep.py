@@ -23,8 +23,8 @@ from tqdm.auto import tqdm
 from ..checkpoints import read_backbone
 from .cli import finetune_cli, finetune_settings
 from .finetune import TaskDataModule
-from .scores import SCORES
 from .results import COLUMNS, KEY, append_row, read_results, repair, writing  # noqa: F401
+from .scores import SCORES
 from .subsets import DEFAULT_FRACTIONS
 
 RANDOM = "random"

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from lightning_fabric.plugins.environments import SLURMEnvironment
 from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.cli import LightningCLI
@@ -11,6 +10,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.plugins.io import CheckpointIO
 from pytorch_lightning.utilities import rank_zero_info
 
+from ..precision import default_precision
 from . import methods
 from .callbacks import ExportBackbone
 from .datamodule import SliceStoreDataModule
@@ -79,8 +79,3 @@ def pretrain_cli(method: str | type, args=None, run: bool = True) -> LightningCL
             ExportBackbone(),
         ]},
     )
-
-
-def default_precision() -> str:
-    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return "bf16-mixed" if bf16 else "32-true"

@@ -8,10 +8,10 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from .resume import run_seed, step_seed
 from ..data.intensity import HUToIntensity
 from ..data.store import SliceStore
 from .batch_views import BatchMultiView
+from .resume import run_seed, step_seed
 from .views import MultiView
 
 AUGMENT_ON = ("auto", "workers", "device")

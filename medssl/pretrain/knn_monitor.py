@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ..data.store import SliceStore
 from ..downstream.formats.medmnist import read_npz
-from ..downstream.knn import KNN, K, TEMPERATURE
+from ..downstream.knn import KNN, TEMPERATURE, K
 
 
 def load_labelled(path: str | Path, intensity=None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

@@ -28,8 +28,8 @@ from .discover import discover
 from .images import read_image
 from .nifti import read_volume
 from .report import ErrorsReport
-from .workers import init_worker
 from .resample import fit_to_size, to_int16
+from .workers import init_worker
 
 ERRORS_FILE = "ingest_errors.csv"
 SUMMARY_FILE = "ingest_summary.json"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
+from ...checkpoints.loader import MEDSSL_KEY
 from ...models import build_backbone, feature_dim
 from ..resume import run_seed, step_seed
 from .optimizer import OptimizerConfig
@@ -127,14 +128,14 @@ class PretrainMethod(pl.LightningModule):
 
     # --- checkpoints -------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["medssl"] = {"method": self.method_name, "arch": self.arch}
+        checkpoint[MEDSSL_KEY] = {"method": self.method_name, "arch": self.arch}
         # lightly keeps queues out of the state dict; keep them so a resumed run goes on with them
-        checkpoint["medssl"]["queues"] = {
+        checkpoint[MEDSSL_KEY]["queues"] = {
             name: {"bank": m.bank.detach().cpu(), "ptr": m.bank_ptr.detach().cpu()}
             for name, m in self.named_modules() if isinstance(m, Queue)}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        queues = checkpoint.get("medssl", {}).get("queues", {})
+        queues = checkpoint.get(MEDSSL_KEY, {}).get("queues", {})
         modules = dict(self.named_modules())
         for name, saved in queues.items():
             if name in modules:

@@ -7,18 +7,25 @@ methods in ``medssl/pretrain/methods/__init__.py``::
 
     register_method(SimSiam)
 
-under its class's ``method_name``, with its configs ``Pre-Training/configs/<name>.yaml`` (the
-full run) and ``<name>_quick.yaml`` (a few minutes on a CPU) unless ``config_dir`` says where
-they are. See docs/adding-a-method.md.
+under its class's ``method_name``, with its configs ``<name>.yaml`` (the full run) and
+``<name>_quick.yaml`` (a few minutes on a CPU) in ``config_dir``: by default
+``$MEDSSL_PRETRAIN_CONFIGS``, else ``Pre-Training/configs`` of the working directory (the
+repository's root), never a path inside the installed package. See docs/adding-a-method.md.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "Pre-Training" / "configs"
+CONFIGS_ENV = "MEDSSL_PRETRAIN_CONFIGS"
+
+
+def default_config_dir() -> Path:
+    """``$MEDSSL_PRETRAIN_CONFIGS``, else ``./Pre-Training/configs`` (absolute)."""
+    return Path(os.environ.get(CONFIGS_ENV) or Path.cwd() / "Pre-Training" / "configs").resolve()
 
 
 @dataclass(frozen=True)
@@ -27,17 +34,21 @@ class MethodEntry:
 
     name: str
     cls: type
-    config_dir: Path = CONFIG_DIR
+    config_dir: Path | None = None  # None: default_config_dir() when asked
+
+    @property
+    def configs(self) -> Path:
+        return self.config_dir or default_config_dir()
 
     @property
     def config(self) -> Path:
         """The full run's config (the study's settings)."""
-        return self.config_dir / f"{self.name}.yaml"
+        return self.configs / f"{self.name}.yaml"
 
     @property
     def quick_config(self) -> Path:
         """A few minutes on a laptop CPU: ResNet-18, small images, small heads."""
-        return self.config_dir / f"{self.name}_quick.yaml"
+        return self.configs / f"{self.name}_quick.yaml"
 
     def data_config(self, quick: bool = False) -> dict:
         """The ``data`` section of a config (views, intensity, batch size)."""
@@ -53,7 +64,7 @@ def register_method(cls: type, config_dir: str | Path | None = None) -> MethodEn
     known = METHODS.get(name)
     if known is not None and known.cls is not cls:
         raise ValueError(f"a method named {name!r} is already registered: {known.cls.__qualname__}")
-    entry = MethodEntry(name, cls, Path(config_dir) if config_dir else CONFIG_DIR)
+    entry = MethodEntry(name, cls, Path(config_dir).resolve() if config_dir else None)
     METHODS[name] = entry
     return entry
 

@@ -5,8 +5,8 @@ import torch
 from lightly.utils.scheduler import cosine_schedule
 
 from ...models import build_backbone
-from ...models.sparse import STRIDE, SparseResNet, random_mask
 from ...models.spark_decoder import Densify, LightDecoder
+from ...models.sparse import STRIDE, SparseResNet, random_mask
 from .base import PretrainMethod
 from .optimizer import OptimizerConfig
 
