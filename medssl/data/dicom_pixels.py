@@ -9,11 +9,23 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
+from pydicom.misc import is_dicom
 from pydicom.pixels import apply_modality_lut, get_decoder
 
 from .errors import UnreadableInput
 
 AIR_HU = -1024
+DICOM_SUFFIXES = {".dcm", ".dicom", ".ima"}
+
+
+def looks_like_dicom(path: Path) -> bool:
+    """A DICOM suffix, or the 'DICM' preamble (pydicom's check); False for an unreadable file."""
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        return is_dicom(path)
+    except OSError:
+        return False
 
 
 def one_line(err: Exception) -> str:

@@ -12,33 +12,22 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from pydicom.misc import is_dicom
 from tqdm.auto import tqdm
 
-from ..data.dicom_pixels import read_pixels
+from ..data.dicom_pixels import looks_like_dicom, read_pixels
 from ..data.errors import UnreadableInput
 from ..data.images import IMAGE_SUFFIXES, read_picture
 from ..data.intensity import HUToIntensity
 
-DICOM_SUFFIXES = {".dcm", ".dicom", ".ima"}
 NOT_AN_IMAGE = ("not an image: neither an image suffix (" + ", ".join(sorted(IMAGE_SUFFIXES))
                 + ") nor DICOM (a .dcm/.dicom/.ima suffix or the 'DICM' preamble); ignored")
-
-
-def is_dicom_file(path: Path) -> bool:
-    if path.suffix.lower() in DICOM_SUFFIXES:
-        return True
-    try:
-        return is_dicom(path)
-    except OSError:
-        return False
 
 
 def image_kind(path: Path) -> str | None:
     """'image', 'dicom', or None for a file that is not an image (see the module's rule)."""
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return "image"
-    return "dicom" if is_dicom_file(path) else None
+    return "dicom" if looks_like_dicom(path) else None
 
 
 def read_grey(path: str | Path, intensity: HUToIntensity | None = None) -> np.ndarray:

@@ -5,10 +5,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..dicom_pixels import looks_like_dicom
 from ..images import IMAGE_SUFFIXES
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
-DICOM_SUFFIXES = {".dcm", ".dicom", ".ima", ""}
 # Files that are certainly not images (annotations, notes, checksums, archives).
 OTHER_SUFFIXES = {".xml", ".txt", ".json", ".csv", ".md", ".md5", ".zip", ".gz", ".tar",
                   ".pdf", ".html", ".log", ".yaml", ".yml", ".py", ".npz", ".npy", ".pkl"}
@@ -23,15 +23,6 @@ class Found:
     missing: list[Path] = field(default_factory=list)
 
 
-def _has_dicom_magic(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            f.seek(128)
-            return f.read(4) == b"DICM"
-    except OSError:
-        return False
-
-
 def kind_of(path: Path) -> str:
     name = path.name.lower()
     if name.endswith(NIFTI_SUFFIXES):
@@ -39,7 +30,7 @@ def kind_of(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
         return "image"
-    if suffix in DICOM_SUFFIXES or _has_dicom_magic(path):
+    if suffix == "" or looks_like_dicom(path):
         return "dicom"
     if suffix in OTHER_SUFFIXES:
         return "other"
