@@ -18,7 +18,9 @@ def without_code(markdown: str) -> str:
 
 
 def markdown_files():
-    return sorted({ROOT / "README.md", *ROOT.glob("docs/*.md"), *ROOT.glob("*/README.md")})
+    """The project's pages: not those of tool caches (.pytest_cache/README.md)."""
+    pages = {ROOT / "README.md", *ROOT.glob("docs/*.md"), *ROOT.glob("*/README.md")}
+    return sorted(p for p in pages if not p.relative_to(ROOT).parts[0].startswith("."))
 
 
 def anchors(markdown: str) -> set[str]:
