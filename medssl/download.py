@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 from .checksums import file_digest
+from .files import atomic_write_bytes
 
 
 class DownloadError(RuntimeError):
@@ -112,8 +113,7 @@ def extract_zip(archive: Path, folder: Path) -> bool:
                             "it afresh.") from err
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(partial, folder)
-    tmp = record.with_name(record.name + ".tmp")
-    tmp.write_text(json.dumps({"archive": archive.name, "archive_bytes": archive.stat().st_size,
-                               "files": {n: i.file_size for n, i in files.items()}}, indent=1))
-    os.replace(tmp, record)
+    atomic_write_bytes(record, json.dumps({"archive": archive.name, "archive_bytes": archive.stat().st_size,
+                                           "files": {n: i.file_size for n, i in files.items()}},
+                                          indent=1).encode())
     return True

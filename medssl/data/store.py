@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..checksums import file_digest
+from ..files import atomic_write_bytes
 
 FORMAT = "medssl-slice-store"
 VERSION = 1
@@ -48,15 +49,6 @@ SAMPLE_BLOCKS, SAMPLE_BLOCK_BYTES = 8, 4096  # blocks of each shard hashed at wr
 
 class StoreError(RuntimeError):
     """A slice store is missing, incomplete or damaged."""
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _sample_digest(f, size: int) -> str:
@@ -326,7 +318,7 @@ class SliceStoreWriter:
                                  f"{before}, this write asks for {settings}.")
         # A complete store keeps its store.json and manifest (it stays readable) until close()
         # replaces them; new shards only ever come after the ones it lists.
-        _atomic_write_bytes(pending, json.dumps(settings).encode())
+        atomic_write_bytes(pending, json.dumps(settings).encode())
         for record_file in sorted(shard_dir.glob("*.json")):
             record = json.loads(record_file.read_text())
             if tuple(record["size"]) != self.size:
@@ -389,9 +381,9 @@ class SliceStoreWriter:
         raw = io.BytesIO()
         np.save(raw, data, allow_pickle=False)
         payload = raw.getvalue()
-        _atomic_write_bytes(shard_dir / f"{name}.npy", payload)
+        atomic_write_bytes(shard_dir / f"{name}.npy", payload)
         rows = pd.concat(self._rows, ignore_index=True)
-        _atomic_write_bytes(shard_dir / f"{name}.csv", rows.to_csv(index=False).encode())
+        atomic_write_bytes(shard_dir / f"{name}.csv", rows.to_csv(index=False).encode())
         record = {
             "file": f"{SHARD_DIR}/{name}.npy",
             "rows": f"{name}.csv",
@@ -401,7 +393,7 @@ class SliceStoreWriter:
             "sha256": hashlib.sha256(payload).hexdigest(),
             "sample_blake2b": _sample_digest(io.BytesIO(payload), len(payload)),
         }
-        _atomic_write_bytes(shard_dir / f"{name}.json", json.dumps(record).encode())
+        atomic_write_bytes(shard_dir / f"{name}.json", json.dumps(record).encode())
         self._shards.append(record)
         self.done_groups.update(rows[self.group_column].astype(str))
         self._buffer, self._rows, self._buffered = [], [], 0
@@ -413,7 +405,7 @@ class SliceStoreWriter:
         reads its own rows from the start of it, so the store is readable at every moment."""
         self.flush()
         manifest = self.written_rows()
-        _atomic_write_bytes(self.path / MANIFEST_FILE, manifest.to_csv(index=False).encode())
+        atomic_write_bytes(self.path / MANIFEST_FILE, manifest.to_csv(index=False).encode())
         meta = {
             "format": FORMAT,
             "version": VERSION,
@@ -426,7 +418,7 @@ class SliceStoreWriter:
                         if k in s} for s in self._shards],
             "attrs": self.attrs,
         }
-        _atomic_write_bytes(self.path / META_FILE, json.dumps(meta, indent=1).encode())
+        atomic_write_bytes(self.path / META_FILE, json.dumps(meta, indent=1).encode())
         (self.path / PENDING_FILE).unlink(missing_ok=True)
         return SliceStore(self.path)
 

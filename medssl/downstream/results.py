@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..files import atomic_write_bytes
 from .scores import SCORES
 
 KEY = ["task", "checkpoint", "mode", "fraction", "seed"]
@@ -150,13 +151,8 @@ def repair(path: str | os.PathLike) -> pd.DataFrame:
         with writing(aside), open(aside, "ab") as f:
             f.write(b"".join(line if line.endswith(b"\n") else line + b"\n"
                              for _, _, line in found.torn))
-        tmp = path.with_name(path.name + ".tmp")
-        with writing(tmp):
-            with open(tmp, "wb") as f:
-                f.write(found.header + b"".join(found.rows))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+        with writing(path.with_name(path.name + ".tmp")):
+            atomic_write_bytes(path, found.header + b"".join(found.rows))
     return _frame(found)
 
 
