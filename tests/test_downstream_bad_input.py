@@ -174,7 +174,7 @@ def test_csv_labels_are_stripped_and_merges_are_reported(tmp_path):
 def test_training_loader_never_ends_with_a_batch_of_one(tmp_path):
     from torchvision.models import resnet18
 
-    from medssl.downstream.finetune import TaskDataModule
+    from medssl.downstream.datamodule import TaskDataModule
 
     class_folders(tmp_path / "img", per_class=9)
     batch = 4
@@ -198,7 +198,7 @@ def test_finetune_run_lists_the_skipped_files_in_its_log_folder(tmp_path):
     import pytorch_lightning as pl
     from pytorch_lightning.loggers import CSVLogger
 
-    from medssl.downstream.finetune import TaskDataModule
+    from medssl.downstream.datamodule import TaskDataModule
 
     root = class_folders(tmp_path / "data")
     truncated_jpeg(root / "a" / "cut.jpg")

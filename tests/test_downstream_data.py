@@ -78,7 +78,7 @@ def test_medmnist_npz(phantom_tasks, tmp_path):
 def test_a_format_is_one_module_and_one_registry_entry(tmp_path, monkeypatch):
     """A throwaway format (images, labels and splits as .npy files) registered here is read by
     load_task and by the fine-tuning data module, and written by its own writer."""
-    from medssl.downstream.finetune import TaskDataModule
+    from medssl.downstream.datamodule import TaskDataModule
 
     def write(path, samples, classes):
         samples = list(samples)

@@ -13,7 +13,8 @@ from medssl.checkpoints.export import export_backbone
 from medssl.checkpoints.formats import CheckpointFormat
 from medssl.data.phantom_tasks import TaskCounts, write_phantom_tasks
 from medssl.downstream.cli import finetune_cli
-from medssl.downstream.finetune import FineTune, TaskDataModule
+from medssl.downstream.datamodule import TaskDataModule
+from medssl.downstream.finetune import FineTune
 from medssl.models import build_backbone
 from medssl.pretrain.knn_monitor import KNNMonitor
 

@@ -14,7 +14,8 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 
 from ..precision import default_precision
-from .finetune import FineTune, TaskDataModule
+from .datamodule import TaskDataModule
+from .finetune import FineTune
 from .results import writing
 
 TRAINER_DEFAULTS = {"max_epochs": 70, "devices": 1}

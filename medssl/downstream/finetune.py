@@ -1,123 +1,19 @@
 """Fine-tuning (and linear probing) of a pre-trained ResNet on a labelled task."""
 from __future__ import annotations
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from pytorch_lightning.callbacks import BaseFinetuning
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
-from torchvision.transforms import v2 as T
 
 from ..checkpoints import load_backbone
 from ..models.backbone import BACKBONES
 from .knn import KNN, TEMPERATURE, K
 from .metrics import ClassificationMetrics
 from .scores import SCORES
-from .subsets import nested_subsets
-from .tasks import TaskData, load_task
 
 MODES = ("finetune", "linear", "knn")
-
-
-class TaskImages(Dataset):
-    """(image (3, size, size) normalised, label) for the chosen items of one split."""
-
-    def __init__(self, task: TaskData, split: str, indices, size: int, augment: bool,
-                 mean: float, std: float):
-        self.task, self.split, self.indices = task, split, np.asarray(indices)
-        steps = [T.Resize((size, size), antialias=True)]
-        if augment:  # light: small shifts, rotations and flips
-            steps += [T.RandomAffine(degrees=10, translate=(0.05, 0.05), scale=(0.95, 1.05)),
-                      T.RandomHorizontalFlip()]
-        self.transform = T.Compose(steps + [T.Normalize([mean], [std])])
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i):
-        index = int(self.indices[i])
-        image = torch.from_numpy(self.task.image(self.split, index))[None]
-        return self.transform(image).expand(3, -1, -1), int(self.task.splits[self.split].labels[index])
-
-
-class NoSingleTail(BatchSampler):
-    """Batches of ``batch_size``; a last batch of one joins the batch before it (BatchNorm
-    cannot train on one image at small feature maps)."""
-
-    def __iter__(self):
-        pending = None
-        for batch in super().__iter__():
-            if pending is not None and len(batch) == 1:
-                batch = pending + batch
-            elif pending is not None:
-                yield pending
-            pending = batch
-        if pending is not None:
-            yield pending
-
-    def __len__(self) -> int:
-        n = super().__len__()
-        return n - 1 if n > 1 and not self.drop_last and len(self.sampler) % self.batch_size == 1 else n
-
-
-class TaskDataModule(pl.LightningDataModule):
-    """A task (``kind``: covid, medmnist, brain, folder, csv) at a training fraction.
-
-    ``fraction`` and ``seed`` pick a stratified, nested subset of the training split (at least
-    ``min_per_class`` images per class); val and test stay whole. ``val_fraction`` and
-    ``test_fraction`` size the seeded splits of the tasks that have none of their own.
-    """
-
-    def __init__(self, kind: str, path: str, image_size: int = 224, batch_size: int = 64,
-                 fraction: float = 1.0, seed: int = 0, min_per_class: int = 2,
-                 augment: bool = False, num_workers: int = 4, val_fraction: float = 0.15,
-                 test_fraction: float = 0.2, mean: float = 0.5, std: float = 0.25):
-        super().__init__()
-        self.save_hyperparameters()
-        self.task: TaskData | None = None
-
-    def load(self) -> TaskData:
-        """Read and check the task (every problem is an error here, before training)."""
-        if self.task is None:
-            h = self.hparams
-            self.task = load_task(h.kind, h.path, val_fraction=h.val_fraction,
-                                  test_fraction=h.test_fraction, seed=h.seed)
-            train = self.task.splits["train"].labels
-            self.train_indices = nested_subsets(train, [h.fraction], h.seed, h.min_per_class)[h.fraction]
-        return self.task
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.load().classes)
-
-    def setup(self, stage=None) -> None:
-        self.load()
-        trainer = self.trainer
-        if trainer is not None and trainer.loggers:  # the files left out, listed next to the results
-            folder = trainer.log_dir  # called by every process: it may synchronise them
-            if folder and trainer.is_global_zero:
-                self.task.write_skipped(folder)
-
-    def _loader(self, split, indices, train):
-        h = self.hparams
-        data = TaskImages(self.task, split, indices, h.image_size, h.augment and train, h.mean, h.std)
-        common = dict(num_workers=h.num_workers, persistent_workers=h.num_workers > 0,
-                      pin_memory=torch.cuda.is_available())
-        if train:
-            return DataLoader(data, batch_sampler=NoSingleTail(RandomSampler(data), h.batch_size, False),
-                              **common)
-        return DataLoader(data, batch_size=h.batch_size, **common)
-
-    def train_dataloader(self):
-        return self._loader("train", self.train_indices, True)
-
-    def val_dataloader(self):
-        return self._loader("val", range(len(self.task.splits["val"])), False)
-
-    def test_dataloader(self):
-        return self._loader("test", range(len(self.task.splits["test"])), False)
 
 
 class FreezeBackbone(BaseFinetuning):

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoints import read_backbone
 from .cli import finetune_cli, finetune_settings
-from .finetune import TaskDataModule
+from .datamodule import TaskDataModule
 from .results import COLUMNS, KEY, append_row, read_results, repair, writing  # noqa: F401
 from .scores import SCORES
 from .subsets import DEFAULT_FRACTIONS
