@@ -1,106 +1,151 @@
-"""From results.csv to a markdown table (mean +- std over seeds) and plots like the study's.
+"""From results.csv to the answer to "does pre-training help?": verdict and labels-saved lines,
+tables of mean +- std over seeds and of paired differences to a baseline, plots, CSVs.
 
 Incomplete rows (a sweep killed while writing one) are named in a warning and left out."""
 from __future__ import annotations
 
-import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from .comparison import (
+    GROUP,
+    differences,
+    display,
+    drop_repeats,
+    findings,
+    label_checkpoints,
+    percent,
+    resolve_baseline,
+    summarise,
+)
+from .report_plots import colours, plot_confusions, plot_scores
 from .results import ResultsError, read_results, writing
 from .scores import METRICS
 
 
-def summarise(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std over seeds per task x method x fraction (columns metric_mean, metric_std)."""
-    grouped = results.groupby(["task", "method", "fraction"])
-    table = grouped[list(METRICS)].agg(["mean", "std"])
-    table.columns = [f"{m}_{s}" for m, s in table.columns]
-    table["runs"] = grouped.size()
-    table["n_train"] = grouped["n_train"].mean()
-    return table.reset_index()
+@dataclass
+class Report:
+    """A sweep's results read once, with everything the files show."""
+
+    source: Path
+    results: pd.DataFrame  # the runs, with a ``label`` per checkpoint
+    baseline: str | None  # the label compared with; None: the sweep has no random init and none was named
+    metric: str  # the score the verdicts and labels-saved lines use
+    summary: pd.DataFrame
+    differences: pd.DataFrame
+    findings: list[str]
+    confidence: float = 0.95
+
+    def group_name(self, task: str, mode: str) -> str:
+        """The task's name, with its mode where one results file holds several modes of it."""
+        modes = self.results[self.results.task == task]["mode"].unique()
+        return task if len(modes) == 1 else f"{task}_{mode}"
+
+    def markdown(self) -> str:
+        lines = ["# Downstream results", ""]
+        if self.baseline is None:
+            lines += [f"No baseline: {self.source.name} has no random-init runs; name one with `--baseline` "
+                      f"(labels: {', '.join(sorted(self.results.label.unique()))}).", ""]
+        else:
+            lines += [f"## Does pre-training help? ({self.metric}, compared with {display(self.baseline)})", "",
+                      *[f"- {line}" for line in self.findings], "",
+                      f"Verdicts come from the {self.confidence * 100:g} % interval of the difference to "
+                      f"{display(self.baseline)}, paired by seed (the same labelled subset): 'beats' when the "
+                      "whole interval is above zero, 'worse' when below, 'no difference' when it holds zero. "
+                      "See docs/reading-the-report.md.", ""]
+        for (task, mode), part in self.summary.groupby(GROUP):
+            name = self.group_name(task, mode)
+            lines += [f"## {task}, {mode}", "", f"![{name}]({name}_metrics.png)", ""]
+            fractions = sorted(part.fraction.unique(), reverse=True)
+            header = ["| label | " + " | ".join(f"{percent(f)} (n={round(part[part.fraction == f].n_train.mean())})"
+                                                for f in fractions) + " |", "|---|" + "---:|" * len(fractions)]
+            labels = sorted(part.label.unique(), key=lambda label: (label != self.baseline, label))
+            for metric in METRICS:
+                lines += [f"### {metric}: mean +- std over seeds", "", *header]
+                for label in labels:
+                    rows = part[part.label == label].set_index("fraction")
+                    lines.append(f"| {display(label)} | " + " | ".join(
+                        _mean_std(rows.loc[f], metric) if f in rows.index else "" for f in fractions) + " |")
+                lines.append("")
+                if self.baseline in labels and len(labels) > 1:
+                    own = self.differences[(self.differences.task == task) & (self.differences["mode"] == mode)
+                                           & (self.differences.metric == metric)]
+                    lines += [f"### {metric}: difference to {display(self.baseline)} (paired by seed, "
+                              f"{self.confidence * 100:g} % interval; bold: the interval excludes 0)", "", *header]
+                    for label in labels[1:]:
+                        rows = own[own.label == label].set_index("fraction")
+                        lines.append(f"| {display(label)} | " + " | ".join(
+                            _difference(rows.loc[f]) if f in rows.index else "" for f in fractions) + " |")
+                    lines.append("")
+        return "\n".join(lines)
+
+    def write(self, out_dir: str | Path) -> dict[str, Path]:
+        """results.md, summary.csv, differences.csv and per task (x mode) the metrics and confusion
+        plots; {name: path}."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"table": out / "results.md", "summary": out / "summary.csv"}
+        with writing(paths["summary"]):
+            self.summary.to_csv(paths["summary"], index=False)
+        if self.baseline is not None:
+            paths["differences"] = out / "differences.csv"
+            with writing(paths["differences"]):
+                self.differences.to_csv(paths["differences"], index=False)
+        with writing(paths["table"]):
+            paths["table"].write_text(self.markdown())
+        palette = colours(self.results.label.unique(), self.baseline)
+        for (task, mode), part in self.summary.groupby(GROUP):
+            name = self.group_name(task, mode)
+            diffs = self.differences[(self.differences.task == task) & (self.differences["mode"] == mode)]
+            paths[f"plot_{name}"] = plot_scores(part, diffs if self.baseline in set(part.label) else None,
+                                                self.baseline, palette, f"{task}, {mode}", out / f"{name}_metrics.png")
+            runs = self.results[(self.results.task == task) & (self.results["mode"] == mode)]
+            paths[f"confusion_{name}"] = plot_confusions(runs, palette, self.baseline, out / f"{name}_confusion.png")
+        return paths
 
 
-def markdown(summary: pd.DataFrame) -> str:
-    lines = ["# Downstream results (mean +- std over seeds)", ""]
-    for task, part in summary.groupby("task"):
-        fractions = sorted(part["fraction"].unique(), reverse=True)
-        for metric in METRICS:
-            lines += [f"## {task}: {metric}", "",
-                      "| method | " + " | ".join(f"{f:g} (n={int(part[part.fraction == f].n_train.iloc[0])})"
-                                                  for f in fractions) + " |",
-                      "|---|" + "---:|" * len(fractions)]
-            for method, rows in part.groupby("method"):
-                cells = []
-                for f in fractions:
-                    row = rows[rows.fraction == f]
-                    if row.empty:
-                        cells.append("")
-                    else:
-                        std = row[f"{metric}_std"].iloc[0]
-                        cells.append(f"{row[f'{metric}_mean'].iloc[0]:.3f} +- {0.0 if np.isnan(std) else std:.3f}")
-                lines.append(f"| {method} | " + " | ".join(cells) + " |")
-            lines.append("")
-    return "\n".join(lines)
+def _mean_std(row: pd.Series, metric: str) -> str:
+    mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+    return f"{mean:.3f} (1 seed)" if row["runs"] == 1 or math.isnan(std) else f"{mean:.3f} +- {std:.3f}"
 
 
-def write_report(results_csv: str | Path, out_dir: str | Path) -> dict[str, Path]:
-    import matplotlib
+def _difference(row: pd.Series) -> str:
+    if row["pairs"] < 2:
+        text = "n/a" if row["pairs"] == 0 else f"{row['mean']:+.3f}"
+    else:
+        text = f"{row['mean']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}]"
+        if row["verdict"] in ("better", "worse"):
+            text = f"**{text}**"
+    left_out = f", {row['left_out']} left out" if row["left_out"] else ""
+    return f"{text} (n={row['pairs']}{left_out})"
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    results = read_results(results_csv)
+def build_report(results_csv: str | Path, baseline: str | None = None, metric: str = "accuracy",
+                 reference_fraction: float | None = None, confidence: float = 0.95) -> Report:
+    """Read ``results_csv`` and compare every checkpoint with ``baseline`` (a label, method or
+    checkpoint; default random init), pairing runs by task, mode, fraction and seed."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; the report's metrics: {', '.join(METRICS)}")
+    source = Path(results_csv)
+    results = read_results(source)
     if results.empty:
-        raise ResultsError(f"{results_csv}: no finished runs to report")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = summarise(results)
-    paths = {"table": out / "results.md", "summary": out / "summary.csv"}
-    with writing(paths["table"]):
-        paths["table"].write_text(markdown(summary))
-    with writing(paths["summary"]):
-        summary.to_csv(paths["summary"], index=False)
-    for task, part in summary.groupby("task"):
-        fig, axes = plt.subplots(1, len(METRICS), figsize=(4.2 * len(METRICS), 3.6), squeeze=False)
-        for ax, metric in zip(axes[0], METRICS):
-            for method, rows in part.groupby("method"):
-                rows = rows.sort_values("n_train")
-                mean, std = rows[f"{metric}_mean"], rows[f"{metric}_std"].fillna(0)
-                ax.plot(rows["n_train"], mean, marker="o", label=method)
-                ax.fill_between(rows["n_train"], mean - std, mean + std, alpha=0.2)
-            ax.set_xscale("log")
-            ax.set_xlabel("training images")
-            ax.set_title(metric)
-            ax.grid(alpha=0.3)
-        axes[0][0].legend(fontsize=8)
-        fig.suptitle(f"{task}: fine-tuning vs training-set size (mean +- std over seeds)")
-        fig.tight_layout()
-        paths[f"plot_{task}"] = out / f"{task}_metrics.png"
-        with writing(paths[f"plot_{task}"]):
-            fig.savefig(paths[f"plot_{task}"], dpi=90)
-        plt.close(fig)
-        paths[f"confusion_{task}"] = _confusions(results[results.task == task], out / f"{task}_confusion.png", plt)
-    return paths
+        raise ResultsError(f"{source}: no finished runs to report")
+    results = label_checkpoints(drop_repeats(results, source))
+    chosen = resolve_baseline(results, baseline, source)
+    summary = summarise(results, confidence)
+    if chosen is None:
+        return Report(source, results, None, metric, summary, differences(results.iloc[:0], ""), [], confidence)
+    diffs = differences(results, chosen, confidence)
+    try:
+        lines = findings(summary, diffs, chosen, metric, reference_fraction)
+    except ResultsError as err:
+        raise ResultsError(f"{source}: {err}") from None
+    return Report(source, results, chosen, metric, summary, diffs, lines, confidence)
 
 
-def _confusions(runs: pd.DataFrame, path: Path, plt) -> Path:
-    """Confusion matrices summed over seeds, at the largest training fraction, per method."""
-    top = runs[runs.fraction == runs.fraction.max()]
-    methods = sorted(top.method.unique())
-    fig, axes = plt.subplots(1, len(methods), figsize=(3.2 * len(methods), 3.2), squeeze=False)
-    for ax, method in zip(axes[0], methods):
-        matrix = np.sum([np.asarray(json.loads(c)) for c in top[top.method == method].confusion], axis=0)
-        ax.imshow(matrix, cmap="Blues")
-        for (i, j), v in np.ndenumerate(matrix):
-            ax.text(j, i, str(int(v)), ha="center", va="center", fontsize=7)
-        ax.set_title(method, fontsize=9)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-    fig.tight_layout()
-    with writing(path):
-        fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+def write_report(results_csv: str | Path, out_dir: str | Path, **options) -> dict[str, Path]:
+    """:func:`build_report` with ``options``, written to ``out_dir``; {name: path}."""
+    return build_report(results_csv, **options).write(out_dir)
