@@ -32,7 +32,7 @@ from medssl.data.phantom import write_phantom_store
 from medssl.data.store import SliceStore
 from medssl.pretrain.batch_views import BatchMultiView
 from medssl.pretrain.datamodule import SliceValues, SliceViews
-from medssl.pretrain.views import MultiView, ViewSpec, blur_kernel_size
+from medssl.pretrain.views import MultiView, ViewSpec, blur_kernel_size, blur_sigma_px
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ def study_views(specs: list[dict]) -> MultiView:
     for (pipeline, _), spec in zip(views.pipelines, views.specs):
         for step in pipeline.transforms:
             if isinstance(step, T.RandomApply) and type(step.transforms[0]).__name__ == "RandomGaussianBlur":
-                step.transforms[0] = T.GaussianBlur(blur_kernel_size(spec), tuple(spec.blur_sigma))
+                step.transforms[0] = T.GaussianBlur(blur_kernel_size(spec), blur_sigma_px(spec))
     return views
 
 

@@ -175,6 +175,34 @@ def test_byol_tau_follows_its_cosine_over_the_real_total_steps():
     assert module.tau(0) == pytest.approx(0.996) and module.tau(total - 1) == 1.0
 
 
+def test_a_max_time_run_stretches_its_schedules_over_the_steps_that_fit_in_its_time(monkeypatch):
+    """A run limited by max_time only (max_epochs -1): with a clock at one second per step and
+    10 seconds, the learning rate and BYOL's tau follow the very curves of a 10-step run."""
+    from pytorch_lightning.callbacks import Timer
+
+    def runs(**limits):
+        history = LossHistory()
+        module = BYOL(arch="resnet18", hidden_dim=64, out_dim=16,
+                      optimizer=BYOL.OPTIMIZER.replace(warmup_epochs=0.5, final_lr_ratio=0.01))
+        trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False, callbacks=[history], **limits)
+        taus = []
+        module.after_optimizer_step = lambda: taus.append(module.ema_rate(module.global_step))
+        trainer.fit(module, DataLoader(FixedViews(2, n=8), batch_size=2))  # 4 steps per epoch
+        return history.lrs, taus
+
+    monkeypatch.setattr(Timer, "time_elapsed", lambda self, interval="train": float(self._trainer.global_step))
+    monkeypatch.setattr(Timer, "time_remaining", lambda self, interval="train": 10.0 - self._trainer.global_step)
+    monkeypatch.setattr(Timer, "setup", lambda self, trainer, *a, **k: setattr(self, "_trainer", trainer))
+    by_time = runs(max_epochs=-1, max_time={"seconds": 10})
+    monkeypatch.undo()
+    by_steps = runs(max_steps=10)
+    assert len(by_time[0]) == len(by_steps[0]) == 10
+    assert by_time[0] == pytest.approx(by_steps[0])  # warm-up 2 steps, then the cosine down to 1 %
+    assert by_time[1] == pytest.approx(by_steps[1])
+    assert by_time[0][-1] < 0.05 * max(by_time[0])
+
+
 def test_resume_continues_at_the_same_step_with_the_queue(store, tmp_path):
     args = cli_args("mocov2", store, tmp_path, "--trainer.max_steps", "2")
     first = pretrain_cli("mocov2", args=args)

@@ -108,3 +108,24 @@ def test_seeded_device_views_draw_from_their_own_stream():
     assert torch.equal(first, again)
     assert not torch.equal(first, second)
     assert not torch.equal(first[0], first[1])  # images of one batch draw apart
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_blur_sigma_is_given_for_224_px_and_scales_with_the_view(batched):
+    """A point through a 64 px view blurred with blur_sigma (2, 2) spreads over 2 * 64 / 224 px
+    (the share of the image a 2 px blur covers at 224 px), not over 2 px."""
+    spec = dict(size=64, count=1, scale=(1.0, 1.0), hflip_p=0.0, blur_p=1.0, blur_sigma=(2.0, 2.0),
+                mean=[0.0], std=[1.0], channels=1)
+    point = torch.zeros(1, 64, 64)
+    point[0, 32, 32] = 1.0
+    if batched:
+        from medssl.pretrain.batch_views import BatchMultiView
+
+        (view,) = BatchMultiView([spec])(point[None], seed=0)
+        view = view[0]
+    else:
+        (view,) = MultiView([spec])(point)
+    profile = view[0].sum(0).double()
+    centre = (profile * torch.arange(64)).sum() / profile.sum()
+    sigma = ((profile * (torch.arange(64) - centre) ** 2).sum() / profile.sum()).sqrt()
+    assert sigma == pytest.approx(2.0 * 64 / 224, rel=0.1)

@@ -19,7 +19,7 @@ from kornia.filters import gaussian_blur2d
 from kornia.geometry.transform import rotate
 from torchvision.ops import roi_align
 
-from .views import ViewSpec, blur_kernel_size
+from .views import ViewSpec, blur_kernel_size, blur_sigma_px
 
 ASPECT_RATIOS = (3 / 4, 4 / 3)  # torchvision's RandomResizedCrop default
 
@@ -67,7 +67,7 @@ class BatchView(torch.nn.Module):
             x = choose(chance(s.jitter_p, n), self.jitter(x), x)
         if s.blur_p > 0:
             kernel = blur_kernel_size(s)
-            sigma = draw(*s.blur_sigma, n)[:, None].expand(n, 2)
+            sigma = draw(*blur_sigma_px(s), n)[:, None].expand(n, 2)
             x = choose(chance(s.blur_p, n), gaussian_blur2d(x, (kernel, kernel), sigma), x)
         if s.noise_p > 0:
             low, high = (math.log(v) for v in s.noise_var)

@@ -38,7 +38,9 @@ class ViewSpec:
         brightness: brightness jitter strength (torchvision's ``ColorJitter``).
         contrast: contrast jitter strength.
         blur_p: probability of a Gaussian blur (kernel about a tenth of ``size``).
-        blur_sigma: range of the blur's sigma, drawn uniformly.
+        blur_sigma: range of the blur's sigma in pixels OF A 224 PX VIEW, drawn uniformly; a view
+            of another size gets it scaled by ``size / 224`` (``blur_sigma_px``), so that a blur
+            erases the same share of the anatomy at every size (2 px on 224 px is 0.6 px on 64 px).
         noise_p: probability of additive Gaussian noise.
         noise_var: range of the noise's variance, drawn log-uniformly.
         mean: normalisation mean (the first value is used: the input is grey).
@@ -108,6 +110,15 @@ class GreyToChannels(torch.nn.Module):
         return x.expand(self.channels, *x.shape[1:]).contiguous() if self.channels != 1 else x
 
 
+BLUR_REFERENCE_SIZE = 224  # the view side ``blur_sigma`` is given for
+
+
+def blur_sigma_px(spec: ViewSpec) -> tuple[float, float]:
+    """The blur's sigma range in pixels of this view (``blur_sigma`` scaled to its size)."""
+    scale = spec.size / BLUR_REFERENCE_SIZE
+    return (spec.blur_sigma[0] * scale, spec.blur_sigma[1] * scale)
+
+
 def blur_kernel_size(spec: ViewSpec) -> int:
     """Odd, about a tenth of the view's side (as SimCLR / SwAV)."""
     return max(3, int(0.1 * spec.size) // 2 * 2 + 1)
@@ -129,7 +140,7 @@ def build_view(spec: ViewSpec) -> T.Compose:
         steps.append(T.RandomApply([T.ColorJitter(spec.brightness, spec.contrast)], p=spec.jitter_p))
     if spec.blur_p > 0:
         kernel = blur_kernel_size(spec)
-        steps.append(T.RandomApply([RandomGaussianBlur(kernel, spec.blur_sigma)], p=spec.blur_p))
+        steps.append(T.RandomApply([RandomGaussianBlur(kernel, blur_sigma_px(spec))], p=spec.blur_p))
     if spec.noise_p > 0:
         steps.append(T.RandomApply([RandomGaussianNoise(tuple(spec.noise_var))], p=spec.noise_p))
     steps.append(T.Normalize(spec.mean[:1], spec.std[:1]))

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import Timer
 
 from ...checkpoints.loader import MEDSSL_KEY
 from ...models import build_backbone, feature_dim
 from ..resume import run_seed, step_seed
 from .optimizer import OptimizerConfig
 from .queue import Queue
+
+UNBOUNDED = 2**31  # steps of a max_time run before its first step is timed
 
 
 class PretrainMethod(pl.LightningModule):
@@ -20,7 +23,8 @@ class PretrainMethod(pl.LightningModule):
     ``**kwargs`` passed on here (``arch``, ``channels_last``, ``compile``).
 
     The learning rate is updated every optimizer step and built from the REAL number of steps
-    (``trainer.estimated_stepping_batches``); see ``OptimizerConfig``.
+    (``total_steps``: from the epochs or steps asked for, or from the time a ``max_time`` run
+    has left); see ``OptimizerConfig``.
 
     Args:
         arch: torchvision ResNet trunk (``resnet18``, ``resnet34``, ``resnet50``, ``resnet101``).
@@ -116,15 +120,27 @@ class PretrainMethod(pl.LightningModule):
 
     def configure_optimizers(self):
         optimizer = self.build_optimizer(self.parameter_groups())
-        total = int(self.trainer.estimated_stepping_batches)
         warmup_epochs = self.optimizer_config.warmup_epochs
-        warmup = min(int(round(warmup_epochs * self.steps_per_epoch())), total) if warmup_epochs else 0
+        warmup = int(round(warmup_epochs * self.steps_per_epoch())) if warmup_epochs else 0
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: self.optimizer_config.lr_factor(step, total, warmup))
+            optimizer, lambda step: self.optimizer_config.lr_factor(step, self.total_steps(step), warmup))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    def total_steps(self) -> int:
-        return max(int(self.trainer.estimated_stepping_batches), 1)
+    def total_steps(self, step: int | None = None) -> int:
+        """The run's length in optimizer steps, which every schedule (learning rate, BYOL's tau,
+        SparK's weight decay) stretches over: from ``max_epochs`` / ``max_steps``, and for a run
+        limited by ``max_time`` the steps that fit in its time, estimated from the time per step
+        so far (re-estimated every step; the shorter limit wins)."""
+        trainer = self.trainer
+        step = self.global_step if step is None else step
+        total = float(trainer.estimated_stepping_batches)  # inf when only max_time bounds the run
+        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+        remaining = timer.time_remaining("train") if timer is not None else None
+        if remaining is not None:
+            elapsed = timer.time_elapsed("train")
+            if step > 0 and elapsed > 0:
+                total = min(total, max(step + 1, step + remaining * step / elapsed))
+        return max(int(min(total, UNBOUNDED)), 1)  # unbounded: no step timed yet
 
     # --- checkpoints -------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:

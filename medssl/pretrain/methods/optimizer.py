@@ -57,9 +57,11 @@ class OptimizerConfig:
         return {**asdict(self), "betas": list(self.betas)}
 
     def lr_factor(self, step: int, total_steps: int, warmup_steps: int) -> float:
-        """The learning rate at ``step``, as a fraction of the peak."""
-        return cosine_warmup_schedule(step, max(total_steps, 1), 1.0, self.final_lr_ratio,
-                                      warmup_steps, self.warmup_start_ratio)
+        """The learning rate at ``step``, as a fraction of the peak (a warm-up longer than the
+        run is cut to the run)."""
+        total_steps = max(total_steps, step + 1, 1)
+        return cosine_warmup_schedule(step, total_steps, 1.0, self.final_lr_ratio,
+                                      min(warmup_steps, total_steps), self.warmup_start_ratio)
 
     def build(self, params, lr: float, fused: bool = False) -> torch.optim.Optimizer:
         """torch's fused kernels for SGD / Adam / AdamW when ``fused`` (CUDA); LARS (lightly)

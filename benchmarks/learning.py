@@ -1,0 +1,346 @@
+"""Does pre-training help? The learning benchmark.
+
+Every registered method pre-trains on the phantom slice store for a fixed time with its quick
+config (``Pre-Training/configs/<method>_quick.yaml``), and its backbone is exported. Then the
+frozen features of each backbone and of random initialisation are scored on the three phantom
+tasks with few labelled images per class, by the kNN vote and by the linear probe (the
+downstream ``knn`` and ``linear`` modes), over several label-subset seeds. Each method's
+paired difference to random init (same subsets, same test images, same input mapping and size)
+is printed with its 95 % interval.
+
+Goal (PASS / MISS per method): on the organ task, with 5 and with 10 labels per class, by kNN
+and by the linear probe, the interval of the difference to random init lies above zero.
+
+    python benchmarks/learning.py                          # every method, 10 minutes each
+    python benchmarks/learning.py --minutes 3 --methods swav spark --work /tmp/learning
+
+Pre-training runs are resumable: the same command again goes on with the runs that did not
+finish and re-uses those that did (``--work`` keeps them). Written: benchmarks/results/
+learning-<machine>.{json,md} and learning-<machine>-*.png (loss curves, views, accuracy).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CONFIGS = ROOT / "Pre-Training" / "configs"
+RANDOM = "random"
+TASKS = {"organ": ("medmnist", "organsmnist_phantom.npz"), "covid": ("covid", "covid"),
+         "brain": ("brain", "brain")}
+GOAL_TASK, GOAL_LABELS, PROBES = "organ", (5, 10), ("knn", "linear")
+ALL = 0  # "every training image" in --labels
+
+
+def registered() -> list[str]:
+    from medssl.pretrain.methods import METHODS
+
+    return sorted(METHODS)
+
+
+# --- data ------------------------------------------------------------------------------------
+def phantom(work: Path) -> Path:
+    """The phantom store and tasks under ``work/phantom`` (made once)."""
+    from medssl.data.phantom import write_phantom_store
+    from medssl.data.phantom_tasks import write_phantom_tasks
+
+    root = work / "phantom"
+    if not (root / "store" / "store.json").exists():
+        write_phantom_store(root / "store", patients=40, slices_per_patient=32, size=64, seed=0, overwrite=True)
+    if not (root / "tasks" / "tasks.json").exists():
+        write_phantom_tasks(root / "tasks", seed=0, overwrite=True)
+    return root
+
+
+# --- pre-training ----------------------------------------------------------------------------
+def max_time(minutes: float) -> str:
+    seconds = int(round(minutes * 60))
+    return f"{seconds // 86400:02d}:{seconds // 3600 % 24:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def pretrain(method: str, store: Path, run_dir: Path, minutes: float, workers: int) -> dict:
+    """Pre-train ``method`` for ``minutes`` (resuming a run cut short); its backbone and figures."""
+    backbone = run_dir / f"{method}_backbone.pt"
+    done = run_dir / "benchmark-done.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    command = [sys.executable, "-m", "medssl.pretrain", method, "fit",
+               "--config", str(CONFIGS / f"{method}_quick.yaml"), "--data.store", str(store),
+               "--data.num_workers", str(workers), "--trainer.max_epochs", "-1",
+               "--trainer.max_time", max_time(minutes), "--trainer.default_root_dir", str(run_dir),
+               "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    print(f"  pre-training {method} for {minutes:g} min: {shlex.join(command[1:])}", flush=True)
+    start = time.perf_counter()
+    log = run_dir / "pretrain.log"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as out:
+        status = subprocess.run(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT).returncode
+    if status != 0 or not backbone.exists():
+        raise RuntimeError(f"pre-training {method} failed (exit {status}); see {log}")
+    meta = torch.load(backbone, map_location="cpu", weights_only=True)
+    record = {"backbone": str(backbone), "steps": meta["steps"], "epochs": meta["epochs"],
+              "seconds": round(time.perf_counter() - start, 1), "loss": loss_curve(run_dir)}
+    done.write_text(json.dumps(record))
+    return record
+
+
+def loss_curve(run_dir: Path) -> list[tuple[int, float]]:
+    """(step, train/loss) from the run's TensorBoard events."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    points = []
+    for events in sorted(run_dir.glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        acc.Reload()
+        if "train/loss" in acc.Tags()["scalars"]:
+            points += [(e.step, e.value) for e in acc.Scalars("train/loss")]
+    return sorted(dict(points).items())
+
+
+# --- features --------------------------------------------------------------------------------
+def input_of(checkpoint: str | None, method: str) -> dict:
+    """Size, mean and std the backbone saw in pre-training (random init: its method's config)."""
+    if checkpoint is not None:
+        views = torch.load(checkpoint, map_location="cpu", weights_only=True)["config"]["data"]["views"]
+    else:
+        views = yaml.safe_load((CONFIGS / f"{method}_quick.yaml").read_text())["data"]["views"]
+    first = views[0]
+    return {"size": int(first["size"]), "mean": float(first["mean"][0]), "std": float(first["std"][0])}
+
+
+@torch.no_grad()
+def features(checkpoint: str | None, arch: str, task, size: int, mean: float, std: float) -> dict:
+    """{split: (L2-normalised pooled features, labels)} of a frozen backbone (eval mode)."""
+    from torch.utils.data import DataLoader
+
+    from medssl.downstream.datamodule import TaskImages
+    from medssl.downstream.finetune import FineTune
+
+    model = FineTune(len(task.classes), checkpoint=checkpoint, arch=arch).eval()
+    out = {}
+    for split in ("train", "val", "test"):
+        data = TaskImages(task, split, range(len(task.splits[split])), size, False, mean, std)
+        feats = [model.features(x) for x, _ in DataLoader(data, batch_size=128)]
+        out[split] = (torch.cat(feats).numpy(), task.splits[split].labels.astype(np.int64))
+    return out
+
+
+def effective_rank(x: np.ndarray) -> float:
+    """exp(entropy of the normalised singular values) of centred features: how many directions
+    they use (a collapsed representation uses few)."""
+    s = np.linalg.svd(x - x.mean(0), compute_uv=False)
+    p = s / s.sum()
+    return float(np.exp(-(p * np.log(p + 1e-12)).sum()))
+
+
+def scores(feats: dict, num_classes: int, labels: list[int], seeds: list[int]) -> dict:
+    """{probe: {labels per class: [test accuracy per seed]}}."""
+    from medssl.downstream.knn import KNN
+    from medssl.downstream.linear_probe import LinearProbe
+    from medssl.downstream.subsets import per_class_subsets
+
+    (xtr, ytr), val, (xte, yte) = feats["train"], feats["val"], feats["test"]
+    xtr, xte = torch.from_numpy(xtr), torch.from_numpy(xte)
+    out = {probe: {} for probe in PROBES}
+    for n in labels:
+        for seed in seeds:
+            pick = np.arange(len(ytr)) if n == ALL else per_class_subsets(ytr, [n], seed)[n]
+            x, y = xtr[pick], torch.from_numpy(ytr[pick])
+            knn = KNN(x, y, num_classes).predict(xte).numpy()
+            linear = LinearProbe(x, y, num_classes, val=val).predict(xte).numpy()
+            out["knn"].setdefault(n, []).append(float((knn == yte).mean()))
+            out["linear"].setdefault(n, []).append(float((linear == yte).mean()))
+    return out
+
+
+# --- the run ---------------------------------------------------------------------------------
+def evaluate(backbones: dict, arch: str, tasks_dir: Path, labels, seeds) -> dict:
+    """Scores and effective ranks of every backbone and of random init at each backbone's input."""
+    from medssl.downstream.tasks import load_task
+
+    tasks = {name: load_task(kind, tasks_dir / path, progress=False) for name, (kind, path) in TASKS.items()}
+    results = {}
+    for method, checkpoint in backbones.items():
+        inputs = input_of(checkpoint, method)
+        key = f"{RANDOM}@{inputs['size']}px,{inputs['mean']:g}/{inputs['std']:g}"
+        for name, ckpt in ((method, checkpoint), (key, None)):
+            if name in results:
+                continue
+            print(f"  evaluating {name} ({inputs['size']} px)", flush=True)
+            results[name] = {"input": inputs, "tasks": {}}
+            for task_name, task in tasks.items():
+                feats = features(ckpt, arch, task, **inputs)
+                results[name]["tasks"][task_name] = {
+                    "scores": scores(feats, len(task.classes), labels, seeds),
+                    "effective_rank": effective_rank(np.concatenate([feats[s][0] for s in feats])),
+                    "train_per_class": int(np.bincount(feats["train"][1]).min())}
+        results[method]["baseline"] = key
+    return results
+
+
+def compare(results: dict, methods: list[str]) -> dict:
+    """Paired differences to random init, and each method's goal."""
+    from medssl.downstream.paired import paired_difference
+
+    out = {}
+    for method in methods:
+        base = results[results[method]["baseline"]]
+        rows, goal = [], []
+        for task, record in results[method]["tasks"].items():
+            for probe, by_n in record["scores"].items():
+                for n, accuracies in by_n.items():
+                    random = base["tasks"][task]["scores"][probe][n]
+                    d = paired_difference(accuracies, random)
+                    spread = float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else 0.0
+                    rows.append({"task": task, "probe": probe, "labels": n, "accuracy": float(np.mean(accuracies)),
+                                 "accuracy_std": spread, "random": float(np.mean(random)),
+                                 "difference": d.mean, "low": d.low, "high": d.high, "n": d.n})
+                    if task == GOAL_TASK and n in GOAL_LABELS:
+                        goal.append(d.above)
+        out[method] = {"rows": rows, "passed": bool(goal) and all(goal)}
+    return out
+
+
+def machine() -> str:
+    return f"{platform.machine()}-{os.cpu_count()}cpu"
+
+
+def label(n: int) -> str:
+    return "all" if n == ALL else str(n)
+
+
+def markdown(report: dict) -> str:
+    s = report["settings"]
+    lines = [f"# Learning benchmark on {report['machine']}", "",
+             f"- command: `{report['command']}`",
+             f"- {report['device']}; torch {report['torch']}; {report['date']}",
+             f"- pre-training: each method's quick config ({s['arch']}), {s['minutes']:g} min on the phantom "
+             f"store ({s['workers']} data workers); frozen features scored with "
+             f"{', '.join(label(n) for n in s['labels'])} labels per class, {len(s['seeds'])} label-subset seeds",
+             f"- goal: on the {GOAL_TASK} task with {' and '.join(map(str, GOAL_LABELS))} labels per class, "
+             "by kNN and by the linear probe, the 95 % interval of the paired difference to random init "
+             "lies above zero", ""]
+    lines += ["| method | steps | loss first -> last | effective rank (organ; random) | goal |",
+              "|---|---:|---|---|---|"]
+    for method, comp in report["comparison"].items():
+        pre, res = report["pretraining"][method], report["results"][method]
+        loss = pre["loss"]
+        first_last = f"{loss[0][1]:.3f} -> {loss[-1][1]:.3f}" if loss else ""
+        rank, base_rank = (report["results"][name]["tasks"][GOAL_TASK]["effective_rank"]
+                           for name in (method, res["baseline"]))
+        lines.append(f"| {method} | {pre['steps']} | {first_last} | {rank:.0f}; {base_rank:.0f} | "
+                     f"{'PASS' if comp['passed'] else 'MISS'} |")
+    for task in TASKS:
+        lines += ["", f"## {task}: test accuracy, mean +- std over seeds; difference to random init "
+                  "[95 % interval]", "",
+                  "| method | probe | " + " | ".join(f"{label(n)} / class" for n in s["labels"]) + " |",
+                  "|---|---|" + "---|" * len(s["labels"])]
+        for method, comp in report["comparison"].items():
+            for probe in PROBES:
+                cells = []
+                for n in s["labels"]:
+                    r = next(r for r in comp["rows"] if (r["task"], r["probe"], r["labels"]) == (task, probe, n))
+                    interval = "" if np.isnan(r["low"]) else f" [{r['low']:+.3f}, {r['high']:+.3f}]"
+                    cells.append(f"{r['accuracy']:.3f} +- {r['accuracy_std']:.3f}; "
+                                 f"{r['difference']:+.3f}{interval} (random {r['random']:.3f})")
+                lines.append(f"| {method} | {probe} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plots(report: dict, prefix: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    methods = list(report["comparison"])
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.6 * len(methods), 3), squeeze=False)
+    for ax, method in zip(axes[0], methods):
+        steps, loss = zip(*report["pretraining"][method]["loss"]) if report["pretraining"][method]["loss"] else ((), ())
+        ax.plot(steps, loss)
+        ax.set_title(method)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("training loss")
+    fig.tight_layout()
+    paths.append(prefix.with_name(prefix.name + "-loss.png"))
+    fig.savefig(paths[-1], dpi=80)
+    plt.close(fig)
+    labels = [n for n in report["settings"]["labels"] if n != ALL]
+    fig, axes = plt.subplots(len(PROBES), len(TASKS), figsize=(4 * len(TASKS), 3.2 * len(PROBES)), squeeze=False)
+    for row, probe in zip(axes, PROBES):
+        for ax, task in zip(row, TASKS):
+            for method, comp in report["comparison"].items():
+                rs = [next(r for r in comp["rows"] if (r["task"], r["probe"], r["labels"]) == (task, probe, n))
+                      for n in labels]
+                mean = np.array([r["difference"] for r in rs])
+                ax.plot(labels, mean, marker="o", label=method)
+                ax.fill_between(labels, [r["low"] for r in rs], [r["high"] for r in rs], alpha=0.2)
+            ax.axhline(0, color="grey", lw=1)
+            ax.set_xscale("log")
+            ax.set_xticks(labels, [str(n) for n in labels])
+            ax.set_title(f"{task}, {probe}")
+            ax.set_xlabel("labels per class")
+            ax.grid(alpha=0.3)
+        row[0].set_ylabel("accuracy - random init")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(prefix.with_name(prefix.name + "-difference.png"))
+    fig.savefig(paths[-1], dpi=80)
+    plt.close(fig)
+    return paths
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--methods", nargs="+", choices=registered(), default=registered())
+    ap.add_argument("--minutes", type=float, default=10.0, help="pre-training time per method")
+    ap.add_argument("--labels", nargs="+", type=int, default=[5, 10, 25, ALL],
+                    help="labelled images per class (0: all of the training split)")
+    ap.add_argument("--seeds", type=int, default=10, help="label-subset seeds")
+    ap.add_argument("--workers", type=int, default=1, help="pre-training data workers")
+    ap.add_argument("--work", type=Path, default=Path("learning-work"), help="phantom data and runs (kept)")
+    ap.add_argument("--out", type=Path, default=HERE / "results")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(os.cpu_count() or 1)
+    root = phantom(args.work)
+    pretraining = {m: pretrain(m, root / "store", args.work / "pretrain" / m, args.minutes, args.workers)
+                   for m in args.methods}
+    arch = yaml.safe_load((CONFIGS / f"{args.methods[0]}_quick.yaml").read_text())["model"]["arch"]
+    seeds = list(range(args.seeds))
+    results = evaluate({m: r["backbone"] for m, r in pretraining.items()}, arch, root / "tasks", args.labels, seeds)
+    report = {"machine": machine(), "device": f"CPU, {os.cpu_count()} cores" if not torch.cuda.is_available()
+              else torch.cuda.get_device_name(), "torch": torch.__version__,
+              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "command": shlex.join(["python", "benchmarks/learning.py", *(argv or sys.argv[1:])]),
+              "settings": {"arch": arch, "minutes": args.minutes, "labels": args.labels, "seeds": seeds,
+                           "workers": args.workers, "methods": args.methods},
+              "pretraining": pretraining, "results": results,
+              "comparison": compare(results, args.methods)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    prefix = args.out / f"learning-{report['machine']}"
+    prefix.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    text = markdown(report)
+    prefix.with_suffix(".md").write_text(text)
+    for path in plots(report, prefix):
+        print(f"picture    {path}")
+    print(text)
+    return 0 if all(c["passed"] for c in report["comparison"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
