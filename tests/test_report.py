@@ -122,6 +122,15 @@ def test_unpaired_runs_and_missing_scores_are_left_out_and_counted(tmp_path):
     assert "(n=2, 2 left out)" in paths["table"].read_text()
 
 
+def test_a_run_found_twice_keeps_its_last_row(tmp_path):
+    rows = [run("random", 0.7, seed=s) for s in (0, 1)] + [run("spark", 0.1, seed=0)]
+    rows += [run("spark", 0.8, seed=0), run("spark", 0.9, seed=1)]  # seed 0 again: a second file pasted on
+    with pytest.warns(UserWarning, match=r"results\.csv: 1 run appears more than once"):
+        report = build_report(write(tmp_path / "results.csv", rows))
+    spark = report.summary.set_index("label").loc["spark"]
+    assert (spark.runs, spark.accuracy_mean) == (2, pytest.approx(0.85))
+
+
 # --- verdicts and labels saved -----------------------------------------------------------------
 def test_verdict_lines_for_better_worse_and_no_difference(study):
     lines = build_report(study).findings
@@ -156,7 +165,7 @@ def test_labels_saved_at_a_named_reference_fraction(study):
             f"labels (n=13): {saved} % of the labels saved") in lines
     assert ("organ, finetune: byol reaches random init's accuracy at 25 % (n=63, 0.600) only with more labels: "
             "100 % (n=252)") in lines
-    with pytest.raises(ResultsError, match=r"results\.csv.*no runs at 50 %"):
+    with pytest.raises(ResultsError, match=r"results\.csv.*no runs at 50 %.*its fractions: 1 %, 5 %, 25 %, 100 %"):
         build_report(study, reference_fraction=0.5)
 
 

@@ -40,8 +40,9 @@ def drop_repeats(results: pd.DataFrame, source) -> pd.DataFrame:
     """One row per run: a run found twice (results files pasted together) keeps its last row."""
     repeated = results.duplicated(KEY, keep="last")
     if repeated.any():
-        warnings.warn(f"{source}: {int(repeated.sum())} runs appear more than once; the last row of each is kept.",
-                      stacklevel=2)
+        count = int(repeated.sum())
+        warnings.warn(f"{source}: {count} {'run appears' if count == 1 else 'runs appear'} more than once; "
+                      "the last row of each is kept.", stacklevel=2)
     return results[~repeated]
 
 
@@ -182,10 +183,10 @@ def labels_saved_line(summary: pd.DataFrame, label: str, baseline: str, metric: 
 def findings(summary: pd.DataFrame, diffs: pd.DataFrame, baseline: str, metric: str,
              reference_fraction: float | None = None) -> list[str]:
     """Per task x mode and label: its verdict line and its labels-saved line, ``metric`` only."""
-    if reference_fraction is not None and not np.isclose(summary[summary.label == baseline].fraction,
-                                                         reference_fraction).any():
+    ran = sorted(summary[summary.label == baseline].fraction.unique())
+    if reference_fraction is not None and not np.isclose(ran, reference_fraction).any():
         raise ResultsError(f"--reference-fraction {reference_fraction:g}: {display(baseline)} has no runs at "
-                           f"{percent(reference_fraction)} in any task")
+                           f"{percent(reference_fraction)} in any task (its fractions: {', '.join(map(percent, ran))})")
     lines = []
     for (task, mode), part in summary.groupby(GROUP):
         if baseline not in set(part.label):
