@@ -359,7 +359,9 @@ def ingest(inputs, out, options: Options = Options(), *, workers: int | None = N
             return summary, table, errors
         if not items and not errors:
             raise IngestError(f"no DICOM, NIfTI or image files found in {', '.join(map(str, inputs))}")
-        attrs = {"source": "medssl ingest", "modalities": list(options.modalities),
+        # the modalities read (OT for image files), from the whole plan: a rerun of the same
+        # inputs records the same, as resuming demands
+        attrs = {"source": "medssl ingest", "modalities": sorted({i.modality for i in items}),
                  "thin_ssim": options.thin}
         writer = SliceStoreWriter(out, options.size, units=units_for(items, options),
                                   clip=options.clip, attrs=attrs, resume=not overwrite,
