@@ -35,6 +35,7 @@ def main(argv=None) -> int:
     print(f"ignored    {ignored}")
     if report.metadata:
         print(f"metadata   {report.metadata}")
+    print(f"input      {report.input.describe()} ({report.input_from})")
     print(f"will it load? YES: medssl.checkpoints.load_backbone({args.source!r}, arch={report.arch!r}) "
           f"gives a torchvision {report.arch} with all {report.loaded} backbone tensors; only fc is new.")
     return 0

@@ -249,6 +249,10 @@ def test_export_on_demand_from_a_checkpoint(store, tmp_path):
     assert on_demand["method"] == "swav" and on_demand["steps"] == 2
     assert on_demand["store_manifest_sha256"] == at_end["store_manifest_sha256"]
     assert on_demand["state_dict"].keys() == at_end["state_dict"].keys()
+    view = cli.datamodule.views_config[0]  # what the backbone was fed, for fine-tuning to feed it
+    assert on_demand["input"] == at_end["input"] == {
+        "intensity": dict(cli.datamodule.hparams.intensity), "units": "HU", "mean": view["mean"][0],
+        "std": view["std"][0], "size": view["size"]}
     for key, value in at_end["state_dict"].items():
         assert torch.equal(on_demand["state_dict"][key], value), key
 

@@ -107,6 +107,7 @@ def test_a_sweep_run_is_the_fine_tune_command_at_its_fraction_seed_and_checkpoin
     single = vars(finetune_settings([*protocol, "--data.path", "data"]).as_flat())
     differ = {key for key in single if run[key] != single[key]}
     assert differ == {"data.fraction", "data.seed", "seed_everything", "model.checkpoint",
-                      "trainer.enable_progress_bar", "trainer.enable_model_summary"}
+                      "data.backbone", "trainer.enable_progress_bar", "trainer.enable_model_summary"}
+    assert run["data.backbone"] == run["model.checkpoint"] == "ckpt.pt"  # the data side learns it
     assert (run["data.fraction"], run["data.seed"], run["seed_everything"]) == (0.25, 2, 2)
     assert run["data.test_fraction"] == 0.3 and config.settings().model.lr == 0.001

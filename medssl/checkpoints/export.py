@@ -10,7 +10,9 @@ from pathlib import Path
 import torch
 
 from ..checksums import file_digest
-from ..data.store import MANIFEST_FILE
+from ..data.input_mapping import InputMapping
+from ..data.store import MANIFEST_FILE, stored_settings
+from ..pretrain.views import ViewSpec
 
 FORMAT = "medssl-backbone"
 
@@ -41,11 +43,23 @@ def store_manifest_sha256(store: str | Path | None) -> str | None:
     return file_digest(manifest) if store and manifest.is_file() else None
 
 
+def pretraining_input(data_config) -> InputMapping:
+    """What a pre-training run fed its backbone: ``data.intensity``, the first view's size, mean
+    and std (``ViewSpec`` defaults for what it leaves out), and the units of ``data.store``."""
+    views = data_config.get("views") or [{}]
+    view = ViewSpec.of({k: v for k, v in dict(views[0]).items() if k in ("size", "mean", "std")})
+    settings = stored_settings(data_config["store"]) if data_config.get("store") else None
+    return InputMapping.of_pretraining(data_config.get("intensity"), view,
+                                       settings.get("units") if settings else None)
+
+
 def export_pretrained(backbone: torch.nn.Module, path: str | Path, *, method: str, arch: str,
                       epoch: int, step: int, model_config: dict, data_config: dict) -> Path:
     """The backbone of a pre-training run, with what made it: method, arch, epoch and step, the
-    model's and data's settings, and the hash of the store's manifest (``data_config["store"]``).
+    model's and data's settings, the input it was fed (``input``: ``pretraining_input``), and the
+    hash of the store's manifest (``data_config["store"]``).
     Written at the end of training and by ``Pre-Training/export.py`` from a checkpoint."""
     return export_backbone(backbone, path, method=method, arch=arch, epochs=epoch, steps=step,
                            config={"model": dict(model_config), "data": dict(data_config)},
+                           input=pretraining_input(data_config).as_dict(),
                            store_manifest_sha256=store_manifest_sha256(data_config.get("store")))

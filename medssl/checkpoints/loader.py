@@ -2,6 +2,7 @@
 torchvision ResNet names, and refuses to return a network that is only partly loaded."""
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,8 +10,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from ..data.input_mapping import DEFAULT, STUDY_INPUTS, InputMapping, InputMappingError
 from ..models.backbone import BACKBONES
 from .export import FORMAT as EXPORT_FORMAT
+from .export import pretraining_input
 from .formats import CheckpointFormat
 from .registry import RELEASED, local_path
 from .safe_pickle import TRUST_HINT, UnsafeCheckpointError, safe_load, whole_module_refusal
@@ -26,6 +29,8 @@ KNOWN_PREFIXES = [
 # The key under which our pre-training checkpoints record their method and arch.
 MEDSSL_KEY = "medssl"
 SEQUENTIAL_NAMES = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
+RELEASE_FORMATS = (CheckpointFormat.SPARK_RELEASE, CheckpointFormat.MOCO_RELEASE,
+                   CheckpointFormat.BYOL_RELEASE, CheckpointFormat.SWAV_RELEASE)
 
 
 def format_label(fmt: CheckpointFormat, module_prefix: bool = False) -> str:
@@ -53,6 +58,8 @@ class LoadReport:
     container: str = ""  # where the tensors sat: state_dict, module, top level, ...
     file_tensors: int = 0
     module_prefix: bool = False  # keys were saved under DataParallel / DDP's ``module.``
+    input: InputMapping = DEFAULT  # what the backbone was fed in pre-training (see input_from)
+    input_from: str = "project default: the file records none"
 
     @property
     def format_label(self) -> str:
@@ -143,6 +150,31 @@ def detect(keys: dict[str, torch.Tensor], obj) -> tuple[CheckpointFormat, str | 
                           f"(prefixes that end in conv1.weight: {prefixes or 'none'})")
 
 
+def backbone_input(obj, fmt: CheckpointFormat, method: str | None) -> tuple[InputMapping, str]:
+    """(what the backbone was fed in pre-training, where that comes from): our export's
+    ``input`` (or, for older exports, its data config), our Lightning checkpoint's data settings,
+    the study's constants for its released files, else the project default."""
+    if fmt is CheckpointFormat.MEDSSL_EXPORT and "input" in obj:
+        try:
+            return InputMapping.from_dict(obj["input"]), "recorded in the file"
+        except InputMappingError as err:
+            raise CheckpointError(f"its recorded input mapping cannot be used: {err}") from err
+    data = None
+    if fmt is CheckpointFormat.MEDSSL_EXPORT and isinstance(obj.get("config"), dict):
+        data = obj["config"].get("data")
+    if fmt is CheckpointFormat.MEDSSL_LIGHTNING:
+        data = obj.get("datamodule_hyper_parameters")
+    if isinstance(data, dict) and data:
+        try:
+            return pretraining_input(data), "the pre-training data settings in the file"
+        except (InputMappingError, TypeError, ValueError) as err:
+            raise CheckpointError(f"its pre-training data settings give no input mapping: {err}") from err
+    if fmt in RELEASE_FORMATS and method in STUDY_INPUTS:
+        return (STUDY_INPUTS[method], f"the study's {method} settings (docs/protocol.md; the file "
+                "records none, the full HU range is assumed)")
+    return DEFAULT, "project default: the file records none"
+
+
 def resolve(source: str | Path, folder: str | Path | None = None) -> Path:
     """The file ``source`` names: a path, or a released checkpoint's name looked up in
     ``folder`` (see ``registry.checkpoint_dir``)."""
@@ -214,9 +246,28 @@ def read_backbone(source, arch: str | None = "resnet50", trust: bool = False,
     metadata = {k: v for k, v in obj.items() if k in ("method", "arch", "epochs", "steps", "epoch",
                                                       "global_step", "store_manifest_sha256")
                 and isinstance(v, (int, float, str))} if isinstance(obj, dict) else {}
+    try:
+        mapping, mapping_from = backbone_input(obj if isinstance(obj, dict) else {}, fmt, method)
+    except CheckpointError as err:
+        raise CheckpointError(f"{path}: {err}") from err
+    metadata["input"] = mapping.as_dict()
     report = LoadReport(str(path), fmt, method, arch, len(state), [], ignored, how, metadata,
-                        container, len(keys), had_module)
+                        container, len(keys), had_module, mapping, mapping_from)
     return state, report
+
+
+def read_input(source, trust: bool = False, folder: str | Path | None = None) -> tuple[InputMapping, str]:
+    """(what the backbone of ``source`` was fed in pre-training, where that comes from), as
+    ``read_backbone`` reports it; read once per version of the file."""
+    path = resolve(source, folder)
+    stat = path.stat()
+    return _read_input(str(path.resolve()), stat.st_mtime_ns, stat.st_size, trust)
+
+
+@functools.lru_cache(maxsize=16)
+def _read_input(path: str, mtime_ns: int, size: int, trust: bool) -> tuple[InputMapping, str]:
+    report = read_backbone(path, arch=None, trust=trust)[1]
+    return report.input, report.input_from
 
 
 def _module_state_dicts(obj):

@@ -43,6 +43,9 @@ class FineTuneCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data", "model.num_classes", compute_fn=lambda d: d.num_classes,
                               apply_on="instantiate")
+        # the data side feeds the backbone as it was pre-trained: it reads the checkpoint's mapping
+        parser.link_arguments("model.checkpoint", "data.backbone", apply_on="parse")
+        parser.link_arguments("model.trust_checkpoint", "data.trust_backbone", apply_on="parse")
 
     def after_fit(self) -> None:
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best", verbose=self.verbose)

@@ -1,34 +1,44 @@
-"""The data side of fine-tuning: a task's images at a training fraction, as Lightning loaders."""
+"""The data side of fine-tuning: a task's images at a training fraction, as Lightning loaders,
+fed to the backbone the way it was fed in pre-training (``medssl.data.input_mapping``)."""
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 from torchvision.transforms import v2 as T
 
+from ..checkpoints import read_input
+from ..data.input_mapping import DEFAULT, InputMapping
 from .subsets import nested_subsets
 from .tasks import TaskData, load_task
+
+
+class InputMappingWarning(UserWarning):
+    """Fine-tuning feeds a backbone otherwise than it was pre-trained."""
 
 
 class TaskImages(Dataset):
     """(image (3, size, size) normalised, label) for the chosen items of one split."""
 
     def __init__(self, task: TaskData, split: str, indices, size: int, augment: bool,
-                 mean: float, std: float):
-        self.task, self.split, self.indices = task, split, np.asarray(indices)
+                 mapping: InputMapping = DEFAULT):
+        self.task, self.split, self.indices, self.mapping = task, split, np.asarray(indices), mapping
         steps = [T.Resize((size, size), antialias=True)]
         if augment:  # light: small shifts, rotations and flips
             steps += [T.RandomAffine(degrees=10, translate=(0.05, 0.05), scale=(0.95, 1.05)),
                       T.RandomHorizontalFlip()]
-        self.transform = T.Compose(steps + [T.Normalize([mean], [std])])
+        self.transform = T.Compose(steps + [T.Normalize([mapping.mean], [mapping.std])])
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i):
         index = int(self.indices[i])
-        image = torch.from_numpy(self.task.image(self.split, index))[None]
+        image = torch.from_numpy(self.task.image(self.split, index, self.mapping))[None]
         return self.transform(image).expand(3, -1, -1), int(self.task.splits[self.split].labels[index])
 
 
@@ -58,15 +68,27 @@ class TaskDataModule(pl.LightningDataModule):
     ``fraction`` and ``seed`` pick a stratified, nested subset of the training split (at least
     ``min_per_class`` images per class); val and test stay whole. ``val_fraction`` and
     ``test_fraction`` size the seeded splits of the tasks that have none of their own.
+
+    Images go to the network as the backbone was fed in pre-training: ``backbone`` is its file
+    (the fine-tune command sets it from ``model.checkpoint``; None: random initialisation, the
+    project default), whose recorded mapping ``input_mapping`` reads. ``intensity``
+    (``HUToIntensity`` keyword arguments), ``mean`` and ``std`` replace the backbone's values
+    (None: keep them), with an ``InputMappingWarning`` where they differ.
     """
 
     def __init__(self, kind: str, path: str, image_size: int = 224, batch_size: int = 64,
                  fraction: float = 1.0, seed: int = 0, min_per_class: int = 2,
                  augment: bool = False, num_workers: int = 4, val_fraction: float = 0.15,
-                 test_fraction: float = 0.2, mean: float = 0.5, std: float = 0.25):
+                 test_fraction: float = 0.2, mean: float | None = None, std: float | None = None,
+                 intensity: dict | None = None, backbone: str | None = None, trust_backbone: bool = False):
         super().__init__()
         self.save_hyperparameters()
         self.task: TaskData | None = None
+        self._mapping: InputMapping | None = None
+        try:  # a bad value fails here, before any task or checkpoint is read
+            DEFAULT.replaced(intensity, mean, std)
+        except ValueError as err:
+            raise ValueError(f"data options intensity / mean / std: {err}") from err
 
     def load(self) -> TaskData:
         """Read and check the task (every problem is an error here, before training)."""
@@ -78,12 +100,31 @@ class TaskDataModule(pl.LightningDataModule):
             self.train_indices = nested_subsets(train, [h.fraction], h.seed, h.min_per_class)[h.fraction]
         return self.task
 
+    def input_mapping(self) -> InputMapping:
+        """The backbone's mapping with the values set here; logged (one line) when first asked."""
+        if self._mapping is None:
+            h = self.hparams
+            recorded, origin = (read_input(h.backbone, h.trust_backbone) if h.backbone
+                                else (DEFAULT, "random initialisation: the project default"))
+            self._mapping = recorded.replaced(h.intensity, h.mean, h.std)
+            told = {name: (getattr(recorded, name), getattr(self._mapping, name))
+                    for name in ("intensity", "mean", "std") if h[name] is not None}
+            differ = {name: pair for name, pair in told.items() if pair[0] != pair[1]}
+            if differ:
+                warnings.warn("the data options feed the backbone otherwise than it was pre-trained: "
+                              + "; ".join(f"{n} {new} instead of {old}" for n, (old, new) in differ.items())
+                              + f" ({origin})", InputMappingWarning, stacklevel=2)
+            changed = f", {', '.join(told)} set by the data options" if told else ""
+            rank_zero_info(f"input mapping ({origin}{changed}): {self._mapping.describe()}")
+        return self._mapping
+
     @property
     def num_classes(self) -> int:
         return len(self.load().classes)
 
     def setup(self, stage=None) -> None:
         self.load()
+        self.input_mapping()  # read (and logged) before the first batch
         trainer = self.trainer
         if trainer is not None and trainer.loggers:  # the files left out, listed next to the results
             folder = trainer.log_dir  # called by every process: it may synchronise them
@@ -92,7 +133,7 @@ class TaskDataModule(pl.LightningDataModule):
 
     def _loader(self, split, indices, train):
         h = self.hparams
-        data = TaskImages(self.task, split, indices, h.image_size, h.augment and train, h.mean, h.std)
+        data = TaskImages(self.task, split, indices, h.image_size, h.augment and train, self.input_mapping())
         common = dict(num_workers=h.num_workers, persistent_workers=h.num_workers > 0,
                       pin_memory=torch.cuda.is_available())
         if train:

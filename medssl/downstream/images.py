@@ -16,8 +16,8 @@ from tqdm.auto import tqdm
 
 from ..data.dicom_pixels import looks_like_dicom, read_pixels
 from ..data.errors import UnreadableInput
-from ..data.images import IMAGE_SUFFIXES, read_picture
-from ..data.intensity import HUToIntensity
+from ..data.images import IMAGE_SUFFIXES, WHITE_16, read_picture
+from ..data.input_mapping import DEFAULT, InputMapping
 
 NOT_AN_IMAGE = ("not an image: neither an image suffix (" + ", ".join(sorted(IMAGE_SUFFIXES))
                 + ") nor DICOM (a .dcm/.dicom/.ima suffix or the 'DICM' preamble); ignored")
@@ -30,9 +30,11 @@ def image_kind(path: Path) -> str | None:
     return "dicom" if looks_like_dicom(path) else None
 
 
-def read_grey(path: str | Path, intensity: HUToIntensity | None = None) -> np.ndarray:
+def read_grey(path: str | Path, mapping: InputMapping = DEFAULT) -> np.ndarray:
     """An image file (PNG 8/16 bit, JPEG, TIFF, BMP) or a DICOM file as float32 (H, W) in
-    [0, 1]; DICOM values (modality LUT) go through ``intensity``. UnreadableInput names a file
+    [0, 1], as the backbone's ``mapping`` says: DICOM values (modality LUT) through its
+    intensity mapping; 16-bit pictures through it too if the backbone was pre-trained on raw
+    values, else divided by 65535; other pictures divided by 255. UnreadableInput names a file
     that cannot be used."""
     path = Path(path)
     if image_kind(path) == "dicom":
@@ -40,16 +42,17 @@ def read_grey(path: str | Path, intensity: HUToIntensity | None = None) -> np.nd
             values = read_pixels(str(path), "CT")[0]
         except UnreadableInput as err:
             raise UnreadableInput(path, f"unreadable DICOM image ({err.reason})") from err
-        return np.asarray((intensity or HUToIntensity())(values), dtype=np.float32)
+        return np.asarray(mapping.hu_intensity()(values), dtype=np.float32)
     values, white = read_picture(path)
-    return np.clip(values / white, 0, 1)
+    raw = mapping.raw_intensity() if white == WHITE_16 else None
+    return np.asarray(raw(values), dtype=np.float32) if raw else np.clip(values / white, 0, 1)
 
 
 # (path, mtime, size) -> problem or None: a task loaded again (every sweep run) is not decoded again
 _checked: dict[tuple[str, int, int], str | None] = {}
 
 
-def _problem(path: str, intensity: HUToIntensity | None) -> str | None:
+def _problem(path: str, mapping: InputMapping) -> str | None:
     try:
         stat = os.stat(path)
     except OSError as err:
@@ -57,14 +60,14 @@ def _problem(path: str, intensity: HUToIntensity | None) -> str | None:
     key = (path, stat.st_mtime_ns, stat.st_size)
     if key not in _checked:
         try:
-            read_grey(path, intensity)
+            read_grey(path, mapping)
             _checked[key] = None
         except UnreadableInput as err:
             _checked[key] = err.reason
     return _checked[key]
 
 
-def check_images(paths, intensity: HUToIntensity | None = None, progress: bool = True,
+def check_images(paths, mapping: InputMapping = DEFAULT, progress: bool = True,
                  workers: int | None = None) -> dict[str, str]:
     """Decode every file once; {path: reason} for those that fail. Pictures are decoded in
     threads; DICOM files in this thread (their reader changes the process-wide warning filters)."""
@@ -76,9 +79,9 @@ def check_images(paths, intensity: HUToIntensity | None = None, progress: bool =
     bad = {}
     with tqdm(total=len(paths), desc="checking images", unit="img", disable=not progress) as bar, \
             ThreadPoolExecutor(workers) as pool:
-        pending = pool.map(_problem, pictures, [intensity] * len(pictures))
+        pending = pool.map(_problem, pictures, [mapping] * len(pictures))
         for path in dicom:
-            if (reason := _problem(path, intensity)) is not None:
+            if (reason := _problem(path, mapping)) is not None:
                 bad[path] = reason
             bar.update()
         for path, reason in zip(pictures, pending):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.intensity import HUToIntensity
+from ..data.input_mapping import DEFAULT, InputMapping
 from .images import read_grey
 
 SPLITS = ("train", "val", "test")
@@ -45,15 +45,15 @@ class TaskData:
     splits: dict[str, Split]
     source: str
     arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # uint8 images in memory
-    intensity: HUToIntensity = field(default_factory=HUToIntensity, repr=False)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason) left out
 
-    def image(self, split: str, index: int) -> np.ndarray:
-        """Grey image as float32 (H, W) in [0, 1]."""
+    def image(self, split: str, index: int, mapping: InputMapping = DEFAULT) -> np.ndarray:
+        """Grey image as float32 (H, W) in [0, 1]; files are read as the backbone's ``mapping``
+        says (``images.read_grey``), arrays divided by 255."""
         item = self.splits[split].items[index]
         if split in self.arrays:
             return grey(self.arrays[split][item:item + 1])[0]
-        return read_grey(item, self.intensity)
+        return read_grey(item, mapping)
 
     def summary(self) -> str:
         counts = {s: np.bincount(sp.labels, minlength=len(self.classes)).tolist()
