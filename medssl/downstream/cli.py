@@ -1,5 +1,7 @@
 """The fine-tune command (``Downstream/finetune.py``), which every sweep run goes through too: fit
-with model selection on the validation set, then test the best checkpoint.
+with model selection on the validation set, then test the best checkpoint (mode ``finetune``) or
+the classifier fit on the frozen features (modes ``knn`` and ``linear``: one epoch over the
+un-augmented training images, no checkpoint).
 
 The protocol's settings are the defaults of ``FineTune`` (model), ``TaskDataModule`` (data) and
 ``TRAINER_DEFAULTS`` below; ``python Downstream/finetune.py fit --print_config`` shows them all.
@@ -7,6 +9,7 @@ The protocol's settings are the defaults of ``FineTune`` (model), ``TaskDataModu
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 
 import pytorch_lightning as pl
 from jsonargparse import Namespace
@@ -15,21 +18,38 @@ from pytorch_lightning.cli import LightningCLI
 
 from ..precision import default_precision
 from .datamodule import TaskDataModule
-from .finetune import FineTune
+from .finetune import FROZEN_MODES, FineTune
 from .results import writing
 
 TRAINER_DEFAULTS = {"max_epochs": 70, "devices": 1}
 
 
+# Lightning's warnings that a user of this command cannot act on
+NOT_ACTIONABLE = (
+    "`LightningModule.configure_optimizers` returned `None`",  # the frozen modes have no optimiser
+    "The '.*' does not have many workers",  # data.num_workers is the user's choice
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",  # Lightning's own use of torch's pytree
+)
+
+
+@contextmanager
+def _quiet():
+    with warnings.catch_warnings():
+        for message in NOT_ACTIONABLE:
+            warnings.filterwarnings("ignore", message=message)
+        yield
+
+
 class FineTuneTrainer(pl.Trainer):
-    """A Trainer whose write errors that name no file (a full disk) name its log folder."""
+    """A Trainer whose write errors that name no file (a full disk) name its log folder, and
+    that keeps Lightning's ``NOT_ACTIONABLE`` warnings quiet."""
 
     def fit(self, *args, **kwargs):
-        with writing(self.log_dir or self.default_root_dir):
+        with writing(self.log_dir or self.default_root_dir), _quiet():
             return super().fit(*args, **kwargs)
 
     def test(self, *args, **kwargs):
-        with writing(self.log_dir or self.default_root_dir):
+        with writing(self.log_dir or self.default_root_dir), _quiet():
             return super().test(*args, **kwargs)
 
 
@@ -47,8 +67,22 @@ class FineTuneCLI(LightningCLI):
         parser.link_arguments("model.checkpoint", "data.backbone", apply_on="parse")
         parser.link_arguments("model.trust_checkpoint", "data.trust_backbone", apply_on="parse")
 
+    def before_instantiate_classes(self) -> None:
+        config = self.config.get(str(self.subcommand), self.config)
+        if config.model.mode in FROZEN_MODES:  # features of the images themselves; nothing to checkpoint
+            config.data.augment = False
+            config.trainer.enable_checkpointing = False
+            self.trainer_defaults = {k: v for k, v in self.trainer_defaults.items() if k != "callbacks"}
+
+    def before_fit(self) -> None:
+        # a task with fewer training batches than the logging interval logs once an epoch
+        self.datamodule.load()
+        batches = len(self.datamodule.train_dataloader())
+        self.trainer.log_every_n_steps = max(1, min(self.trainer.log_every_n_steps, batches))
+
     def after_fit(self) -> None:
-        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best", verbose=self.verbose)
+        best = None if self.model.frozen else "best"  # the frozen modes' classifier lives in memory
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=self.verbose)
 
 
 class _Parsed(Exception):

@@ -1,4 +1,5 @@
-"""Fine-tuning (and linear probing) of a pre-trained ResNet on a labelled task."""
+"""Fine-tuning of a pre-trained ResNet on a labelled task, and the two frozen-feature protocols
+(kNN vote, linear probe) on the same backbone."""
 from __future__ import annotations
 
 import pytorch_lightning as pl
@@ -6,14 +7,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from pytorch_lightning.callbacks import BaseFinetuning
+from pytorch_lightning.trainer.states import TrainerFn
 
 from ..checkpoints import load_backbone
 from ..models.backbone import BACKBONES
 from .knn import KNN, TEMPERATURE, K
+from .linear_probe import LinearProbe
 from .metrics import ClassificationMetrics
 from .scores import SCORES
 
 MODES = ("finetune", "linear", "knn")
+FROZEN_MODES = ("linear", "knn")  # a classifier fit on the frozen backbone's features, no optimiser
 
 
 class FreezeBackbone(BaseFinetuning):
@@ -25,27 +29,38 @@ class FreezeBackbone(BaseFinetuning):
         self.epochs, self.backbone_lr = epochs, backbone_lr
 
     def freeze_before_training(self, module) -> None:
-        if module.hparams.mode != "finetune":  # everything frozen, running statistics too
-            for m in module.trunk():
-                m.requires_grad_(False)
-        else:
-            self.freeze(module.trunk(), train_bn=True)
+        self.freeze(module.trunk(), train_bn=True)
 
     def finetune_function(self, module, current_epoch, optimizer) -> None:
-        if current_epoch == self.epochs and module.hparams.mode == "finetune":
-            self.unfreeze_and_add_param_group(module.trunk(), optimizer, lr=self.backbone_lr,
-                                              initial_denom_lr=1.0, train_bn=True)
+        if current_epoch != self.epochs:
+            return
+        self.make_trainable(module.trunk())
+        # the BatchNorm affine parameters have trained in the optimiser's first group all along
+        in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        added = [p for p in self.filter_params(module.trunk()) if id(p) not in in_optimizer]
+        optimizer.add_param_group({"params": added, "lr": self.backbone_lr})
+
+
+def _cat(batches: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.cat([f for f, _ in batches]), torch.cat([y for _, y in batches])
 
 
 class FineTune(pl.LightningModule):
     """A torchvision ResNet initialised from ``checkpoint`` (any format the loader reads; None
-    for random initialisation), with a new linear head.
+    for random initialisation), evaluated on a labelled task by one of three protocols (``mode``):
 
-    mode ``finetune``: the study's protocol (Adam lr 1e-4, weight decay 5e-4, backbone frozen
-    for ``freeze_epochs`` with BatchNorm affine training, then trained at ``backbone_lr``);
-    ``linear``: the backbone stays frozen, BatchNorm included; ``knn``: no training at all, the
-    project's kNN vote (``medssl.downstream.knn``: ``knn_k`` neighbours, ``knn_temperature``)
-    on the backbone features of the training images (one pass over them).
+    - ``finetune`` (the default, and the study's protocol): a new linear head, Adam lr 1e-4,
+      weight decay 5e-4; the backbone frozen for ``freeze_epochs`` epochs with its BatchNorm
+      affine parameters training, then trained at ``backbone_lr``; the best validation epoch is
+      tested.
+    - ``knn`` (frozen features): the project's kNN vote (``medssl.downstream.knn``: ``knn_k``
+      neighbours, ``knn_temperature``) over the training images' backbone features.
+    - ``linear`` (frozen features): the linear probe (``medssl.downstream.linear_probe``): a
+      logistic regression on the standardised features, its ``C`` chosen by validation accuracy.
+
+    In the frozen modes nothing trains: one epoch, in eval mode, collects the features of the
+    training images (``features``); validation collects its own, fits the classifier (the
+    probe's ``C`` is chosen there) and logs its scores; testing uses that classifier, in memory.
     """
 
     def __init__(self, num_classes: int, checkpoint: str | None = None, arch: str = "resnet50",
@@ -58,27 +73,25 @@ class FineTune(pl.LightningModule):
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         if num_classes < 2:
             raise ValueError(f"num_classes is {num_classes}: a task needs at least two classes")
-        self.automatic_optimization = mode != "knn"
-        self._bank: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self._knn: KNN | None = None
         if checkpoint:
             self.model, self.load_report = load_backbone(checkpoint, arch, num_classes,
                                                          trust=trust_checkpoint)
         else:
             self.model = BACKBONES[arch][0](weights=None, num_classes=num_classes)
             self.load_report = None
+        self.frozen = mode in FROZEN_MODES
+        if self.frozen:
+            self.automatic_optimization = False
+            self.model.requires_grad_(False)
+        self.train_features: list[tuple[torch.Tensor, torch.Tensor]] = []  # frozen modes, per batch
+        self.val_features: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.classifier: KNN | LinearProbe | None = None
         self.val_metrics = ClassificationMetrics(num_classes)
         self.test_metrics = ClassificationMetrics(num_classes)
         self.test_results: dict = {}
 
     def trunk(self) -> list[nn.Module]:
         return [m for name, m in self.model.named_children() if name != "fc"]
-
-    def on_train_epoch_start(self) -> None:
-        if self.hparams.mode != "finetune":
-            for module in self.trunk():
-                module.eval()  # frozen statistics too
-        self._bank, self._knn = [], None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
@@ -90,38 +103,52 @@ class FineTune(pl.LightningModule):
         x = m.layer4(m.layer3(m.layer2(m.layer1(x))))
         return F.normalize(torch.flatten(m.avgpool(x), 1).float(), dim=1)
 
-    def training_step(self, batch, batch_idx):
+    def _collect(self, batch, into: list) -> None:
         images, labels = batch
-        if self.hparams.mode == "knn":
-            with torch.no_grad():
-                self._bank.append((self.features(images).cpu(), labels.cpu()))
+        with torch.no_grad():
+            into.append((self.features(images).cpu(), labels.cpu()))
+
+    # training: fine-tuning, or the frozen modes' one pass over the training images
+
+    def on_fit_start(self) -> None:
+        if self.frozen and self.trainer.world_size > 1:  # each process would see a shard only
+            raise ValueError(f"mode {self.hparams.mode!r} collects the features on one device: "
+                             f"run it with --trainer.devices 1, not {self.trainer.world_size}")
+
+    def on_train_epoch_start(self) -> None:
+        if self.frozen:
+            self.model.eval()  # frozen running statistics too
+            self.train_features, self.classifier = [], None
+
+    def training_step(self, batch, batch_idx):
+        if self.frozen:
+            self._collect(batch, self.train_features)
             return None
+        images, labels = batch
         loss = F.cross_entropy(self(images), labels)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(labels))
         return loss
 
     def on_train_epoch_end(self) -> None:
-        if self.hparams.mode == "knn":
+        if self.frozen:
             self.trainer.should_stop = True  # one pass over the training images is the whole "fit"
 
-    def knn_probabilities(self, features: torch.Tensor) -> torch.Tensor:
-        """Class probabilities of ``features`` by the kNN vote over the training images'."""
-        if self._knn is None:
-            h = self.hparams
-            self._knn = KNN(torch.cat([f for f, _ in self._bank]), torch.cat([y for _, y in self._bank]),
-                            h.num_classes, h.knn_k, h.knn_temperature)
-        return self._knn.probabilities(features)
+    def fit_classifier(self) -> KNN | LinearProbe:
+        """The frozen modes' classifier of the collected training features (the probe's ``C``
+        chosen on the validation features collected, if any)."""
+        if not self.train_features:
+            raise RuntimeError(f"mode {self.hparams.mode!r}: no training features; Trainer.fit collects "
+                               "them (one pass over the training images) before validation or testing")
+        h = self.hparams
+        bank, labels = _cat(self.train_features)
+        if h.mode == "knn":
+            return KNN(bank, labels, h.num_classes, h.knn_k, h.knn_temperature)
+        return LinearProbe(bank, labels, h.num_classes, val=_cat(self.val_features) if self.val_features else None)
 
-    @property
-    def _no_bank_yet(self) -> bool:
-        """kNN mode before its pass over the training images (Lightning's sanity check)."""
-        return self.hparams.mode == "knn" and not self._bank
+    # evaluation
 
-    def _evaluate(self, batch, metrics, stage):
+    def _evaluate(self, batch, metrics, stage) -> None:
         images, labels = batch
-        if self.hparams.mode == "knn":
-            metrics.update(self.knn_probabilities(self.features(images)), labels)
-            return
         logits = self(images)
         metrics.update(logits.softmax(1), labels)
         self.log(f"{stage}/loss", F.cross_entropy(logits, labels), batch_size=len(labels))
@@ -133,29 +160,48 @@ class FineTune(pl.LightningModule):
             self.log(f"{stage}/{name}", results[name], prog_bar=name == "accuracy")
         return results
 
+    def on_validation_epoch_start(self) -> None:
+        self.val_features = []
+
     def validation_step(self, batch, batch_idx):
-        if not self._no_bank_yet:
+        if not self.frozen:
             self._evaluate(batch, self.val_metrics, "val")
+        elif self.train_features:  # not in the sanity check, before the pass over the training images
+            self._collect(batch, self.val_features)
 
     def on_validation_epoch_end(self) -> None:
-        if not self._no_bank_yet:
+        if self.frozen and self.val_features:
+            self.classifier = self.fit_classifier()
+            features, labels = _cat(self.val_features)
+            self.val_metrics.update(self.classifier.probabilities(features).to(self.device),
+                                    labels.to(self.device))
+            if isinstance(self.classifier, LinearProbe):
+                self.log("val/probe_c", self.classifier.c)
+        if not self.frozen or self.val_features:
             self._log_scores(self.val_metrics, "val")
 
     def test_step(self, batch, batch_idx):
-        self._evaluate(batch, self.test_metrics, "test")
+        if not self.frozen:
+            return self._evaluate(batch, self.test_metrics, "test")
+        if self.classifier is None:  # fit without validation: the probe's C stays 1
+            self.classifier = self.fit_classifier()
+        images, labels = batch
+        self.test_metrics.update(self.classifier.probabilities(self.features(images)), labels)
 
     def on_test_epoch_end(self) -> None:
         self.test_results = self._log_scores(self.test_metrics, "test")
 
     def configure_optimizers(self):
-        h = self.hparams
-        if h.mode == "knn":
+        if self.frozen:
             return None
-        head = self.model.fc.parameters()
+        h = self.hparams
         # The trunk's BatchNorm affine parameters train from the start (frozen backbone);
         # FreezeBackbone adds the rest of the trunk later with its own learning rate.
-        params = list(head) + [p for m in self.trunk() for p in m.parameters() if p.requires_grad]
+        params = [p for p in self.model.parameters() if p.requires_grad]
         return torch.optim.Adam(params, lr=h.lr, weight_decay=h.weight_decay)
 
     def configure_callbacks(self):
+        fitting = self.trainer.state.fn == TrainerFn.FITTING  # testing keeps the trainer's callbacks
+        if self.frozen or not fitting:
+            return []
         return [FreezeBackbone(self.hparams.freeze_epochs, self.hparams.backbone_lr)]
