@@ -37,7 +37,7 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-CONFIGS = ROOT / "Pre-Training" / "configs"
+CONFIGS = ROOT / "Pre-Training" / "configs"  # --configs replaces it
 RANDOM = "random"
 TASKS = {"organ": ("medmnist", "organsmnist_phantom.npz"), "covid": ("covid", "covid"),
          "brain": ("brain", "brain")}
@@ -111,19 +111,23 @@ def loss_curve(run_dir: Path) -> list[tuple[int, float]]:
 
 
 # --- features --------------------------------------------------------------------------------
-def input_of(checkpoint: str | None, method: str) -> dict:
-    """Size, mean and std the backbone saw in pre-training (random init: its method's config)."""
+def input_of(checkpoint: str | None, method: str):
+    """The ``InputMapping`` the backbone saw in pre-training (random init: its method's quick
+    config's, so that a pair differs in the weights only)."""
+    from medssl.checkpoints import read_input
+    from medssl.data.input_mapping import InputMapping
+    from medssl.pretrain.views import ViewSpec
+
     if checkpoint is not None:
-        views = torch.load(checkpoint, map_location="cpu", weights_only=True)["config"]["data"]["views"]
-    else:
-        views = yaml.safe_load((CONFIGS / f"{method}_quick.yaml").read_text())["data"]["views"]
-    first = views[0]
-    return {"size": int(first["size"]), "mean": float(first["mean"][0]), "std": float(first["std"][0])}
+        return read_input(checkpoint)[0]
+    data = yaml.safe_load((CONFIGS / f"{method}_quick.yaml").read_text())["data"]
+    return InputMapping.of_pretraining(data.get("intensity"), ViewSpec.of(data["views"][0]))
 
 
 @torch.no_grad()
-def features(checkpoint: str | None, arch: str, task, size: int, mean: float, std: float) -> dict:
-    """{split: (L2-normalised pooled features, labels)} of a frozen backbone (eval mode)."""
+def features(checkpoint: str | None, arch: str, task, mapping) -> dict:
+    """{split: (L2-normalised pooled features, labels)} of a frozen backbone (eval mode), the
+    images fed as ``mapping`` says, at its size."""
     from torch.utils.data import DataLoader
 
     from medssl.downstream.datamodule import TaskImages
@@ -132,7 +136,7 @@ def features(checkpoint: str | None, arch: str, task, size: int, mean: float, st
     model = FineTune(len(task.classes), checkpoint=checkpoint, arch=arch).eval()
     out = {}
     for split in ("train", "val", "test"):
-        data = TaskImages(task, split, range(len(task.splits[split])), size, False, mean, std)
+        data = TaskImages(task, split, range(len(task.splits[split])), mapping.size, False, mapping)
         feats = [model.features(x) for x, _ in DataLoader(data, batch_size=128)]
         out[split] = (torch.cat(feats).numpy(), task.splits[split].labels.astype(np.int64))
     return out
@@ -156,7 +160,7 @@ def scores(feats: dict, num_classes: int, labels: list[int], seeds: list[int]) -
     xtr, xte = torch.from_numpy(xtr), torch.from_numpy(xte)
     out = {probe: {} for probe in PROBES}
     for n in labels:
-        for seed in seeds:
+        for seed in seeds[:1] if n == ALL else seeds:  # every seed would pick the same images
             pick = np.arange(len(ytr)) if n == ALL else per_class_subsets(ytr, [n], seed)[n]
             x, y = xtr[pick], torch.from_numpy(ytr[pick])
             knn = KNN(x, y, num_classes).predict(xte).numpy()
@@ -174,15 +178,15 @@ def evaluate(backbones: dict, arch: str, tasks_dir: Path, labels, seeds) -> dict
     tasks = {name: load_task(kind, tasks_dir / path, progress=False) for name, (kind, path) in TASKS.items()}
     results = {}
     for method, checkpoint in backbones.items():
-        inputs = input_of(checkpoint, method)
-        key = f"{RANDOM}@{inputs['size']}px,{inputs['mean']:g}/{inputs['std']:g}"
+        mapping = input_of(checkpoint, method)
+        key = f"{RANDOM} ({mapping.size} px, {mapping.intensity['mode']}, {mapping.mean:g}/{mapping.std:g})"
         for name, ckpt in ((method, checkpoint), (key, None)):
             if name in results:
                 continue
-            print(f"  evaluating {name} ({inputs['size']} px)", flush=True)
-            results[name] = {"input": inputs, "tasks": {}}
+            print(f"  evaluating {name}: {mapping.describe()}", flush=True)
+            results[name] = {"input": mapping.as_dict(), "tasks": {}}
             for task_name, task in tasks.items():
-                feats = features(ckpt, arch, task, **inputs)
+                feats = features(ckpt, arch, task, mapping)
                 results[name]["tasks"][task_name] = {
                     "scores": scores(feats, len(task.classes), labels, seeds),
                     "effective_rank": effective_rank(np.concatenate([feats[s][0] for s in feats])),
@@ -306,6 +310,7 @@ def plots(report: dict, prefix: Path) -> list[Path]:
 
 
 def main(argv=None) -> int:
+    global CONFIGS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--methods", nargs="+", choices=registered(), default=registered())
     ap.add_argument("--minutes", type=float, default=10.0, help="pre-training time per method")
@@ -314,8 +319,10 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=10, help="label-subset seeds")
     ap.add_argument("--workers", type=int, default=1, help="pre-training data workers")
     ap.add_argument("--work", type=Path, default=Path("learning-work"), help="phantom data and runs (kept)")
+    ap.add_argument("--configs", type=Path, default=CONFIGS, help="folder of the <method>_quick.yaml configs")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args(argv)
+    CONFIGS = args.configs.resolve()
     torch.set_num_threads(os.cpu_count() or 1)
     root = phantom(args.work)
     pretraining = {m: pretrain(m, root / "store", args.work / "pretrain" / m, args.minutes, args.workers)
