@@ -4,8 +4,13 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo-output
-DEMO_STEPS ?= 15
-SPARK_STEPS ?= 120  # a masked autoencoder needs more steps before its pictures show anatomy
+# the methods the demo pre-trains (METHODS=all: every registered one), minutes per method (the
+# learning-rate schedule stretches over them), and the label-subset seeds of each training fraction
+METHODS ?= spark
+DEMO_MINUTES ?= 5
+DEMO_SEEDS ?= 0 1 2 3 4
+# the downstream image size: SparK's quick config pre-trains at 128 px, the others at 64 px
+DEMO_SIZE ?= 128
 
 .PHONY: demo test lint install clean-demo
 
@@ -26,26 +31,26 @@ demo: $(STAMP)
 	$(PY) Pre-Training/make_phantom.py --out $(DEMO)/phantom
 	@rm -rf $(DEMO)/pretrain $(DEMO)/backbones $(DEMO)/results
 	@mkdir -p $(DEMO)/backbones
-	@for m in $$($(PY) -m medssl.pretrain --list); do \
-	  steps=$(DEMO_STEPS); [ $$m = spark ] && steps=$(SPARK_STEPS); \
-	  echo "== pre-training $$m ($$steps steps, ResNet-18, 64 px) =="; \
+	@methods="$(METHODS)"; [ "$$methods" = all ] && methods=$$($(PY) -m medssl.pretrain --list); \
+	for m in $$methods; do \
+	  echo "== pre-training $$m for $(DEMO_MINUTES) minutes (Pre-Training/configs/$${m}_quick.yaml) =="; \
 	  $(PY) -m medssl.pretrain $$m fit --config Pre-Training/configs/$${m}_quick.yaml \
-	    --data.store $(DEMO)/phantom/store --trainer.max_steps $$steps \
+	    --data.store $(DEMO)/phantom/store --trainer.max_epochs -1 --trainer.max_time 00:00:$(DEMO_MINUTES):00 \
 	    --trainer.default_root_dir $(DEMO)/pretrain/$$m --trainer.enable_model_summary false \
 	    || exit 1; \
 	  cp $(DEMO)/pretrain/$$m/$${m}_backbone.pt $(DEMO)/backbones/; \
 	done
-	@echo "== downstream sweep: every backbone + random init, 2 tasks, 2 training fractions, 2 seeds =="
-	$(PY) Downstream/sweep.py \
-	  --task organ=medmnist:$(DEMO)/phantom/tasks/organsmnist_phantom.npz \
-	  --task covid=covid:$(DEMO)/phantom/tasks/covid \
-	  --checkpoints random $$(ls $(DEMO)/backbones/*_backbone.pt) \
-	  --fractions 0.5 0.1 --seeds 0 1 --model.arch resnet18 --data.image_size 32 --data.batch_size 32 \
-	  --trainer.max_epochs 2 --model.freeze_epochs 1 --data.num_workers 0 --out $(DEMO)/results/results.csv
+	@echo "== frozen features vs random init: organ task, kNN and linear probe, 2 training fractions x $(words $(DEMO_SEEDS)) seeds =="
+	@for mode in knn linear; do \
+	  $(PY) Downstream/sweep.py --task organ=medmnist:$(DEMO)/phantom/tasks/organsmnist_phantom.npz \
+	    --checkpoints random $$(ls $(DEMO)/backbones/*_backbone.pt) --fractions 1.0 0.15 \
+	    --seeds $(DEMO_SEEDS) --model.mode $$mode --model.arch resnet18 --data.image_size $(DEMO_SIZE) \
+	    --data.num_workers 0 --out $(DEMO)/results/results.csv || exit 1; \
+	done
 	$(PY) Downstream/report.py $(DEMO)/results/results.csv
 	@echo
 	@echo "Demo done. Phantom data: $(DEMO)/phantom (store, store_preview.png, tasks/)."
-	@echo "Backbones: $(DEMO)/backbones/. SparK pictures: $(DEMO)/pretrain/spark/reconstructions/"
+	@echo "Backbones: $(DEMO)/backbones/. Pre-training runs (TensorBoard, pictures): $(DEMO)/pretrain/"
 	@echo "Report: $(DEMO)/results/report/results.md and the PNG plots beside it."
 
 clean-demo:

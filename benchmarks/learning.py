@@ -71,8 +71,10 @@ def max_time(minutes: float) -> str:
     return f"{seconds // 86400:02d}:{seconds // 3600 % 24:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def pretrain(method: str, store: Path, run_dir: Path, minutes: float, workers: int) -> dict:
-    """Pre-train ``method`` for ``minutes`` (resuming a run cut short); its backbone and figures."""
+def pretrain(method: str, store: Path, run_dir: Path, minutes: float, workers: int,
+             steps: int | None = None) -> dict:
+    """Pre-train ``method`` for ``minutes`` or ``steps`` (resuming a run cut short); its backbone
+    and figures."""
     backbone = run_dir / f"{method}_backbone.pt"
     done = run_dir / "benchmark-done.json"
     if done.exists():
@@ -80,9 +82,11 @@ def pretrain(method: str, store: Path, run_dir: Path, minutes: float, workers: i
     command = [sys.executable, "-m", "medssl.pretrain", method, "fit",
                "--config", str(CONFIGS / f"{method}_quick.yaml"), "--data.store", str(store),
                "--data.num_workers", str(workers), "--trainer.max_epochs", "-1",
-               "--trainer.max_time", max_time(minutes), "--trainer.default_root_dir", str(run_dir),
+               *(["--trainer.max_steps", str(steps)] if steps else ["--trainer.max_time", max_time(minutes)]),
+               "--trainer.default_root_dir", str(run_dir),
                "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
-    print(f"  pre-training {method} for {minutes:g} min: {shlex.join(command[1:])}", flush=True)
+    budget = f"{steps} steps" if steps else f"{minutes:g} min"
+    print(f"  pre-training {method} for {budget}: {shlex.join(command[1:])}", flush=True)
     start = time.perf_counter()
     log = run_dir / "pretrain.log"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -231,7 +235,8 @@ def markdown(report: dict) -> str:
     lines = [f"# Learning benchmark on {report['machine']}", "",
              f"- command: `{report['command']}`",
              f"- {report['device']}; torch {report['torch']}; {report['date']}",
-             f"- pre-training: each method's quick config ({s['arch']}), {s['minutes']:g} min on the phantom "
+             f"- pre-training: each method's quick config ({s['arch']}), "
+             f"{str(s['steps']) + ' steps' if s.get('steps') else format(s['minutes'], 'g') + ' min'} on the phantom "
              f"store ({s['workers']} data workers); frozen features scored with "
              f"{', '.join(label(n) for n in s['labels'])} labels per class, {len(s['seeds'])} label-subset seeds",
              f"- goal: on the {GOAL_TASK} task with {' and '.join(map(str, GOAL_LABELS))} labels per class, "
@@ -314,6 +319,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--methods", nargs="+", choices=registered(), default=registered())
     ap.add_argument("--minutes", type=float, default=10.0, help="pre-training time per method")
+    ap.add_argument("--steps", type=int, help="pre-training steps per method instead of --minutes")
     ap.add_argument("--labels", nargs="+", type=int, default=[5, 10, 25, ALL],
                     help="labelled images per class (0: all of the training split)")
     ap.add_argument("--seeds", type=int, default=10, help="label-subset seeds")
@@ -325,8 +331,8 @@ def main(argv=None) -> int:
     CONFIGS = args.configs.resolve()
     torch.set_num_threads(os.cpu_count() or 1)
     root = phantom(args.work)
-    pretraining = {m: pretrain(m, root / "store", args.work / "pretrain" / m, args.minutes, args.workers)
-                   for m in args.methods}
+    pretraining = {m: pretrain(m, root / "store", args.work / "pretrain" / m, args.minutes, args.workers,
+                               args.steps) for m in args.methods}
     arch = yaml.safe_load((CONFIGS / f"{args.methods[0]}_quick.yaml").read_text())["model"]["arch"]
     seeds = list(range(args.seeds))
     results = evaluate({m: r["backbone"] for m, r in pretraining.items()}, arch, root / "tasks", args.labels, seeds)
@@ -334,8 +340,8 @@ def main(argv=None) -> int:
               else torch.cuda.get_device_name(), "torch": torch.__version__,
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "command": shlex.join(["python", "benchmarks/learning.py", *(argv or sys.argv[1:])]),
-              "settings": {"arch": arch, "minutes": args.minutes, "labels": args.labels, "seeds": seeds,
-                           "workers": args.workers, "methods": args.methods},
+              "settings": {"arch": arch, "minutes": args.minutes, "steps": args.steps, "labels": args.labels,
+                           "seeds": seeds, "workers": args.workers, "methods": args.methods},
               "pretraining": pretraining, "results": results,
               "comparison": compare(results, args.methods)}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,6 @@ The protocol's settings are the defaults of ``FineTune`` (model), ``TaskDataModu
 from __future__ import annotations
 
 import warnings
-from contextlib import contextmanager
 
 import pytorch_lightning as pl
 from jsonargparse import Namespace
@@ -17,6 +16,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 
 from ..precision import default_precision
+from ..quiet import quiet_lightning
 from .datamodule import TaskDataModule
 from .finetune import FROZEN_MODES, FineTune
 from .results import writing
@@ -24,32 +24,16 @@ from .results import writing
 TRAINER_DEFAULTS = {"max_epochs": 70, "devices": 1}
 
 
-# Lightning's warnings that a user of this command cannot act on
-NOT_ACTIONABLE = (
-    "`LightningModule.configure_optimizers` returned `None`",  # the frozen modes have no optimiser
-    "The '.*' does not have many workers",  # data.num_workers is the user's choice
-    r"`isinstance\(treespec, LeafSpec\)` is deprecated",  # Lightning's own use of torch's pytree
-)
-
-
-@contextmanager
-def _quiet():
-    with warnings.catch_warnings():
-        for message in NOT_ACTIONABLE:
-            warnings.filterwarnings("ignore", message=message)
-        yield
-
-
 class FineTuneTrainer(pl.Trainer):
     """A Trainer whose write errors that name no file (a full disk) name its log folder, and
-    that keeps Lightning's ``NOT_ACTIONABLE`` warnings quiet."""
+    that keeps the warnings of ``medssl.quiet.NOT_ACTIONABLE`` quiet."""
 
     def fit(self, *args, **kwargs):
-        with writing(self.log_dir or self.default_root_dir), _quiet():
+        with writing(self.log_dir or self.default_root_dir), quiet_lightning():
             return super().fit(*args, **kwargs)
 
     def test(self, *args, **kwargs):
-        with writing(self.log_dir or self.default_root_dir), _quiet():
+        with writing(self.log_dir or self.default_root_dir), quiet_lightning():
             return super().test(*args, **kwargs)
 
 

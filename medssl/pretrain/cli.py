@@ -11,6 +11,7 @@ from pytorch_lightning.plugins.io import CheckpointIO
 from pytorch_lightning.utilities import rank_zero_info
 
 from ..precision import default_precision
+from ..quiet import quiet_lightning
 from . import methods
 from .callbacks import ExportBackbone
 from .datamodule import SliceStoreDataModule
@@ -71,11 +72,12 @@ def pretrain_cli(method: str | type, args=None, run: bool = True) -> LightningCL
     """
     if isinstance(method, str):
         method = methods.method(method).cls
-    return PretrainCLI(
-        method, SliceStoreDataModule, args=args, run=run, seed_everything_default=0,
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults={"precision": default_precision(), "callbacks": [
-            LearningRateMonitor(logging_interval="step"),
-            ExportBackbone(),
-        ]},
-    )
+    with quiet_lightning():
+        return PretrainCLI(
+            method, SliceStoreDataModule, args=args, run=run, seed_everything_default=0,
+            save_config_kwargs={"overwrite": True},
+            trainer_defaults={"precision": default_precision(), "callbacks": [
+                LearningRateMonitor(logging_interval="step"),
+                ExportBackbone(),
+            ]},
+        )

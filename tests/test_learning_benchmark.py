@@ -1,0 +1,88 @@
+"""The learning benchmark (benchmarks/learning.py): its statistics on known numbers, and one
+tiny real run of the command."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from medssl.data.phantom import write_phantom_store
+from medssl.data.phantom_tasks import TaskCounts, write_phantom_tasks
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import learning  # noqa: E402
+
+sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def results_with(organ_scores: dict, random_scores: dict) -> dict:
+    """Results of one method and its random-init pair: {probe: {labels: [accuracy per seed]}}."""
+    def task(scores):
+        return {"scores": scores, "effective_rank": 10.0, "train_per_class": 10}
+
+    return {"m": {"baseline": "r", "tasks": {"organ": task(organ_scores)}},
+            "r": {"tasks": {"organ": task(random_scores)}}}
+
+
+def test_a_method_passes_only_when_every_goal_interval_lies_above_zero():
+    base = {probe: {5: [0.60, 0.62, 0.58, 0.61], 10: [0.70, 0.71, 0.69, 0.72]} for probe in learning.PROBES}
+    better = {probe: {n: [v + 0.05 + 0.01 * i for i, v in enumerate(vs)] for n, vs in by_n.items()}
+              for probe, by_n in base.items()}
+    assert learning.compare(results_with(better, base), ["m"])["m"]["passed"]
+
+    one_miss = {probe: dict(by_n) for probe, by_n in better.items()}
+    one_miss["linear"][10] = [v + d for v, d in zip(base["linear"][10], (0.05, -0.05, 0.04, -0.04))]
+    comparison = learning.compare(results_with(one_miss, base), ["m"])["m"]
+    assert not comparison["passed"]
+    row = next(r for r in comparison["rows"] if (r["probe"], r["labels"]) == ("linear", 10))
+    assert row["difference"] == pytest.approx(0.0) and row["low"] < 0 < row["high"] and row["n"] == 4
+    # the hand-computed t interval of the differences 0.05, 0.06, 0.07, 0.08 (t(0.975, 3) = 3.1824)
+    row = next(r for r in comparison["rows"] if (r["probe"], r["labels"]) == ("knn", 5))
+    half = 3.1824 * np.std([0.05, 0.06, 0.07, 0.08], ddof=1) / 2
+    assert (row["low"], row["high"]) == pytest.approx((0.065 - half, 0.065 + half), abs=1e-4)
+
+
+def test_effective_rank_counts_the_directions_features_use():
+    rng = np.random.default_rng(0)
+    spread = rng.normal(size=(500, 64))
+    collapsed = rng.normal(size=(500, 4)) @ rng.normal(size=(4, 64))
+    assert learning.effective_rank(spread) > 50
+    assert learning.effective_rank(collapsed) < 4.5
+
+
+def test_scores_use_the_same_subsets_for_every_backbone():
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(3), 20)
+    informative = np.eye(3)[labels] + 0.3 * rng.normal(size=(60, 3))
+    noise = rng.normal(size=(60, 3))
+    feats = {"train": (informative, labels), "val": (informative[:30], labels[:30]), "test": (informative, labels)}
+    useless = {split: (noise, y) for split, (_, y) in feats.items()}
+    good, bad = (learning.scores(f, 3, [2, learning.ALL], [0, 1, 2]) for f in (feats, useless))
+    assert len(good["knn"][2]) == 3 and len(good["knn"][learning.ALL]) == 1  # every seed picks all images
+    assert min(good["linear"][2]) > 0.8 and np.mean(bad["linear"][learning.ALL]) < 0.7
+
+
+def test_the_benchmark_command_pretrains_scores_and_writes_its_report(tmp_path):
+    work = tmp_path / "work"
+    write_phantom_store(work / "phantom" / "store", patients=5, slices_per_patient=8, size=64, seed=0,
+                        workers=1, progress=False)
+    write_phantom_tasks(work / "phantom" / "tasks", size=32, counts=TaskCounts(4, 6, 6), progress=False)
+    out = tmp_path / "out"
+    command = [sys.executable, "benchmarks/learning.py", "--methods", "mocov2", "--steps", "2", "--labels", "1",
+               "--seeds", "2", "--work", str(work), "--out", str(out)]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-3000:]  # 1: a MISS
+    (report,) = [json.loads(p.read_text()) for p in out.glob("learning-*.json")]
+    assert report["pretraining"]["mocov2"]["steps"] == 2 and report["pretraining"]["mocov2"]["loss"]
+    rows = report["comparison"]["mocov2"]["rows"]
+    assert {(r["task"], r["probe"]) for r in rows} == {(t, p) for t in learning.TASKS for p in learning.PROBES}
+    assert all(r["n"] == 2 and 0 <= r["accuracy"] <= 1 for r in rows)
+    text = (out / f"learning-{report['machine']}.md").read_text()
+    assert "| mocov2 | 2 |" in text and ("PASS" in text or "MISS" in text)
+    assert (out / f"learning-{report['machine']}-difference.png").stat().st_size > 0
+    # the same command again re-uses the finished run
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert "pre-training mocov2" not in again.stdout
