@@ -59,7 +59,7 @@ def test_scores_use_the_same_subsets_for_every_backbone():
     informative = np.eye(3)[labels] + 0.3 * rng.normal(size=(60, 3))
     noise = rng.normal(size=(60, 3))
     feats = {"train": (informative, labels), "val": (informative[:30], labels[:30]), "test": (informative, labels)}
-    useless = {split: (noise, y) for split, (_, y) in feats.items()}
+    useless = {split: (noise[:len(y)], y) for split, (_, y) in feats.items()}
     good, bad = (learning.scores(f, 3, [2, learning.ALL], [0, 1, 2]) for f in (feats, useless))
     assert len(good["knn"][2]) == 3 and len(good["knn"][learning.ALL]) == 1  # every seed picks all images
     assert min(good["linear"][2]) > 0.8 and np.mean(bad["linear"][learning.ALL]) < 0.7
@@ -71,17 +71,17 @@ def test_the_benchmark_command_pretrains_scores_and_writes_its_report(tmp_path):
                         workers=1, progress=False)
     write_phantom_tasks(work / "phantom" / "tasks", size=32, counts=TaskCounts(4, 6, 6), progress=False)
     out = tmp_path / "out"
-    command = [sys.executable, "benchmarks/learning.py", "--methods", "mocov2", "--steps", "2", "--labels", "1",
+    command = [sys.executable, "benchmarks/learning.py", "--methods", "mocov2", "--steps", "5", "--labels", "1",
                "--seeds", "2", "--work", str(work), "--out", str(out)]
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-3000:]  # 1: a MISS
     (report,) = [json.loads(p.read_text()) for p in out.glob("learning-*.json")]
-    assert report["pretraining"]["mocov2"]["steps"] == 2 and report["pretraining"]["mocov2"]["loss"]
+    assert report["pretraining"]["mocov2"]["steps"] == 5 and report["pretraining"]["mocov2"]["loss"]
     rows = report["comparison"]["mocov2"]["rows"]
     assert {(r["task"], r["probe"]) for r in rows} == {(t, p) for t in learning.TASKS for p in learning.PROBES}
     assert all(r["n"] == 2 and 0 <= r["accuracy"] <= 1 for r in rows)
     text = (out / f"learning-{report['machine']}.md").read_text()
-    assert "| mocov2 | 2 |" in text and ("PASS" in text or "MISS" in text)
+    assert "| mocov2 | 5 |" in text and ("PASS" in text or "MISS" in text)
     assert (out / f"learning-{report['machine']}-difference.png").stat().st_size > 0
     # the same command again re-uses the finished run
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
