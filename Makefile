@@ -35,7 +35,7 @@ demo: $(STAMP)
 	for m in $$methods; do \
 	  echo "== pre-training $$m for $(DEMO_MINUTES) minutes (Pre-Training/configs/$${m}_quick.yaml) =="; \
 	  $(PY) -m medssl.pretrain $$m fit --config Pre-Training/configs/$${m}_quick.yaml \
-	    --data.store $(DEMO)/phantom/store --trainer.max_epochs -1 --trainer.max_time 00:00:$(DEMO_MINUTES):00 \
+	    --data.store $(DEMO)/phantom/store --trainer.max_epochs -1 --trainer.max_time $$(printf '00:00:%02d:00' $(DEMO_MINUTES)) \
 	    --trainer.default_root_dir $(DEMO)/pretrain/$$m --trainer.enable_model_summary false \
 	    || exit 1; \
 	  cp $(DEMO)/pretrain/$$m/$${m}_backbone.pt $(DEMO)/backbones/; \

@@ -54,7 +54,7 @@ def smallest_p(a: torch.Tensor, b: torch.Tensor) -> tuple[str, float]:
 
 
 CASES = {  # the study's full MoCo v2 / BYOL pipeline, SwAV's shrinking low-resolution crops
-    "mocov2": ({**config_views("mocov2")[0], "size": 64}, {"blur_p": 0.0}),
+    "mocov2": ({**config_views("mocov2")[0], "size": 64}, {"jitter_p": 0.0}),
     "swav-low-res": ({**config_views("swav")[1], "size": 32}, {"scale": [0.2, 0.5]}),
 }
 
