@@ -7,7 +7,7 @@ DEMO   ?= demo-output
 # the methods the demo pre-trains (METHODS=all: every registered one), minutes per method (the
 # learning-rate schedule stretches over them), and the label-subset seeds of each training fraction
 METHODS ?= spark
-DEMO_MINUTES ?= 5
+DEMO_MINUTES ?= 4
 DEMO_SEEDS ?= 0 1 2 3 4
 # the downstream image size: SparK's quick config pre-trains at 128 px, the others at 64 px
 DEMO_SIZE ?= 128
