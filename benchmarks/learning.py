@@ -129,14 +129,16 @@ def input_of(checkpoint: str | None, method: str):
 
 
 @torch.no_grad()
-def features(checkpoint: str | None, arch: str, task, mapping) -> dict:
+def features(checkpoint: str | None, arch: str, task, mapping, init_seed: int = 0) -> dict:
     """{split: (L2-normalised pooled features, labels)} of a frozen backbone (eval mode), the
-    images fed as ``mapping`` says, at its size."""
+    images fed as ``mapping`` says, at its size. Random init (no checkpoint) draws its weights
+    with ``init_seed``."""
     from torch.utils.data import DataLoader
 
     from medssl.downstream.datamodule import TaskImages
     from medssl.downstream.finetune import FineTune
 
+    torch.manual_seed(init_seed)
     model = FineTune(len(task.classes), checkpoint=checkpoint, arch=arch).eval()
     out = {}
     for split in ("train", "val", "test"):
@@ -176,7 +178,11 @@ def scores(feats: dict, num_classes: int, labels: list[int], seeds: list[int]) -
 
 # --- the run ---------------------------------------------------------------------------------
 def evaluate(backbones: dict, arch: str, tasks_dir: Path, labels, seeds) -> dict:
-    """Scores and effective ranks of every backbone and of random init at each backbone's input."""
+    """Scores and effective ranks of every backbone and of random init at each backbone's input.
+
+    Random init is one draw of weights per seed: seed ``s`` scores init ``s`` on label subset
+    ``s``, so the paired difference to a backbone (subset ``s`` too) carries the spread of both
+    the subsets and the initial weights. With all labels, one subset: every init scores it."""
     from medssl.downstream.tasks import load_task
 
     tasks = {name: load_task(kind, tasks_dir / path, progress=False) for name, (kind, path) in TASKS.items()}
@@ -184,19 +190,30 @@ def evaluate(backbones: dict, arch: str, tasks_dir: Path, labels, seeds) -> dict
     for method, checkpoint in backbones.items():
         mapping = input_of(checkpoint, method)
         key = f"{RANDOM} ({mapping.size} px, {mapping.intensity['mode']}, {mapping.mean:g}/{mapping.std:g})"
-        for name, ckpt in ((method, checkpoint), (key, None)):
-            if name in results:
-                continue
-            print(f"  evaluating {name}: {mapping.describe()}", flush=True)
-            results[name] = {"input": mapping.as_dict(), "tasks": {}}
+        if key not in results:
+            print(f"  evaluating {key}, {len(seeds)} initial weights: {mapping.describe()}", flush=True)
+            results[key] = {"input": mapping.as_dict(), "init_seeds": list(seeds), "tasks": {}}
             for task_name, task in tasks.items():
-                feats = features(ckpt, arch, task, mapping)
-                results[name]["tasks"][task_name] = {
-                    "scores": scores(feats, len(task.classes), labels, seeds),
-                    "effective_rank": effective_rank(np.concatenate([feats[s][0] for s in feats])),
-                    "train_per_class": int(np.bincount(feats["train"][1]).min())}
-        results[method]["baseline"] = key
+                runs = [(seed, features(None, arch, task, mapping, init_seed=seed)) for seed in seeds]
+                merged = [scores(feats, len(task.classes), labels, [seed]) for seed, feats in runs]
+                results[key]["tasks"][task_name] = {
+                    "scores": {probe: {n: [a for m in merged for a in m[probe][n]] for n in labels}
+                               for probe in PROBES},
+                    "effective_rank": float(np.mean([effective_rank(all_features(f)) for _, f in runs])),
+                    "train_per_class": int(np.bincount(runs[0][1]["train"][1]).min())}
+        print(f"  evaluating {method}: {mapping.describe()}", flush=True)
+        results[method] = {"input": mapping.as_dict(), "baseline": key, "tasks": {}}
+        for task_name, task in tasks.items():
+            feats = features(checkpoint, arch, task, mapping)
+            results[method]["tasks"][task_name] = {
+                "scores": scores(feats, len(task.classes), labels, seeds),
+                "effective_rank": effective_rank(all_features(feats)),
+                "train_per_class": int(np.bincount(feats["train"][1]).min())}
     return results
+
+
+def all_features(feats: dict) -> np.ndarray:
+    return np.concatenate([feats[split][0] for split in feats])
 
 
 def compare(results: dict, methods: list[str]) -> dict:
@@ -211,6 +228,8 @@ def compare(results: dict, methods: list[str]) -> dict:
             for probe, by_n in record["scores"].items():
                 for n, accuracies in by_n.items():
                     random = base["tasks"][task]["scores"][probe][n]
+                    if len(accuracies) == 1:  # all labels: one subset, against every initial draw
+                        accuracies = accuracies * len(random)
                     d = paired_difference(accuracies, random)
                     spread = float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else 0.0
                     rows.append({"task": task, "probe": probe, "labels": n, "accuracy": float(np.mean(accuracies)),
@@ -238,7 +257,8 @@ def markdown(report: dict) -> str:
              f"- pre-training: each method's quick config ({s['arch']}), "
              f"{str(s['steps']) + ' steps' if s.get('steps') else format(s['minutes'], 'g') + ' min'} on the phantom "
              f"store ({s['workers']} data workers); frozen features scored with "
-             f"{', '.join(label(n) for n in s['labels'])} labels per class, {len(s['seeds'])} label-subset seeds",
+             f"{', '.join(label(n) for n in s['labels'])} labels per class, {len(s['seeds'])} label-subset seeds; "
+             f"random init: one draw of weights per seed, paired with that seed's subset",
              f"- goal: on the {GOAL_TASK} task with {' and '.join(map(str, GOAL_LABELS))} labels per class, "
              "by kNN and by the linear probe, the 95 % interval of the paired difference to random init "
              "lies above zero", ""]

@@ -45,6 +45,14 @@ def test_a_method_passes_only_when_every_goal_interval_lies_above_zero():
     assert (row["low"], row["high"]) == pytest.approx((0.065 - half, 0.065 + half), abs=1e-4)
 
 
+def test_all_labels_pair_the_one_backbone_score_with_every_initial_draw():
+    base = {probe: {learning.ALL: [0.60, 0.64, 0.62]} for probe in learning.PROBES}
+    mine = {probe: {learning.ALL: [0.70]} for probe in learning.PROBES}
+    (row, *_) = learning.compare(results_with(mine, base), ["m"])["m"]["rows"]
+    assert row["n"] == 3 and row["difference"] == pytest.approx(0.08) and row["random"] == pytest.approx(0.62)
+    assert row["low"] < 0.08 < row["high"]
+
+
 def test_effective_rank_counts_the_directions_features_use():
     rng = np.random.default_rng(0)
     spread = rng.normal(size=(500, 64))
@@ -80,9 +88,24 @@ def test_the_benchmark_command_pretrains_scores_and_writes_its_report(tmp_path):
     rows = report["comparison"]["mocov2"]["rows"]
     assert {(r["task"], r["probe"]) for r in rows} == {(t, p) for t in learning.TASKS for p in learning.PROBES}
     assert all(r["n"] == 2 and 0 <= r["accuracy"] <= 1 for r in rows)
+    (random_key,) = [k for k in report["results"] if k.startswith(learning.RANDOM)]
+    random = report["results"][random_key]
+    assert random["init_seeds"] == [0, 1] and report["results"]["mocov2"]["baseline"] == random_key
+    organ = random["tasks"]["organ"]["scores"]
+    assert all(len(organ[probe]["1"]) == 2 for probe in learning.PROBES)
     text = (out / f"learning-{report['machine']}.md").read_text()
     assert "| mocov2 | 5 |" in text and ("PASS" in text or "MISS" in text)
     assert (out / f"learning-{report['machine']}-difference.png").stat().st_size > 0
     # the same command again re-uses the finished run
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert "pre-training mocov2" not in again.stdout
+
+
+def test_random_init_draws_different_weights_per_seed(tmp_path):
+    write_phantom_tasks(tmp_path / "tasks", size=32, counts=TaskCounts(4, 6, 6), progress=False)
+    from medssl.downstream.tasks import load_task
+
+    task = load_task("covid", tmp_path / "tasks" / "covid", progress=False)
+    mapping = learning.input_of(None, "mocov2")
+    a, b, a_again = (learning.features(None, "resnet18", task, mapping, init_seed=s)["test"][0] for s in (0, 1, 0))
+    assert np.array_equal(a, a_again) and not np.allclose(a, b)
