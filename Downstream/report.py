@@ -1,54 +1,12 @@
-"""Answer "does pre-training help?" from a sweep's results.csv: verdict and labels-saved lines
-(printed here and at the top of results.md), tables, paired differences, plots.
+"""Does pre-training help? Verdicts, tables and plots from results.csv: ``medssl report``.
 
-    python Downstream/report.py results/results.csv [--out results/report] [--baseline random]
-        [--metric accuracy] [--reference-fraction 1.0]
+    python Downstream/report.py results/results.csv [--baseline random]
 
-Every checkpoint is compared with the baseline on the same labelled subsets (same task, mode,
-fraction and seed). Incomplete rows (a sweep killed while writing one) are named and left out.
+The same options and exit status as ``medssl report`` (medssl/commands/report.py).
 """
-import argparse
 import sys
-import warnings
-from pathlib import Path
 
-from medssl.downstream.report import build_report
-from medssl.downstream.results import ResultsError
-from medssl.downstream.scores import METRICS
-
-
-def show_warning(message, *_, **__):
-    print(f"warning: {message}", file=sys.stderr)
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("results", type=Path)
-    ap.add_argument("--out", type=Path, help="default: a report/ folder beside results.csv")
-    ap.add_argument("--baseline", help="the label, method or checkpoint to compare with (default: random init)")
-    ap.add_argument("--metric", default="accuracy", choices=METRICS,
-                    help="the score of the verdicts (default: accuracy)")
-    ap.add_argument("--reference-fraction", type=float,
-                    help="labels saved: reach the baseline's score at this fraction (default: its largest)")
-    args = ap.parse_args(argv)
-    try:
-        with warnings.catch_warnings():
-            warnings.showwarning = show_warning
-            report = build_report(args.results, baseline=args.baseline, metric=args.metric,
-                                  reference_fraction=args.reference_fraction)
-            paths = report.write(args.out or args.results.parent / "report")
-    except (ResultsError, OSError) as err:  # no or empty results file, a full disk, an unknown baseline
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    if report.baseline is None:
-        print("No random-init runs to compare with: name a baseline with --baseline.")
-    for line in report.findings:
-        print(line)
-    print()
-    for name, path in paths.items():
-        print(f"{name:26s} {path}")
-    return 0
-
+from medssl.commands.report import main
 
 if __name__ == "__main__":
     sys.exit(main())

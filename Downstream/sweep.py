@@ -1,63 +1,12 @@
-"""Fine-tune every checkpoint on every task at shrinking training-set sizes, several seeds.
+"""Fine-tune checkpoints x tasks x training fractions x seeds: ``medssl sweep``.
 
-    python Downstream/sweep.py --task covid=covid:data/COVID-CT --task organ=medmnist:organsmnist_224.npz \\
-        --checkpoints random spark swav runs/byol_backbone.pt --out results/results.csv
-    python Downstream/sweep.py --task organ=medmnist:organsmnist_224.npz --model.mode linear \\
-        --trainer.max_epochs 30 --data.num_workers 8
-    python Downstream/report.py results/results.csv
+    python Downstream/sweep.py --task covid=covid:data/COVID-CT --checkpoints random spark --out results/results.csv
 
-Tasks are NAME=KIND:PATH (KIND: covid, medmnist, brain, folder, csv). Checkpoints are paths,
-released names, or "random" (the baseline). Subsets are stratified, seeded and nested.
-Every other option is one of the fine-tune command's (python Downstream/finetune.py fit --help:
---config FILE, --model.*, --data.*, --trainer.*): each run is that command on one task, training
-fraction, seed and checkpoint, which the sweep sets.
-Re-running the same command skips finished runs, so a killed sweep resumes; rows a kill left
-incomplete are moved to results.csv.torn and their runs done again.
+The same options and exit status as ``medssl sweep`` (medssl/commands/sweep.py).
 """
-import argparse
 import sys
-import warnings
 
-from medssl.checkpoints import CheckpointError
-from medssl.data.errors import UnreadableInput
-from medssl.downstream import TaskError
-from medssl.downstream.results import ResultsError
-from medssl.downstream.sweep import SweepConfig, run_sweep
-
-
-def parse_task(text: str):
-    name, _, rest = text.partition("=")
-    kind, _, path = rest.partition(":")
-    if not (name and kind and path):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=KIND:PATH")
-    return name, (kind, path)
-
-
-def show_warning(message, *_, **__):
-    print(f"warning: {message}", file=sys.stderr)
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 allow_abbrev=False)
-    ap.add_argument("--task", type=parse_task, action="append", required=True)
-    ap.add_argument("--checkpoints", nargs="+", default=list(SweepConfig.checkpoints))
-    ap.add_argument("--fractions", nargs="+", type=float, default=list(SweepConfig.fractions))
-    ap.add_argument("--seeds", nargs="+", type=int, default=list(SweepConfig.seeds))
-    ap.add_argument("--out", default="results/results.csv")
-    args, finetune = ap.parse_known_args(argv)
-    config = SweepConfig(dict(args.task), tuple(args.checkpoints), tuple(args.fractions), tuple(args.seeds),
-                         tuple(finetune))
-    try:
-        with warnings.catch_warnings():
-            warnings.showwarning = show_warning
-            table = run_sweep(config, args.out)
-    except (TaskError, UnreadableInput, CheckpointError, ResultsError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(f"{len(table)} runs in {args.out}; next: python Downstream/report.py {args.out}")
-    return 0
-
+from medssl.commands.sweep import main
 
 if __name__ == "__main__":
     sys.exit(main())

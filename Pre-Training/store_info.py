@@ -1,40 +1,13 @@
-"""Describe a slice store, check it, and save a picture of it.
+"""Describe a slice store, check it, and save a picture of it: ``medssl inspect STORE``.
 
     python Pre-Training/store_info.py STORE [--verify] [--preview store.png]
 
-Opening a store checks each shard's size and a few sampled blocks; --verify hashes every shard
-whole and names all the damaged ones (exit status 1).
+The same options and exit status (1: damaged or not a store) as ``medssl inspect STORE``
+(medssl/commands/inspect_store.py).
 """
-import argparse
 import sys
-from pathlib import Path
 
-from medssl.data import SliceStore, StoreError
-from medssl.data.preview import save_store_preview
-from medssl.data.summary import describe_store
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("store", type=Path)
-    ap.add_argument("--verify", action="store_true", help="check every shard's full checksum")
-    ap.add_argument("--preview", type=Path, help="save a PNG grid of slices here")
-    ap.add_argument("--window", default="lung", help="CT window of the preview (lung, abdomen, ...)")
-    args = ap.parse_args(argv)
-    try:
-        store = SliceStore(args.store, quick_check=not args.verify)
-        if args.verify:  # every shard hashed whole; all the damaged ones named
-            store.verify()
-        print(describe_store(store))
-        if args.verify:
-            print("verify     all shard checksums match")
-        if args.preview:
-            print(f"preview    {save_store_preview(store, args.preview, window=args.window)}")
-    except StoreError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
-
+from medssl.commands.inspect_store import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,63 +1,14 @@
-"""Download the study's released checkpoints, resumable, with checksum verification.
+"""Download the study's released checkpoints: ``medssl download checkpoint``.
 
     python checkpoints/download.py all
     python checkpoints/download.py spark [--dir DIR]
-    python checkpoints/download.py swav --url https://mirror.example/swav.ckpt --sha256 HEX
 
-Files go to --dir, else $MEDSSL_CHECKPOINTS, else ./checkpoints in the working directory. An
-interrupted download resumes where it stopped when run again. After downloading, the file's keys
-are checked: it must hold a complete ResNet backbone, whatever its name says.
+The same options and exit status as ``medssl download checkpoint``
+(medssl/commands/download_checkpoint.py).
 """
-import argparse
 import sys
-from pathlib import Path
 
-
-def check(entry, dest: Path, url: str | None, expected: str | None) -> bool:
-    from medssl.checkpoints import CheckpointError, read_backbone
-    from medssl.download import DownloadError, fetch
-
-    print(f"{entry.name}: " + (f"{dest} is already there; verifying" if dest.exists()
-                               else f"downloading {url or entry.url} -> {dest}"))
-    try:
-        digest = fetch(url, dest, gdrive_id=entry.gdrive_id, expected=expected)
-    except DownloadError as err:
-        print(f"error: {entry.name}: {err}", file=sys.stderr)
-        return False
-    print(f"{entry.name}: sha256 {digest}" + ("" if expected else
-          " (not yet recorded in medssl/checkpoints/registry.py)"))
-    try:
-        _, report = read_backbone(dest, arch=None)
-    except CheckpointError as err:
-        print(f"error: {entry.name}: downloaded, but {err}", file=sys.stderr)
-        return False
-    note = "" if report.format is entry.format else f" (the registry expected {entry.format})"
-    print(f"{entry.name}: {report.format_label}{note}, {report.arch}, {report.loaded} backbone tensors: ready")
-    return True
-
-
-def main(argv=None) -> int:
-    from medssl.checkpoints import RELEASED, checkpoint_dir
-
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("names", nargs="+", help=f"{', '.join(RELEASED)} or all")
-    ap.add_argument("--dir", type=Path,
-                    help="where to save (default: $MEDSSL_CHECKPOINTS, else ./checkpoints)")
-    ap.add_argument("--url", help="download from this address instead (a mirror); one name only")
-    ap.add_argument("--sha256", help="expected checksum, when the registry has none yet")
-    args = ap.parse_args(argv)
-    names = list(RELEASED) if args.names == ["all"] else [n.lower() for n in args.names]
-    unknown = [n for n in names if n not in RELEASED]
-    if unknown:
-        ap.error(f"unknown checkpoint {unknown}; choose from {', '.join(RELEASED)} or all")
-    if args.url and len(names) != 1:
-        ap.error("--url takes one checkpoint name")
-    folder = checkpoint_dir(args.dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    ok = [check(RELEASED[n], folder / RELEASED[n].filename, args.url,
-                args.sha256 or RELEASED[n].sha256) for n in names]
-    return 0 if all(ok) else 1
-
+from medssl.commands.download_checkpoint import main
 
 if __name__ == "__main__":
     sys.exit(main())

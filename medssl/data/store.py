@@ -92,7 +92,7 @@ class SliceStore:
         if not meta_path.is_file() and not (self.path / PENDING_FILE).is_file():
             raise StoreError(
                 f"{self.path}: not a slice store (no {META_FILE}). Make one from DICOM, NIfTI or "
-                f"image folders with: python Pre-Training/preprocess.py {self.path} --out STORE"
+                f"image folders with: medssl ingest {self.path} --out STORE (or python Pre-Training/preprocess.py)"
             )
         if not meta_path.is_file():
             raise StoreError(

@@ -1,10 +1,10 @@
-"""The fine-tune command (``Downstream/finetune.py``), which every sweep run goes through too: fit
+"""The fine-tune command (``medssl finetune``, ``Downstream/finetune.py``), which every sweep run goes through too: fit
 with model selection on the validation set, then test the best checkpoint (mode ``finetune``) or
 the classifier fit on the frozen features (modes ``knn`` and ``linear``: one epoch over the
 un-augmented training images, no checkpoint).
 
 The protocol's settings are the defaults of ``FineTune`` (model), ``TaskDataModule`` (data) and
-``TRAINER_DEFAULTS`` below; ``python Downstream/finetune.py fit --print_config`` shows them all.
+``TRAINER_DEFAULTS`` below; ``medssl finetune fit --print_config`` shows them all.
 """
 from __future__ import annotations
 
@@ -89,8 +89,10 @@ def _cli(cli_class, args, run: bool, **kwargs) -> FineTuneCLI:
                          trainer_defaults=trainer_defaults, **kwargs)
 
 
-def finetune_cli(args=None, run: bool = True, verbose: bool = True) -> FineTuneCLI:
-    return _cli(FineTuneCLI, args, run, verbose=verbose)
+def finetune_cli(args=None, run: bool = True, verbose: bool = True, prog: str | None = None) -> FineTuneCLI:
+    """``args``: the command line (default: ``sys.argv[1:]``); ``prog``: the command's name in
+    ``--help`` (default: the script's)."""
+    return _cli(FineTuneCLI, args, run, verbose=verbose, parser_kwargs={"prog": prog} if prog else None)
 
 
 def finetune_settings(args) -> Namespace:

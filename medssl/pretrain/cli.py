@@ -1,6 +1,7 @@
-"""The LightningCLI shared by the pre-training scripts in ``Pre-Training/``."""
+"""The LightningCLI shared by ``medssl pretrain`` and the pre-training scripts in ``Pre-Training/``."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from lightning_fabric.plugins.environments import SLURMEnvironment
@@ -60,10 +61,13 @@ class PretrainCLI(LightningCLI):
             rank_zero_info(f"New run in {root} (run the same command again to resume it)")
 
 
-def pretrain_cli(method: str | type, args=None, run: bool = True) -> LightningCLI:
-    """``python Pre-Training/<method>.py fit --config Pre-Training/configs/<method>.yaml``.
+def pretrain_cli(method: str | type, args=None, run: bool = True, prog: str | None = None) -> LightningCLI:
+    """``medssl pretrain <method> fit --config Pre-Training/configs/<method>.yaml``, and
+    ``python Pre-Training/<method>.py fit ...``.
 
     ``method``: a registered method's name (``medssl.pretrain.methods.registry``) or its class.
+    ``args``: the command line after the method (default: ``sys.argv[1:]``); ``prog``: the
+    command's name in ``--help`` (default: the script's).
 
     Trainer defaults: bf16 mixed precision on GPUs that have it (32-bit elsewhere), the run in
     ``runs/<method>`` (TensorBoard logs, checkpoints, backbone), checkpoints every 1000 steps and
@@ -72,10 +76,12 @@ def pretrain_cli(method: str | type, args=None, run: bool = True) -> LightningCL
     """
     if isinstance(method, str):
         method = methods.method(method).cls
-    with quiet_lightning():
+    with quiet_lightning(), warnings.catch_warnings():
+        # args given in code replace the command line on purpose (medssl pretrain passes them)
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         return PretrainCLI(
             method, SliceStoreDataModule, args=args, run=run, seed_everything_default=0,
-            save_config_kwargs={"overwrite": True},
+            save_config_kwargs={"overwrite": True}, parser_kwargs={"prog": prog} if prog else None,
             trainer_defaults={"precision": default_precision(), "callbacks": [
                 LearningRateMonitor(logging_interval="step"),
                 ExportBackbone(),

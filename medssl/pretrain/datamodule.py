@@ -92,7 +92,7 @@ class SliceStoreDataModule(pl.LightningDataModule):
     """Pre-training data.
 
     Args:
-        store: path of a slice store (see ``Pre-Training/preprocess.py``).
+        store: path of a slice store (see ``medssl ingest``).
         views: one dict per view kind (see ``medssl.pretrain.views.ViewSpec``), set by each method's
             config: e.g. two 224 px crops for MoCo v2, 2 x 224 + 6 x 96 for SwAV.
         intensity: keyword arguments of ``medssl.data.intensity.HUToIntensity`` (mode full,

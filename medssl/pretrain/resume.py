@@ -114,7 +114,7 @@ class RunCheckpoints(Checkpoint):
     """The run's checkpoints: ``<run>/checkpoints/epoch=E-step=S.ckpt``, written every
     ``every_n_steps`` optimizer steps (0: never), at the end of every ``every_n_epochs``-th
     epoch (0: never) and at the end of training; the newest ``keep`` are kept, and
-    ``last.ckpt`` is a hard link to the newest (for ``Pre-Training/export.py``).
+    ``last.ckpt`` is a hard link to the newest (for ``medssl export``).
 
     ``requeue_signal``: on SLURM, this signal (SIGUSR1 by default; ``#SBATCH --signal``) asks for
     a checkpoint at the next step boundary, then ``scontrol requeue $SLURM_JOB_ID`` and a clean

@@ -1,0 +1,55 @@
+"""Write the embedded default data: a phantom CT slice store and three labelled phantom tasks.
+
+    medssl phantom --out demo-output/phantom
+
+(python Pre-Training/make_phantom.py is the same command.)
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..data.phantom import write_phantom_store
+from ..data.phantom_tasks import TaskCounts, write_phantom_tasks
+from ..data.preview import save_store_preview
+from ..data.summary import describe_store
+
+
+def parser(prog: str | None = None) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True, help="output folder")
+    ap.add_argument("--patients", type=int, default=40, help="phantom patients in the store")
+    ap.add_argument("--slices", type=int, default=32, help="slices per patient")
+    ap.add_argument("--size", type=int, default=64, help="slice size in pixels (store)")
+    ap.add_argument("--task-size", type=int, default=64, help="image size of the COVID/brain tasks")
+    ap.add_argument("--organ-size", type=int, default=28, choices=(28, 64, 128, 224),
+                    help="image size of the organ task (MedMNIST sizes)")
+    ap.add_argument("--organ-per-class", type=int, default=60)
+    ap.add_argument("--covid-per-class", type=int, default=80)
+    ap.add_argument("--brain-per-class", type=int, default=60)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-tasks", action="store_true", help="write only the pre-training store")
+    ap.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    return ap
+
+
+def main(argv=None, prog: str | None = None) -> int:
+    args = parser(prog).parse_args(argv)
+    store = write_phantom_store(args.out / "store", patients=args.patients,
+                                slices_per_patient=args.slices, size=args.size, seed=args.seed,
+                                overwrite=args.overwrite)
+    print(describe_store(store))
+    preview = save_store_preview(store, args.out / "store_preview.png")
+    print(f"preview    {preview}")
+    if not args.no_tasks:
+        tasks_dir = args.out / "tasks"
+        if tasks_dir.exists() and not args.overwrite:
+            print(f"tasks      {tasks_dir} (already there; --overwrite to make them again)")
+        else:
+            counts = TaskCounts(args.organ_per_class, args.covid_per_class, args.brain_per_class)
+            paths = write_phantom_tasks(tasks_dir, seed=args.seed, size=args.task_size,
+                                        organ_size=args.organ_size, counts=counts,
+                                        overwrite=args.overwrite)
+            for name, path in paths.items():
+                print(f"task       {name:6s} {path}")
+    return 0
