@@ -52,7 +52,7 @@ def main(argv=None, prog: str | None = None) -> int:
     options = Options(size=args.size, modalities=tuple(m.upper() for m in args.modality),
                       clip=tuple(args.clip) if args.clip else None, thin=args.thin,
                       nifti_modality=args.nifti_modality.upper())
-    signal.signal(signal.SIGTERM, _interrupt)  # e.g. a batch scheduler's time limit
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # e.g. a batch scheduler's time limit
     try:
         summary, table, errors = ingest(args.inputs, args.out or Path("."), options,
                                         workers=args.workers, overwrite=args.overwrite,
@@ -64,6 +64,9 @@ def main(argv=None, prog: str | None = None) -> int:
     except (IngestError, StoreError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:  # None: a handler not set from Python, which cannot be put back
+            signal.signal(signal.SIGTERM, previous)
     if args.dry_run:
         print_plan(table, errors)
     else:

@@ -1,0 +1,116 @@
+"""The medssl command: the installed entry point, its help, the scripts as a second door to the
+same functions, and a round trip through it (ingest DICOM -> inspect the store -> pre-train one
+step -> export the checkpoint -> inspect the backbone) with the documented exit statuses."""
+import importlib.util
+import re
+import subprocess
+import sys
+from importlib.metadata import entry_points, version
+from pathlib import Path
+
+import pytest
+import torch
+
+from medssl.cli import COMMANDS, main
+from medssl.data.phantom import phantom_volume
+from medssl.data.synthetic_dicom import write_series
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# each script and the command module whose main it runs
+SCRIPTS = {"Pre-Training/preprocess.py": "ingest", "Pre-Training/export.py": "export",
+           "Pre-Training/make_phantom.py": "phantom", "Pre-Training/store_info.py": "inspect_store",
+           "Downstream/finetune.py": "finetune", "Downstream/sweep.py": "sweep",
+           "Downstream/report.py": "report", "Downstream/download.py": "download_dataset",
+           "checkpoints/download.py": "download_checkpoint", "checkpoints/describe.py": "inspect_checkpoint"}
+
+
+def test_installed_console_script_runs_and_help_imports_no_torch():
+    assert [ep.value for ep in entry_points(group="console_scripts", name="medssl")] == ["medssl.cli:main"]
+    script = Path(sys.executable).parent / "medssl"
+    assert script.is_file(), f"{script} missing: pip install -e . installs it"
+    shown = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and shown.stdout.strip() == f"medssl {version('medssl')}"
+    probe = ("import sys; from medssl.cli import main; code = main(['--help']); "
+             "print(code, sorted(m for m in ('torch', 'pytorch_lightning') if m in sys.modules))")
+    fast = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert fast.stdout.splitlines()[-1] == "0 []", fast.stderr
+
+
+def test_help_lists_every_command_on_one_line(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name, (_, summary) in COMMANDS.items():
+        assert re.search(rf"^ +{name} +{re.escape(summary)}$", out, re.M), f"{name}: no one-line summary in\n{out}"
+    assert main([]) == 2 and main(["train"]) == 2  # no command, an unknown one
+    assert "invalid choice: 'train'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["ingest"], ["pretrain"], ["pretrain", "swav"], ["export"], ["finetune"],
+                                  ["sweep"], ["report"], ["download"], ["download", "dataset"],
+                                  ["download", "checkpoint"], ["inspect"], ["phantom"]], ids=" ".join)
+def test_every_command_has_help(args, capsys):
+    assert main([*args, "--help"]) == 0
+    assert f"usage: medssl {' '.join(args)}" in capsys.readouterr().out
+
+
+def test_pretrain_lists_the_registered_methods(capsys):
+    from medssl.pretrain.methods import method_names
+
+    assert main(["pretrain", "--list"]) == 0
+    assert capsys.readouterr().out.split() == method_names()
+    assert main(["pretrain", "no-such-method", "fit"]) == 2
+    err = capsys.readouterr().err
+    assert all(name in err for name in method_names()), err
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_each_script_runs_its_commands_function(script):
+    spec = importlib.util.spec_from_file_location(f"door_{Path(script).stem}", ROOT / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main is importlib.import_module(f"medssl.commands.{SCRIPTS[script]}").main
+
+
+def test_round_trip_through_the_command(tmp_path, capsys):
+    scans, store, run = tmp_path / "scans", tmp_path / "store", tmp_path / "run"
+    for k in range(2):
+        write_series(scans / f"patient{k}", phantom_volume(0, k, 4, 32)[0], series_uid=f"7.{k}",
+                     patient_id=f"P{k}")
+    ingest = ["ingest", str(scans), "--out", str(store), "--size", "32", "--workers", "1"]
+    assert main(ingest) == 0
+    assert f"store      {store}: 8 slices" in capsys.readouterr().out
+    (scans / "broken.dcm").write_bytes(b"\x01" * 300)
+    assert main(ingest) == 2  # finished, with a skipped input
+    assert "skipped    1 inputs" in capsys.readouterr().out
+
+    assert main(["inspect", str(store), "--verify", "--preview", str(tmp_path / "store.png")]) == 0
+    out = capsys.readouterr().out
+    assert "slices     8 of 32x32" in out and "all shard checksums match" in out
+    assert (tmp_path / "store.png").stat().st_size > 0
+    assert main(["inspect", str(scans)]) == 1  # a folder that is not a store
+    assert "not a slice store" in capsys.readouterr().err
+
+    assert main(["pretrain", "mocov2", "fit", "--config", str(ROOT / "Pre-Training/configs/mocov2_quick.yaml"),
+                 "--data.store", str(store), "--data.batch_size", "4", "--data.num_workers", "0",
+                 "--model.queue_length", "8", "--trainer.max_steps", "1", "--trainer.default_root_dir", str(run),
+                 "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]) == 0
+    assert main(["export", str(run / "checkpoints" / "last.ckpt"), "--out", str(tmp_path / "b.pt")]) == 0
+    exported = torch.load(tmp_path / "b.pt", weights_only=True)
+    at_end = torch.load(run / "mocov2_backbone.pt", weights_only=True)
+    assert exported["method"] == "mocov2" and exported["steps"] == at_end["steps"] == 1
+    assert exported["state_dict"].keys() == at_end["state_dict"].keys()
+    assert all(torch.equal(v, at_end["state_dict"][k]) for k, v in exported["state_dict"].items())
+    capsys.readouterr()
+    assert main(["inspect", str(tmp_path / "b.pt")]) == 0
+    assert "will it load? YES" in capsys.readouterr().out
+    assert main(["export", str(tmp_path / "b.pt")]) == 1  # an export is not a training checkpoint
+    assert "not a medssl pre-training checkpoint" in capsys.readouterr().err
+    assert main(["inspect", str(tmp_path / "store.png")]) == 1
+    assert "will it load? NO" in capsys.readouterr().out
+
+
+def test_download_asks_what_a_bare_name_is(capsys):
+    assert main(["download", "spark"]) == 2
+    assert "medssl download checkpoint spark" in capsys.readouterr().err
