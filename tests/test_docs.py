@@ -56,6 +56,73 @@ def test_no_file_refers_to_documents_outside_the_repository():
     assert not found
 
 
+# each script and the medssl command that is the same (Pre-Training/NAME.py: medssl pretrain NAME)
+SCRIPT_COMMANDS = {
+    "Pre-Training/preprocess.py": "ingest", "Pre-Training/export.py": "export",
+    "Pre-Training/make_phantom.py": "phantom", "Pre-Training/store_info.py": "inspect",
+    "Downstream/finetune.py": "finetune", "Downstream/sweep.py": "sweep", "Downstream/report.py": "report",
+    "Downstream/download.py": "download dataset", "checkpoints/download.py": "download checkpoint",
+    "checkpoints/describe.py": "inspect", "-m medssl.pretrain": "pretrain",
+}
+SCRIPT_COMMAND = re.compile(r"\bpython3? (-m medssl\.pretrain|(?:Pre-Training|Downstream|checkpoints)/[\w-]+\.py)"
+                            r"\b(.*)")
+MEDSSL_COMMAND = re.compile(r"\bmedssl ([a-z][\w-]*)(?: ([\w-]+))?")
+EXAMPLE_METHODS = {"simsiam"}  # docs/adding-a-method.md's example, not registered
+
+
+def shown_commands(markdown: str) -> list[str]:
+    """The commands a page shows, whitespace collapsed: each line of its shell code blocks
+    (continuation lines joined, comments cut) and each inline code span."""
+    lines = []
+    for block in re.findall(r"```(?:bash|sh|shell)\n(.*?)```", markdown, flags=re.S):
+        lines += [re.sub(r"(^|\s)#.*", "", line) for line in block.replace("\\\n", " ").splitlines()]
+    lines += re.findall(r"`([^`]+)`", without_code(markdown))
+    return [" ".join(line.split()) for line in lines if line.strip()]
+
+
+def medssl_form(script: str, args: str) -> str:
+    """``medssl SUBCOMMAND ARGS`` for ``python SCRIPT ARGS`` (a trailing ``...`` left out)."""
+    command = SCRIPT_COMMANDS.get(script)
+    if command is None and script.startswith("Pre-Training/"):
+        command = f"pretrain {Path(script).stem}"
+    assert command, f"{script}: which medssl command is it? (SCRIPT_COMMANDS in tests/test_docs.py)"
+    args = re.sub(r"\s*\.\.\.$", "", args.strip())
+    return " ".join(["medssl", command, args]).strip()
+
+
+@pytest.mark.parametrize("page", markdown_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_script_command_is_shown_as_a_medssl_command_too(page):
+    shown = shown_commands(page.read_text())
+    text = "\n".join(shown)
+    missing = []
+    for command in shown:
+        found = SCRIPT_COMMAND.search(command)
+        if found and medssl_form(*found.groups()) not in text:
+            missing.append(f"{command} -> {medssl_form(*found.groups())}")
+    assert not missing, f"{page.relative_to(ROOT)}: no medssl form shown for {missing}"
+
+
+def test_the_medssl_commands_the_pages_show_exist(capsys):
+    from medssl.cli import COMMANDS, main
+    from medssl.pretrain.methods import method_names
+
+    words_with_help = {"pretrain": [*method_names()], "download": ["dataset", "checkpoint"]}
+    helps = set()
+    for page in markdown_files():
+        for command in shown_commands(page.read_text()):
+            for name, word in MEDSSL_COMMAND.findall(command):
+                if name.isupper():  # COMMAND, a placeholder
+                    continue
+                assert name in COMMANDS, f"{page.relative_to(ROOT)}: {command!r}: no command {name!r}"
+                if name == "pretrain" and word and not word.startswith("-") and not word.isupper():
+                    assert word in [*method_names(), *EXAMPLE_METHODS], f"{page.relative_to(ROOT)}: {command!r}"
+                helps.add((name, word) if word in words_with_help.get(name, []) else (name,))
+    assert len(helps) >= len(COMMANDS)  # each shown at least once
+    for words in sorted(helps):
+        assert main([*words, "--help"]) == 0, f"medssl {' '.join(words)} --help failed"
+        assert f"usage: medssl {' '.join(words)}" in capsys.readouterr().out
+
+
 def leaf(config: dict, key: str):
     """The value of ``key`` wherever it sits in nested mappings (lists are not searched)."""
     hits = []
