@@ -9,7 +9,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from .checksums import file_digest
+from .checksums import check_expected, digest_matches, file_digest
 from .files import atomic_write_bytes
 
 
@@ -20,9 +20,14 @@ class DownloadError(RuntimeError):
 def fetch(url: str | None, target: Path, *, gdrive_id: str | None = None,
           algorithm: str = "sha256", expected: str | None = None) -> str:
     """Download ``url`` (or a Google Drive file) to ``target`` unless it is there already, and
-    return its checksum; a mismatch with ``expected`` moves the file aside and raises."""
+    return its checksum. ``expected``: the whole checksum, or a prefix of it (torch.hub's
+    ``name-<sha256 prefix>.pth``); a mismatch moves the file aside and raises."""
     import gdown
 
+    try:
+        expected = expected and check_expected(expected, algorithm)
+    except ValueError as err:
+        raise DownloadError(f"{target.name}: expected {algorithm}: {err}") from err
     target.parent.mkdir(parents=True, exist_ok=True)
     if not target.exists():
         source = url or f"Google Drive file {gdrive_id}"
@@ -38,11 +43,12 @@ def fetch(url: str | None, target: Path, *, gdrive_id: str | None = None,
                                 f"browser, save it as {target} and run again to check it. A partial "
                                 "download is kept and resumed next time.")
     digest = file_digest(target, algorithm)
-    if expected and digest != expected:
+    if expected and not digest_matches(digest, expected, algorithm):
         bad = target.with_name(target.name + ".bad")
         target.replace(bad)
+        wanted = expected if len(expected) == len(digest) else f"one starting with {expected}"
         raise DownloadError(f"{target.name}: checksum mismatch ({algorithm} {digest}, expected "
-                            f"{expected}); moved to {bad}. Run again to download it afresh.")
+                            f"{wanted}); moved to {bad}. Run again to download it afresh.")
     return digest
 
 

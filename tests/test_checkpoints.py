@@ -1,9 +1,11 @@
 import argparse
 import hashlib
+import importlib.util
 import os
 import pathlib
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from medssl.checkpoints import (
     CHECKPOINTS_ENV,
+    RELEASED,
     CheckpointError,
     CheckpointFormat,
     checkpoint_dir,
@@ -23,6 +26,9 @@ from medssl.checkpoints import (
     read_backbone,
 )
 from medssl.checkpoints.export import export_backbone
+from medssl.data.input_mapping import IMAGENET_INPUT
+from medssl.data.phantom_tasks import TaskCounts, write_phantom_tasks
+from medssl.downstream.sweep import SweepConfig, check_inputs, run_sweep
 from medssl.pretrain.methods import method_names
 
 from conftest import RangeHandler
@@ -50,6 +56,7 @@ def layouts(sd):
     """Each released / common format, built from one ResNet-50 state dict."""
     body = trunk(sd)
     head = {"0.weight": torch.randn(2048, 2048), "2.weight": torch.randn(128, 2048)}
+    ten_classes = {**body, "fc.weight": torch.randn(10, 2048), "fc.bias": torch.randn(10)}
     return {
         "SparK release": ({"module": body, "arch": "resnet50", "epoch": 1599, "is_pretrain": True},
                           "spark"),
@@ -66,14 +73,15 @@ def layouts(sd):
                                          **{f"online_network.projector.{k}": v for k, v in head.items()},
                                          **{f"target_network.encoder.{k}": v * 0 for k, v in body.items()}},
                           "epoch": np.int64(3), "root": pathlib.PosixPath("/data")}, "byol"),
-        "torchvision": (sd, None),
-        "DDP module.": ({"state_dict": {f"module.{k}": v for k, v in sd.items()}}, None),
+        "torchvision": (ten_classes, None),
+        "ImageNet classifier": (sd, "imagenet"),  # torchvision's 1000-class fc
+        "DDP module.": ({"state_dict": {f"module.{k}": v for k, v in ten_classes.items()}}, None),
         "lightly backbone.": ({"state_dict": {f"backbone.{k}": v for k, v in body.items()}}, None),
     }
 
 
 @pytest.mark.parametrize("name", ["SparK release", "SwAV release", "MoCo release", "BYOL release",
-                                  "torchvision", "DDP module.", "lightly backbone."])
+                                  "torchvision", "ImageNet classifier", "DDP module.", "lightly backbone."])
 def test_every_format_loads_exactly(name, reference, tmp_path):
     payload, method = layouts(reference)[name]
     path = tmp_path / "ckpt.pt"
@@ -287,3 +295,71 @@ def test_describe_says_whether_it_will_load(reference, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "BYOL release" in proc.stdout and "resnet50" in proc.stdout
     assert "will it load? YES" in proc.stdout and "target_network (318)" in proc.stdout
+
+
+def download_main(argv):
+    """checkpoints/download.py's main(), in this process (so a test can patch the registry)."""
+    spec = importlib.util.spec_from_file_location("download_script", ROOT / "checkpoints" / "download.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script.main([str(a) for a in argv])
+
+
+def torchvision_style(folder: Path, prefix: str | None = None) -> Path:
+    """A ResNet-18 ImageNet-layout state dict saved as torchvision names its weight files:
+    ``resnet18-<sha256 prefix>.pth`` (the real prefix unless ``prefix`` is given)."""
+    torch.save(torchvision.models.resnet18().state_dict(), folder / "resnet18.pth")
+    digest = hashlib.sha256((folder / "resnet18.pth").read_bytes()).hexdigest()
+    return (folder / "resnet18.pth").rename(folder / f"resnet18-{prefix or digest[:8]}.pth")
+
+
+def test_imagenet_downloads_checks_the_prefix_in_its_name_and_loads(server, tmp_path, monkeypatch, capsys):
+    served, base = server
+    file = torchvision_style(served)
+    entry = RELEASED["imagenet-resnet18"]
+    monkeypatch.setitem(RELEASED, entry.name, replace(entry, filename=file.name, address=f"{base}/{file.name}"))
+    assert download_main([entry.name, "--dir", tmp_path]) == 0
+    out = capsys.readouterr().out
+    assert f"sha256 {hashlib.sha256(file.read_bytes()).hexdigest()}" in out and "ImageNet classifier" in out
+    model, report = load_backbone(entry.name, arch="resnet18", num_classes=2, folder=tmp_path)
+    assert report.method == "imagenet" and report.format is CheckpointFormat.IMAGENET
+    assert report.input == IMAGENET_INPUT and report.ignored == {"fc": 2}
+    assert torch.equal(model.layer4[1].conv2.weight, torch.load(file)["layer4.1.conv2.weight"])
+
+
+def test_imagenet_download_with_a_wrong_prefix_names_the_file(server, tmp_path, capsys):
+    served, base = server
+    fake = torchvision_style(served, prefix="f37072fd")  # torchvision's name, but not its file
+    assert download_main(["imagenet-resnet18", "--url", f"{base}/{fake.name}", "--dir", tmp_path]) == 1
+    err = capsys.readouterr().err
+    assert "resnet18-f37072fd.pth: checksum mismatch" in err and "expected one starting with f37072fd" in err
+    assert (tmp_path / "resnet18-f37072fd.pth.bad").exists() and not (tmp_path / "resnet18-f37072fd.pth").exists()
+
+
+def test_released_imagenet_weights_are_torchvisions():
+    for name, arch, weights in (("imagenet", "resnet50", torchvision.models.ResNet50_Weights.IMAGENET1K_V1),
+                                ("imagenet-resnet18", "resnet18", torchvision.models.ResNet18_Weights.IMAGENET1K_V1)):
+        entry = RELEASED[name]
+        assert entry.url == weights.url and entry.arch == arch and entry.method == "imagenet"
+        assert weights.url.endswith(f"/{arch}-{entry.expected_sha256}.pth") and len(entry.expected_sha256) == 8
+
+
+def test_a_released_name_of_another_arch_says_which_to_use(reference, tmp_path):
+    torch.save(reference, tmp_path / RELEASED["imagenet"].filename)
+    with pytest.raises(CheckpointError, match="holds a resnet50.*or the released imagenet-resnet18"):
+        read_backbone("imagenet", arch="resnet18", folder=tmp_path)
+    assert read_backbone("imagenet", folder=tmp_path)[1].method == "imagenet"
+
+
+def test_the_sweep_runs_imagenet_by_name_beside_random(tmp_path, monkeypatch):
+    torchvision_style(tmp_path).rename(tmp_path / RELEASED["imagenet-resnet18"].filename)
+    monkeypatch.setenv(CHECKPOINTS_ENV, str(tmp_path))
+    tasks = write_phantom_tasks(tmp_path / "tasks", size=32, counts=TaskCounts(4, 1, 1), progress=False)
+    config = SweepConfig({"organ": ("medmnist", str(tasks["organ"]))}, ("random", "imagenet-resnet18"),
+                         fractions=(1.0,), seeds=(0,),
+                         finetune=("--model.mode", "knn", "--model.arch", "resnet18", "--data.image_size", "32",
+                                   "--data.num_workers", "0", "--trainer.accelerator", "cpu"))
+    assert check_inputs(config) == {"random": "random", "imagenet-resnet18": "imagenet"}
+    config.checkpoints = ("imagenet-resnet18",)  # random's run is the sweep's own test
+    table = run_sweep(config, tmp_path / "results.csv", progress=False)
+    assert list(zip(table.checkpoint, table.method)) == [("imagenet-resnet18", "imagenet")]

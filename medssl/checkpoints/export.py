@@ -1,6 +1,14 @@
-"""Export a pre-trained backbone: torchvision key names, no ``fc``, plain-type metadata, so it
-loads with ``torch.load(path, weights_only=True)`` and ``resnet.load_state_dict(sd, strict=False)``
-misses only ``fc.weight`` / ``fc.bias``."""
+"""Export a pre-trained backbone: torchvision key names, no ``fc``, plain-type metadata, in the
+formats people load (``FILE_FORMATS``):
+
+- ``pt``: ``torch.save`` of ``{"state_dict": ..., **metadata}``; ``torch.load(path, weights_only=True)``
+  reads it and ``resnet.load_state_dict(sd, strict=False)`` misses only ``fc.weight`` / ``fc.bias``.
+- ``safetensors``: the same tensors, the metadata as JSON in safetensors' string metadata;
+  ``safetensors.torch.load_file(path)`` gives the state dict.
+- ``timm``: a folder in timm's Hugging Face Hub layout (``model.safetensors`` and ``config.json``:
+  see ``safetensors_files``); timm's ResNets name their tensors as torchvision's do, which the
+  export checks.
+"""
 from __future__ import annotations
 
 import json
@@ -10,11 +18,15 @@ from pathlib import Path
 import torch
 
 from ..checksums import file_digest
-from ..data.input_mapping import InputMapping
+from ..data.input_mapping import DEFAULT, InputMapping
 from ..data.store import MANIFEST_FILE, stored_settings
+from ..files import atomic_write_bytes
+from ..models.backbone import feature_dim
 from ..pretrain.views import ViewSpec
+from .safetensors_files import TIMM_CONFIG, TIMM_WEIGHTS, timm_config, write_safetensors
 
 FORMAT = "medssl-backbone"
+FILE_FORMATS = ("pt", "safetensors", "timm")
 
 
 def plain(value):
@@ -22,19 +34,45 @@ def plain(value):
     return json.loads(json.dumps(value, default=str))
 
 
-def export_backbone(backbone: torch.nn.Module, path: str | Path, **metadata) -> Path:
-    """Write ``{"state_dict": ..., "format": ..., **metadata}`` atomically to ``path``."""
+def export_backbone(backbone: torch.nn.Module, path: str | Path, file_format: str = "pt", **metadata) -> Path:
+    """Write the backbone's state dict and ``{"format": ..., "version": ..., **metadata}``
+    atomically to ``path`` as ``file_format`` (one of ``FILE_FORMATS``; ``timm``: ``path`` is a
+    folder, and ``metadata`` names the ``arch``)."""
+    if file_format not in FILE_FORMATS:
+        raise ValueError(f"unknown export format {file_format!r}; choose one of {FILE_FORMATS}")
     state = {k: v.detach().cpu().clone() for k, v in backbone.state_dict().items()}
     stray = [k for k in state if k.startswith("fc.") or k.startswith("_orig_mod.")]
     if stray:
         raise ValueError(f"backbone state dict has keys that are not the trunk's: {stray[:3]}")
-    payload = {"state_dict": state, "format": FORMAT, "version": 1, **plain(metadata)}
+    meta = {"format": FORMAT, "version": 1, **plain(metadata)}
     path = Path(path)
+    if file_format == "timm":
+        return _export_timm(state, path, meta)
+    if file_format == "safetensors":
+        return write_safetensors(state, path, meta)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
+    torch.save({"state_dict": state, **meta}, tmp)
     os.replace(tmp, path)
     return path
+
+
+def _export_timm(state: dict[str, torch.Tensor], folder: Path, meta: dict) -> Path:
+    import timm
+
+    arch = meta.get("arch")
+    if not arch:
+        raise ValueError("a timm export needs the backbone's arch (e.g. arch='resnet50')")
+    timm_keys = set(timm.create_model(arch, pretrained=False, num_classes=0).state_dict())
+    if timm_keys != set(state):
+        raise ValueError(f"timm's {arch} names its tensors otherwise: only in ours "
+                         f"{sorted(set(state) - timm_keys)[:3]}, only in timm's {sorted(timm_keys - set(state))[:3]}")
+    mapping = InputMapping.from_dict(meta["input"]) if "input" in meta else DEFAULT
+    folder.mkdir(parents=True, exist_ok=True)
+    write_safetensors(state, folder / TIMM_WEIGHTS, meta)
+    config = timm_config(arch, feature_dim(arch), mapping.mean, mapping.std, mapping.size)
+    atomic_write_bytes(folder / TIMM_CONFIG, json.dumps(config, indent=2).encode())
+    return folder
 
 
 def store_manifest_sha256(store: str | Path | None) -> str | None:
@@ -54,12 +92,13 @@ def pretraining_input(data_config) -> InputMapping:
 
 
 def export_pretrained(backbone: torch.nn.Module, path: str | Path, *, method: str, arch: str,
-                      epoch: int, step: int, model_config: dict, data_config: dict) -> Path:
+                      epoch: int, step: int, model_config: dict, data_config: dict,
+                      file_format: str = "pt") -> Path:
     """The backbone of a pre-training run, with what made it: method, arch, epoch and step, the
     model's and data's settings, the input it was fed (``input``: ``pretraining_input``), and the
-    hash of the store's manifest (``data_config["store"]``).
+    hash of the store's manifest (``data_config["store"]``), as ``file_format``.
     Written at the end of training and by ``Pre-Training/export.py`` from a checkpoint."""
-    return export_backbone(backbone, path, method=method, arch=arch, epochs=epoch, steps=step,
+    return export_backbone(backbone, path, file_format, method=method, arch=arch, epochs=epoch, steps=step,
                            config={"model": dict(model_config), "data": dict(data_config)},
                            input=pretraining_input(data_config).as_dict(),
                            store_manifest_sha256=store_manifest_sha256(data_config.get("store")))

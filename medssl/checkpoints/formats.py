@@ -13,6 +13,7 @@ class CheckpointFormat(str, Enum):
     BYOL_RELEASE = "BYOL release (Lightning, online_network.encoder)"
     SWAV_RELEASE = "SwAV release (Lightning, model.)"
     LIGHTLY = "lightly-style backbone."
+    IMAGENET = "ImageNet classifier (torchvision / timm names, 1000-class fc)"
     TORCHVISION = "plain torchvision / timm ResNet"
 
     def __str__(self) -> str:

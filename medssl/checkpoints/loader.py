@@ -10,13 +10,14 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..data.input_mapping import DEFAULT, STUDY_INPUTS, InputMapping, InputMappingError
+from ..data.input_mapping import DEFAULT, IMAGENET_INPUT, STUDY_INPUTS, InputMapping, InputMappingError
 from ..models.backbone import BACKBONES
 from .export import FORMAT as EXPORT_FORMAT
 from .export import pretraining_input
 from .formats import CheckpointFormat
-from .registry import RELEASED, local_path
+from .registry import RELEASED, local_path, released_alternatives
 from .safe_pickle import TRUST_HINT, UnsafeCheckpointError, safe_load, whole_module_refusal
+from .safetensors_files import is_safetensors, read_safetensors, timm_weights
 
 # Known layouts, most specific first: (format, method, prefix of the backbone's keys).
 KNOWN_PREFIXES = [
@@ -31,6 +32,8 @@ MEDSSL_KEY = "medssl"
 SEQUENTIAL_NAMES = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
 RELEASE_FORMATS = (CheckpointFormat.SPARK_RELEASE, CheckpointFormat.MOCO_RELEASE,
                    CheckpointFormat.BYOL_RELEASE, CheckpointFormat.SWAV_RELEASE)
+IMAGENET_CLASSES = 1000  # a torchvision / timm ResNet with this many outputs is an ImageNet-1k classifier
+SAFETENSORS = "safetensors (no pickle: no code can run)"
 
 
 def format_label(fmt: CheckpointFormat, module_prefix: bool = False) -> str:
@@ -72,7 +75,9 @@ class LoadReport:
                 f"ignored {ignored}; unpickling: {self.unpickling}")
 
 
+@functools.cache
 def expected_keys(arch: str) -> dict[str, torch.Size]:
+    """The shapes of an ``arch`` backbone's tensors, ``fc`` left out (read-only: shared)."""
     model = BACKBONES[arch][0](weights=None)
     return {k: v.shape for k, v in model.state_dict().items() if not k.startswith("fc.")}
 
@@ -143,6 +148,9 @@ def detect(keys: dict[str, torch.Tensor], obj) -> tuple[CheckpointFormat, str | 
             if (fmt is CheckpointFormat.TORCHVISION and isinstance(obj, dict) and "module" in obj
                     and "fc.weight" not in keys):
                 return CheckpointFormat.SPARK_RELEASE, "spark", prefix
+            fc = under.get("fc.weight")
+            if fmt is CheckpointFormat.TORCHVISION and fc is not None and fc.shape[0] == IMAGENET_CLASSES:
+                return CheckpointFormat.IMAGENET, "imagenet", prefix
             return fmt, method, prefix
     prefixes = sorted({k.rsplit("conv1.weight", 1)[0] for k in keys if k.endswith("conv1.weight")
                        and "layer" not in k})
@@ -169,6 +177,9 @@ def backbone_input(obj, fmt: CheckpointFormat, method: str | None) -> tuple[Inpu
             return pretraining_input(data), "the pre-training data settings in the file"
         except (InputMappingError, TypeError, ValueError) as err:
             raise CheckpointError(f"its pre-training data settings give no input mapping: {err}") from err
+    if fmt is CheckpointFormat.IMAGENET:
+        return (IMAGENET_INPUT, "ImageNet's normalisation for grey images copied to RGB (the averages "
+                "of its channel means and stds; the file records none, the full HU range is assumed)")
     if fmt in RELEASE_FORMATS and method in STUDY_INPUTS:
         return (STUDY_INPUTS[method], f"the study's {method} settings (docs/protocol.md; the file "
                 "records none, the full HU range is assumed)")
@@ -180,7 +191,7 @@ def resolve(source: str | Path, folder: str | Path | None = None) -> Path:
     ``folder`` (see ``registry.checkpoint_dir``)."""
     path = Path(source)
     if path.exists():
-        return path
+        return timm_weights(path) or path
     name = str(source).lower()
     if name in RELEASED:
         local = local_path(name, folder)
@@ -197,12 +208,14 @@ def read_backbone(source, arch: str | None = "resnet50", trust: bool = False,
     """(backbone state dict with torchvision names, LoadReport) — every trunk tensor checked.
     ``folder``: where released checkpoints are looked up by name (see ``load_backbone``)."""
     path = resolve(source, folder)
+    safetensors = path.is_file() and is_safetensors(path)
     try:
-        obj, how = safe_load(path, trust=trust)
+        obj, how = (read_safetensors(path), SAFETENSORS) if safetensors else safe_load(path, trust=trust)
     except UnsafeCheckpointError as err:
         raise CheckpointError(f"{path}: refused: {err} {TRUST_HINT}") from err
     except Exception as err:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from err
+        kind = "safetensors file" if safetensors else "PyTorch checkpoint"
+        raise CheckpointError(f"{path}: not a readable {kind} ({type(err).__name__}: {err})") from err
     obj, module_class = _module_state_dicts(obj)
     try:
         keys, container = find_state_dict(obj)
@@ -223,8 +236,11 @@ def read_backbone(source, arch: str | None = "resnet50", trust: bool = False,
         raise CheckpointError(f"{path}: {label}: the backbone is no torchvision ResNet layout; "
                               "pass arch= explicitly")
     if found_arch is not None and found_arch != arch:
+        name = str(source).lower()
+        others = released_alternatives(name, arch) if name in RELEASED and not Path(source).exists() else []
         raise CheckpointError(f"{path}: holds a {found_arch} backbone ({label}), but {arch} was "
-                              f"asked for: use arch='{found_arch}'")
+                              f"asked for: use arch='{found_arch}'"
+                              + (f", or the released {' / '.join(others)}" if others else ""))
     expected = expected_keys(arch)
     missing = sorted(set(expected) - set(trunk))
     if missing:

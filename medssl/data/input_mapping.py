@@ -124,3 +124,11 @@ DEFAULT = InputMapping()
 _STUDY_CONTRASTIVE = InputMapping({"mode": "full"}, CT_FULL_MEAN, CT_FULL_STD, 224)
 STUDY_INPUTS = {"swav": _STUDY_CONTRASTIVE, "mocov2": _STUDY_CONTRASTIVE, "byol": _STUDY_CONTRASTIVE,
                 "spark": InputMapping({"mode": "full"}, 0.485, 0.229, 224)}
+
+# ImageNet weights (torchvision's, timm's) were trained on RGB normalised with ImageNet's channel
+# means (0.485, 0.456, 0.406) and stds (0.229, 0.224, 0.225). A grey image goes in as three equal
+# channels, which conv1 sees as one channel through its weights summed over RGB (what timm's
+# adapt_input_conv does for in_chans=1); one mean and std for all three: the averages of
+# ImageNet's, which come closest to what each channel's own constants would give.
+IMAGENET_GREY_MEAN, IMAGENET_GREY_STD = 0.449, 0.226
+IMAGENET_INPUT = InputMapping({"mode": "full"}, IMAGENET_GREY_MEAN, IMAGENET_GREY_STD, 224)
