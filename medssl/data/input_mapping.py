@@ -129,6 +129,6 @@ STUDY_INPUTS = {"swav": _STUDY_CONTRASTIVE, "mocov2": _STUDY_CONTRASTIVE, "byol"
 # means (0.485, 0.456, 0.406) and stds (0.229, 0.224, 0.225). A grey image goes in as three equal
 # channels, which conv1 sees as one channel through its weights summed over RGB (what timm's
 # adapt_input_conv does for in_chans=1); one mean and std for all three: the averages of
-# ImageNet's, which come closest to what each channel's own constants would give.
+# ImageNet's (against each channel's own: scale within 2 %, shift at most 0.2 std for values in 0..1).
 IMAGENET_GREY_MEAN, IMAGENET_GREY_STD = 0.449, 0.226
 IMAGENET_INPUT = InputMapping({"mode": "full"}, IMAGENET_GREY_MEAN, IMAGENET_GREY_STD, 224)
