@@ -274,7 +274,7 @@ def test_knn_monitor_logs_accuracy_on_a_labelled_set(store, tmp_path):
 def test_knn_sets_from_a_labelled_store(tmp_path):
     from medssl.data import SliceStoreWriter
     from medssl.data.intensity import HUToIntensity
-    from medssl.pretrain.knn_monitor import load_labelled
+    from medssl.pretrain.labelled_set import load_labelled
 
     rows = [{"source": f"s{i}", "patient_id": "p", "series_uid": f"s{i}", "modality": "CT",
              "slice_index": 0, "position_mm": 0.0, "spacing_row_mm": 1.0, "spacing_col_mm": 1.0,

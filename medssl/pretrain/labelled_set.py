@@ -1,0 +1,114 @@
+"""The small labelled set that the online monitors of a pre-training run look at (kNN monitor,
+online linear probe, embedding picture), and the backbone's features of it."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from ..data.store import SliceStore
+from ..downstream.formats.medmnist import read_npz
+
+
+def load_labelled(path: str | Path, intensity=None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """{"bank": (images, labels), "query": (images, labels)}, images float (N, 1, H, W) in [0, 1].
+
+    ``path``: a MedMNIST-style ``.npz`` (train = bank, test or val = query), or a slice store
+    whose manifest has a ``label`` column (and optionally ``split``: train / test), mapped to
+    [0, 1] by ``intensity``.
+    """
+    path = Path(path)
+    if path.suffix == ".npz":
+        sets = read_npz(path, splits=None, as_grey=True)
+        query = "test" if "test" in sets else "val"
+        for split in ("train", query):
+            if split not in sets:
+                raise ValueError(f"{path}: no {split} split; expected the MedMNIST layout")
+        return {name: (torch.from_numpy(sets[split][0])[:, None], torch.from_numpy(sets[split][1]))
+                for name, split in (("bank", "train"), ("query", query))}
+    store = SliceStore(path)
+    manifest = store.manifest
+    if "label" not in manifest.columns:
+        raise ValueError(f"{path}: the store's manifest has no 'label' column")
+    labels = manifest["label"].astype("category").cat.codes.to_numpy()
+    split = (manifest["split"].to_numpy() if "split" in manifest.columns
+             else np.where(np.arange(len(store)) % 2 == 0, "train", "test"))
+    images = torch.stack([intensity(torch.from_numpy(store[i].astype(np.float32))[None])
+                          for i in range(len(store))])
+    pick = {"bank": split == "train", "query": split != "train"}
+    return {k: (images[m], torch.from_numpy(labels[m].astype(np.int64))) for k, m in pick.items()}
+
+
+class LabelledSetCallback(pl.Callback):
+    """Base of the callbacks that look at ``data`` (see ``load_labelled``): loads it once, at
+    setup, and gives the backbone's pooled features of its images.
+
+    Features are computed in eval mode under ``no_grad``, so nothing reaches the backbone's
+    gradients, BatchNorm statistics or the run's random streams. Under DDP each rank computes
+    its contiguous share of the images and the shares are all-gathered: every rank ends with
+    the same features of the whole set, at 1 / world size of the cost."""
+
+    def __init__(self, data: str, batch_size: int = 256):
+        self.data, self.batch_size = data, batch_size
+        self.sets: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(data=str(self.data))  # two monitors of two sets: two keys
+
+    def setup(self, trainer, module, stage=None) -> None:
+        if self.sets is None:
+            self.sets = load_labelled(self.data, getattr(trainer.datamodule, "intensity", None))
+
+    @property
+    def num_classes(self) -> int:
+        return int(max(labels.max() for _, labels in self.sets.values())) + 1
+
+    @torch.no_grad()
+    def features(self, trainer, module, images: torch.Tensor) -> torch.Tensor:
+        """(N, D) float features of ``images`` (N, 1, H, W), on the module's device. Images are
+        resized to the first view's size and normalised like it. Every rank must call it."""
+        world, rank = trainer.world_size, trainer.global_rank
+        if world == 1:
+            return self._forward(trainer, module, images)
+        share = -(-len(images) // world)
+        with rank_zero_buffers(module.backbone):
+            mine = self._forward(trainer, module, images[rank * share:(rank + 1) * share])
+        padded = F.pad(mine, (0, 0, 0, share - len(mine)))  # all_gather wants equal shapes
+        shares = [torch.empty_like(padded) for _ in range(world)]
+        torch.distributed.all_gather(shares, padded)
+        return torch.cat(shares)[:len(images)]
+
+    def _forward(self, trainer, module, images: torch.Tensor) -> torch.Tensor:
+        view = trainer.datamodule.views_config[0] if trainer.datamodule is not None else {}
+        size, mean, std = view.get("size", 224), view.get("mean", [0.5])[0], view.get("std", [0.25])[0]
+        was_training = module.backbone.training
+        module.backbone.eval()
+        out = [torch.zeros(0, module.feature_dim, device=module.device)]
+        for batch in images.split(self.batch_size) if len(images) else ():  # a rank's share: maybe none
+            batch = F.interpolate(batch.to(module.device), size=(size, size), mode="bilinear",
+                                  antialias=True, align_corners=False)
+            batch = ((batch - mean) / std).expand(-1, 3, -1, -1)
+            out.append(module.backbone(batch).float())
+        module.backbone.train(was_training)
+        return torch.cat(out)
+
+
+@contextmanager
+def rank_zero_buffers(network: torch.nn.Module):
+    """Run ``network`` with rank 0's buffers (BatchNorm statistics: without SyncBatchNorm each
+    rank's drift from its own batches until DDP's next forward copies rank 0's), then put this
+    rank's back: every share of the features comes from the model that rank 0 checkpoints."""
+    buffers = list(network.buffers())
+    own = [b.clone() for b in buffers]
+    for b in buffers:
+        torch.distributed.broadcast(b, src=0)
+    try:
+        yield
+    finally:
+        for b, saved in zip(buffers, own):
+            b.copy_(saved)
