@@ -70,6 +70,9 @@ def test_timm_export_is_a_folder_timm_builds(arch, tmp_path):
     assert tuple(config["input_size"]) == (3, FED.size, FED.size)
     _, report = read_backbone(folder, arch=None)  # the folder names its weights
     assert report.method == "spark" and report.arch == arch and report.input == FED
+    from medssl.cli import main as medssl
+
+    assert medssl(["inspect", str(folder)]) == 0  # a timm folder is inspected as a checkpoint, not a store
 
 
 def test_unreadable_safetensors_metadata_names_the_file(tmp_path):

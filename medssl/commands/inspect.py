@@ -5,7 +5,7 @@
 
 A folder is read as a slice store (python Pre-Training/store_info.py): what it holds, a check of
 every shard (--verify: hashed whole; exit status 1 names each damaged one), a picture of it.
-A file, or a released checkpoint's name (spark, swav, ...), is read as a checkpoint
+A file, a timm export folder or a released checkpoint's name (spark, ...) is read as a checkpoint
 (python checkpoints/describe.py): its format, method, architecture, tensors and whether it will
 load (exit status 1 if not), without running code from it.
 PATH comes first; medssl inspect PATH --help lists the options for what PATH is.
@@ -28,7 +28,8 @@ def main(argv=None, prog: str | None = None) -> int:
         print(f"usage: {prog} PATH [options]\nerror: PATH comes first: a slice store folder, a checkpoint "
               "file or a released checkpoint's name", file=sys.stderr)
         return 2
-    if Path(argv[0]).is_dir():
+    path = Path(argv[0])
+    if path.is_dir() and not (path / "model.safetensors").exists():  # a timm export folder is a checkpoint
         from .inspect_store import main as inspect
     else:
         from .inspect_checkpoint import main as inspect
