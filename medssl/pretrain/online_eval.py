@@ -70,8 +70,7 @@ class OnlineLinearProbe(LabelledSetCallback):
         if (trainer.current_epoch + 1) % self.every_n_epochs:
             return
         (bank_x, bank_y), (query_x, query_y) = self.sets["bank"], self.sets["query"]
-        bank = self.features(trainer, module, bank_x)
-        query = self.features(trainer, module, query_x)
+        bank, query = self.features(trainer, module, torch.cat([bank_x, query_x])).split([len(bank_y), len(query_y)])
         mean, std = bank.mean(0), bank.std(0, correction=0).clamp_min(1e-6)
         bank, query = (bank - mean) / std, (query - mean) / std
         bank_y, query_y = bank_y.to(module.device), query_y.to(module.device)
