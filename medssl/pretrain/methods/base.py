@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 import torch
+from lightly.models.utils import get_weight_decay_parameters
 from pytorch_lightning.callbacks import Timer
 
 from ...checkpoints.loader import MEDSSL_KEY
@@ -36,6 +37,8 @@ class PretrainMethod(pl.LightningModule):
 
     method_name = "base"
     OPTIMIZER = OptimizerConfig()
+    lr_per_256_images = False  # True: optimizer.lr is for a total batch of 256, scaled to the real one
+    decay_biases_and_norms = True  # False: no weight decay (nor LARS scaling) on biases and norm layers
 
     def __init__(self, arch: str = "resnet50", optimizer: OptimizerConfig = OPTIMIZER,
                  channels_last: bool | None = None, compile: bool = False):
@@ -110,10 +113,29 @@ class PretrainMethod(pl.LightningModule):
         return max(1.0, trainer.num_training_batches / trainer.accumulate_grad_batches)
 
     def parameter_groups(self):
-        return [p for p in self.parameters() if p.requires_grad]
+        """The trainable parameters; with ``decay_biases_and_norms = False`` two groups (lightly's
+        split): weights, and biases and norm layers without weight decay (LARS then leaves them
+        out of its layer-wise scaling too, as SimCLR, Barlow Twins, VICReg and DINO train)."""
+        if self.decay_biases_and_norms:
+            return [p for p in self.parameters() if p.requires_grad]
+        decay, no_decay = (
+            [p for p in group if p.requires_grad] for group in get_weight_decay_parameters([self]))
+        return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+    def total_batch_size(self) -> int:
+        """Images per optimizer step over all processes."""
+        trainer = self.trainer
+        batch = getattr(trainer.datamodule, "batch_size", None) if trainer.datamodule else None
+        if batch is None:
+            if trainer.train_dataloader is None:
+                trainer.fit_loop.setup_data()  # loads the train dataloader
+            batch = trainer.train_dataloader.batch_size
+        return batch * trainer.world_size * trainer.accumulate_grad_batches
 
     def peak_lr(self) -> float:
-        return self.optimizer_config.lr
+        """``optimizer.lr``; with ``lr_per_256_images``, scaled by the total batch / 256."""
+        lr = self.optimizer_config.lr
+        return lr * self.total_batch_size() / 256 if self.lr_per_256_images else lr
 
     def build_optimizer(self, params) -> torch.optim.Optimizer:
         return self.optimizer_config.build(params, self.peak_lr(), fused=self.device.type == "cuda")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 
+import torch
 from lightly.models.utils import deactivate_requires_grad, update_momentum
 
 from .base import PretrainMethod
@@ -19,13 +20,17 @@ class MomentumMethod(PretrainMethod):
 
     momentum_pairs: tuple[str, ...] = ()
 
-    def add_momentum_copies(self, *names: str) -> None:
-        """A frozen copy ``<name>_momentum`` of each module ``<name>``, updated after each step."""
-        for name in names:
-            target = copy.deepcopy(getattr(self, name))
+    def add_momentum_copies(self, *names: str, **built: torch.nn.Module) -> None:
+        """A frozen copy ``<name>_momentum`` of each module ``<name>``, updated after each step:
+        a deep copy, or for ``<name>=module`` that module given ``<name>``'s weights (for modules
+        deepcopy refuses, as DINO's head with its weight-normalised layer)."""
+        for name in (*names, *built):
+            online = getattr(self, name)
+            target = built[name] if name in built else copy.deepcopy(online)
+            target.load_state_dict(online.state_dict())
             deactivate_requires_grad(target)
             setattr(self, f"{name}_momentum", target)
-        self.momentum_pairs = (*self.momentum_pairs, *names)
+        self.momentum_pairs = (*self.momentum_pairs, *names, *built)
 
     def ema_rate(self, step: int) -> float:
         """The momentum rate at optimizer step ``step`` (1 keeps the copies as they are)."""

@@ -48,6 +48,7 @@ class SparK(PretrainMethod):
     OPTIMIZER = OptimizerConfig(name="lamb", lr=2e-4, weight_decay=0.04, momentum=0.9,
                                 betas=(0.9, 0.95), warmup_epochs=40, warmup_start_ratio=0.005,
                                 final_lr_ratio=0.001)
+    lr_per_256_images = True
 
     def __init__(self, mask_ratio: float = 0.6, decoder_width: int = 768, drop_path: float = 0.05,
                  sync_bn: bool = True, final_weight_decay: float = 0.2,
@@ -111,14 +112,6 @@ class SparK(PretrainMethod):
             if p.requires_grad:
                 (no_decay if p.ndim <= 1 or "mask_tokens" in name else decay).append(p)
         return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-    def peak_lr(self) -> float:
-        trainer = self.trainer
-        batch = getattr(trainer.datamodule, "batch_size", None) if trainer.datamodule else None
-        if batch is None:
-            batch = trainer.train_dataloader.batch_size if trainer.train_dataloader else 256
-        total = batch * trainer.world_size * trainer.accumulate_grad_batches
-        return self.optimizer_config.lr * total / 256
 
     def weight_decay_at(self, step: int) -> float:
         return cosine_schedule(step, self.total_steps(), self.optimizer_config.weight_decay,
