@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 GOAL = 0.05  # the probe's share of training time, at most
 DEMO_RATIO = 357 / 1280  # labelled images used per training image of an epoch, in the demo
@@ -89,9 +90,12 @@ def run_once(args, store: Path, labelled: Path | None, root: Path) -> dict:
             self.train_end = now() - self.epoch_end
 
     entry = registered_method(args.method)
-    data_config = entry.data_config(quick=True)
+    config = yaml.safe_load(entry.quick_config.read_text())  # its model and views, ResNet-18
+    data_config = config["data"]
     views = [{**v, "size": args.size} for v in data_config["views"]]
-    module = entry.cls(arch="resnet18", optimizer=entry.cls.OPTIMIZER.replace(warmup_epochs=0).as_dict())
+    model = {**config["model"], "arch": "resnet18"}
+    model["optimizer"] = {**model.get("optimizer", {}), "warmup_epochs": 0}
+    module = entry.cls(**model)
     data = SliceStoreDataModule(str(store), views=views, intensity=data_config["intensity"],
                                 batch_size=args.batch, num_workers=0)
     monitors = [OnlineLinearProbe(str(labelled)), EmbeddingPicture(str(labelled))] if labelled else []
@@ -112,7 +116,7 @@ def run_once(args, store: Path, labelled: Path | None, root: Path) -> dict:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--method", default="mocov2", help="a registered method; its quick config's views")
+    ap.add_argument("--method", default="mocov2", help="a registered method; its quick config's model and views")
     ap.add_argument("--size", type=int, default=64, help="view size (px)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps-per-epoch", type=int, default=12)
