@@ -37,6 +37,8 @@ demo: $(STAMP)
 	  $(PY) -m medssl.pretrain $$m fit --config Pre-Training/configs/$${m}_quick.yaml \
 	    --data.store $(DEMO)/phantom/store --trainer.max_epochs -1 --trainer.max_time $$(printf '00:00:%02d:00' $(DEMO_MINUTES)) \
 	    --trainer.default_root_dir $(DEMO)/pretrain/$$m --trainer.enable_model_summary false \
+	    --trainer.callbacks+=medssl.pretrain.online_eval.EmbeddingPicture \
+	    --trainer.callbacks.data $(DEMO)/phantom/tasks/organsmnist_phantom.npz \
 	    || exit 1; \
 	  cp $(DEMO)/pretrain/$$m/$${m}_backbone.pt $(DEMO)/backbones/; \
 	done
@@ -50,7 +52,7 @@ demo: $(STAMP)
 	$(PY) Downstream/report.py $(DEMO)/results/results.csv
 	@echo
 	@echo "Demo done. Phantom data: $(DEMO)/phantom (store, store_preview.png, tasks/)."
-	@echo "Backbones: $(DEMO)/backbones/. Pre-training runs (TensorBoard, pictures): $(DEMO)/pretrain/"
+	@echo "Backbones: $(DEMO)/backbones/. Pre-training runs (TensorBoard, pictures, embedding.png): $(DEMO)/pretrain/"
 	@echo "Report: $(DEMO)/results/report/results.md and the PNG plots beside it."
 
 clean-demo:
