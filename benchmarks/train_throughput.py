@@ -5,8 +5,9 @@
         --precision bf16-mixed --channels-last                                            # GPU
 
 Synthetic views already in memory (this measures the training step, not the input pipeline),
-the view counts of each method's config (SwAV 2 x size + 6 x size*96/224, MoCo v2 and BYOL
-2 x size, SparK 1 x size) and its default heads. Every registered method is measured
+the view counts of each method's config (SwAV 2 x size + 6 x size*96/224, DINO 2 x size +
+8 x size*96/224, MoCo v2, BYOL, SimCLR, Barlow Twins and VICReg 2 x size, SparK 1 x size) and its
+default heads. Every registered method is measured
 (medssl.pretrain.methods.registry), with no warm-up of its learning rate.
 Each method runs in its own process (clean peak memory). Images/s counts source images (each
 with all its views) per second: batch / median step time over --steps timed steps after --warmup.
@@ -37,9 +38,15 @@ BARE_PASSES = {
     "swav": ([[0, 1], [2, 3, 4, 5, 6, 7]], []),
     "mocov2": ([[0]], [[1]]),
     "byol": ([[0, 1]], [[0, 1]]),
+    "dino": ([[0, 1], [2, 3, 4, 5, 6, 7, 8, 9]], [[0, 1]]),
+    "simclr": ([[0, 1]], []),
+    "barlowtwins": ([[0, 1]], []),
+    "vicreg": ([[0, 1]], []),
 }
 # What a method's step time is compared with (goal: <= 1.15x); others: with "supervised".
-BASELINES = {"swav": "bare_swav", "mocov2": "bare_mocov2", "byol": "bare_byol", "spark": "spark_dense"}
+BASELINES = {"swav": "bare_swav", "mocov2": "bare_mocov2", "byol": "bare_byol", "spark": "spark_dense",
+             "dino": "bare_dino", "simclr": "bare_simclr", "barlowtwins": "bare_barlowtwins",
+             "vicreg": "bare_vicreg"}
 
 
 def registered() -> list[str]:

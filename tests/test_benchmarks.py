@@ -4,7 +4,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BASELINES = {"swav": "bare_swav", "mocov2": "bare_mocov2", "byol": "bare_byol", "spark": "spark_dense"}
+BASELINES = {"swav": "bare_swav", "mocov2": "bare_mocov2", "byol": "bare_byol", "spark": "spark_dense",
+             "dino": "bare_dino", "simclr": "bare_simclr", "barlowtwins": "bare_barlowtwins",
+             "vicreg": "bare_vicreg"}
 
 
 def test_benchmark_suite_writes_json_and_markdown(tmp_path):

@@ -197,7 +197,9 @@ class FixedViews(Dataset):
 
 SMALL = {"swav": dict(hidden_dim=32, out_dim=8, n_prototypes=4),
          "mocov2": dict(hidden_dim=32, out_dim=8, queue_length=16),
-         "byol": dict(hidden_dim=32, out_dim=8), "spark": dict(decoder_width=32)}
+         "byol": dict(hidden_dim=32, out_dim=8), "spark": dict(decoder_width=32),
+         "dino": dict(hidden_dim=32, bottleneck_dim=8, out_dim=32), "simclr": dict(hidden_dim=32, out_dim=8),
+         "barlowtwins": dict(hidden_dim=32, out_dim=32), "vicreg": dict(hidden_dim=32, out_dim=32)}
 
 
 @pytest.mark.parametrize("method", method_names())

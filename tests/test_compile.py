@@ -29,8 +29,15 @@ SMALL = {
     "mocov2": dict(hidden_dim=64, out_dim=16, queue_length=8),
     "byol": dict(hidden_dim=64, out_dim=16),
     "spark": dict(decoder_width=32),
+    # DINO's teacher temperature warms up over the first epoch: a new value every step, one graph
+    "dino": dict(hidden_dim=64, bottleneck_dim=16, out_dim=64, warmup_teacher_temp=0.02,
+                 warmup_teacher_temp_epochs=1),
+    "simclr": dict(hidden_dim=64, out_dim=16),
+    "barlowtwins": dict(hidden_dim=64, out_dim=64),
+    "vicreg": dict(hidden_dim=64, out_dim=64),
 }
-SIZES = {"swav": [32, 32, 16, 16], "mocov2": [32, 32], "byol": [32, 32], "spark": [64]}
+SIZES = {"swav": [32, 32, 16, 16], "mocov2": [32, 32], "byol": [32, 32], "spark": [64],
+         "dino": [32, 32, 16, 16], "simclr": [32, 32], "barlowtwins": [32, 32], "vicreg": [32, 32]}
 
 
 @pytest.fixture(autouse=True, scope="module")

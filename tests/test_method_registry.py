@@ -11,6 +11,7 @@ from medssl.checkpoints import load_backbone
 from medssl.pretrain.cli import pretrain_cli
 from medssl.pretrain.methods import (
     BYOL,
+    DINO,
     METHODS,
     MoCoV2,
     MomentumMethod,
@@ -93,7 +94,7 @@ def test_the_project_methods_are_registered_with_their_configs():
         assert entry.config.is_file() and entry.quick_config.is_file()
         assert entry.data_config(quick=True)["views"]
     with pytest.raises(ValueError, match="registered: swav, mocov2"):
-        method("simclr")
+        method("simsiam")
 
 
 def test_a_registered_method_trains_through_the_command_line_and_is_benchmarked(registered, store, tmp_path):
@@ -126,7 +127,7 @@ def test_registering_another_class_under_a_taken_name_is_refused():
     assert METHODS["swav"].cls.__name__ == "SwAV"
 
 
-@pytest.mark.parametrize("cls", [BYOL, MoCoV2])
+@pytest.mark.parametrize("cls", [BYOL, MoCoV2, DINO])  # DINO: a head deepcopy refuses, built twice
 def test_momentum_methods_declare_their_pairs_with_unchanged_state_dict_names(cls):
     module = cls(arch="resnet18", hidden_dim=32, out_dim=8)
     assert isinstance(module, MomentumMethod)

@@ -41,6 +41,11 @@ VIEWS = {
                 "jitter_p": 0.8}],
     "byol": [{"size": 32, "count": 2, "scale": [0.2, 1.0], "rotate_p": 0.5, "noise_p": 0.5}],
     "spark": [{"size": 64, "count": 1, "scale": [0.67, 1.0], "hflip_p": 0.5}],
+    "dino": [{"size": 32, "count": 2, "scale": [0.5, 1.0], "jitter_p": 0.8, "blur_p": 0.5},
+             {"size": 16, "count": 2, "scale": [0.1, 0.3]}],
+    "simclr": [{"size": 32, "count": 2, "scale": [0.2, 1.0], "rotate_p": 0.5, "noise_p": 0.5}],
+    "barlowtwins": [{"size": 32, "count": 2, "scale": [0.2, 1.0], "rotate_p": 0.5, "noise_p": 0.5}],
+    "vicreg": [{"size": 32, "count": 2, "scale": [0.2, 1.0], "rotate_p": 0.5, "noise_p": 0.5}],
 }
 MODEL = {  # small heads; queues that are used from the second epoch on
     "swav": ["--model.hidden_dim", "64", "--model.out_dim", "16", "--model.n_prototypes", "8",
@@ -48,6 +53,12 @@ MODEL = {  # small heads; queues that are used from the second epoch on
     "mocov2": ["--model.hidden_dim", "64", "--model.out_dim", "16", "--model.queue_length", "40"],
     "byol": ["--model.hidden_dim", "64", "--model.out_dim", "16"],
     "spark": ["--model.decoder_width", "32", "--model.drop_path", "0.1"],
+    # the teacher's temperature warms up and the head's last layer stays fixed over the first epoch
+    "dino": ["--model.hidden_dim", "64", "--model.bottleneck_dim", "16", "--model.out_dim", "64",
+             "--model.warmup_teacher_temp", "0.02", "--model.warmup_teacher_temp_epochs", "1"],
+    "simclr": ["--model.hidden_dim", "64", "--model.out_dim", "16"],
+    "barlowtwins": ["--model.hidden_dim", "64", "--model.out_dim", "64"],
+    "vicreg": ["--model.hidden_dim", "64", "--model.out_dim", "64"],
 }
 STEPS = 8  # 32 slices / batch 8 = 4 steps an epoch: 2 epochs
 SLURM_ENV = {"SLURM_JOB_ID": "4242", "SLURM_NTASKS": "1", "SLURM_JOB_NAME": "pretrain",

@@ -1,0 +1,43 @@
+"""SimCLR: two views of an image attract, the batch's other images repel (lightly pieces)."""
+from __future__ import annotations
+
+import torch
+from lightly.models.modules import SimCLRProjectionHead
+
+from .base import PretrainMethod
+from .losses import NTXentLoss
+from .optimizer import OptimizerConfig
+
+
+class SimCLR(PretrainMethod):
+    """Views: two crops.
+
+    Defaults are the paper's for ResNet-50 (Chen et al., ICML 2020): projection head
+    2048-2048-BN-ReLU-128-BN, NT-Xent temperature 0.1 with the negatives of the whole batch
+    (gathered over all processes), LARS lr 0.3 per 256 images (``optimizer.lr``, scaled to the
+    real total batch: 4.8 at 4096), weight decay 1e-6, neither on biases and norms, 10 warm-up
+    epochs then cosine to 0 per step.
+
+    Args:
+        hidden_dim: hidden width of the projection head.
+        out_dim: width of the projection.
+        temperature: temperature of the NT-Xent loss.
+        optimizer: optimiser and learning-rate schedule (default ``SimCLR.OPTIMIZER``).
+        **kwargs: ``arch``, ``channels_last``, ``compile`` (see ``PretrainMethod``).
+    """
+
+    method_name = "simclr"
+    OPTIMIZER = OptimizerConfig(name="lars", lr=0.3, weight_decay=1e-6, momentum=0.9, warmup_epochs=10)
+    lr_per_256_images = True
+    decay_biases_and_norms = False
+
+    def __init__(self, hidden_dim: int = 2048, out_dim: int = 128, temperature: float = 0.1,
+                 optimizer: OptimizerConfig = OPTIMIZER, **kwargs):
+        super().__init__(optimizer=optimizer, **kwargs)
+        self.projection_head = SimCLRProjectionHead(self.feature_dim, hidden_dim, out_dim)
+        self.criterion = NTXentLoss(temperature=temperature, gather_distributed=True)
+
+    def training_loss(self, batch):
+        x0, x1 = self.views_to_device_format(batch[:2])
+        z0, z1 = self.projection_head(self.backbone(torch.cat([x0, x1]))).chunk(2)
+        return self.criterion(z0, z1), {}
