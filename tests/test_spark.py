@@ -145,7 +145,7 @@ def test_loss_drops_when_overfitting_one_batch():
 
     pl.seed_everything(0)
     model = SparK(arch="resnet18", decoder_width=64, drop_path=0.0, final_weight_decay=0.0,
-                  optimizer=SparK.OPTIMIZER.replace(name="adam", lr=2e-3 * 256 / 8, warmup_epochs=0,
+                  optimizer=SparK.OPTIMIZER.replace(name="adam", lr=0.064 * 256 / 8, warmup_epochs=0,
                                                     weight_decay=0.0))
     fixed = random_mask(8, 2, 0.6, generator=torch.Generator().manual_seed(0))
     model.make_mask = lambda images, generator=None: fixed[: len(images)]  # one batch, one mask
