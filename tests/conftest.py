@@ -99,3 +99,13 @@ def server(tmp_path):
     RangeHandler.ranges = []
     yield served, f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module that asks (``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    tiny tensors gain nothing from a second thread and, on a busy machine, wait a lot."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

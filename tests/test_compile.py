@@ -40,13 +40,7 @@ SIZES = {"swav": [32, 32, 16, 16], "mocov2": [32, 32], "byol": [32, 32], "spark"
          "dino": [32, 32, 16, 16], "simclr": [32, 32], "barlowtwins": [32, 32], "vicreg": [32, 32]}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: a second thread gains nothing and, on a busy machine, waits a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def views(sizes, batch=4, seed=0):

@@ -10,14 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 from medssl.pretrain.methods import DINO, BarlowTwins, SimCLR, VICReg
 from medssl.pretrain.methods.losses import DINOLoss, NTXentLoss, VICRegLoss
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: a second thread gains nothing and, on a busy machine, waits a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def views(n_views, batch=6, size=32, seed=0):
