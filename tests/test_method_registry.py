@@ -144,8 +144,20 @@ def test_optimizer_settings_are_one_group_with_each_method_defaults():
     assert module.optimizer_config.lr == 1e-3 and module.optimizer_config.warmup_epochs == 0
     assert module.hparams.optimizer == {**BYOL.OPTIMIZER.as_dict(), "warmup_epochs": 0}  # plain types
     assert OptimizerConfig.of(module.hparams.optimizer) == module.optimizer_config
+    assert module.hparams_initial.optimizer == module.hparams.optimizer  # what loggers are given
     with pytest.raises(ValueError, match="optimizer must be one of"):
         OptimizerConfig(name="rmsprop")
+
+
+def test_a_method_built_in_python_with_its_optimizer_settings_logs_to_tensorboard(tmp_path):
+    from pytorch_lightning.loggers import TensorBoardLogger
+
+    module = BYOL(arch="resnet18", hidden_dim=32, out_dim=8, optimizer=OptimizerConfig(name="sgd", lr=0.01))
+    logger = TensorBoardLogger(tmp_path)
+    logger.log_hyperparams(module.hparams_initial)  # what the trainer does at the start of fit
+    logger.save()  # a frozen dataclass here failed: "not allowed" in apply_to_collection
+    written = (Path(logger.log_dir) / "hparams.yaml").read_text()
+    assert "name: sgd" in written and "lr: 0.01" in written
 
 
 def test_configs_are_found_from_the_working_directory_or_the_setting(tmp_path, monkeypatch):

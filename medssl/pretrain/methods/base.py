@@ -45,7 +45,9 @@ class PretrainMethod(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()  # collects the subclass's arguments too
         self.optimizer_config = OptimizerConfig.of(optimizer)
-        self.hparams["optimizer"] = self.optimizer_config.as_dict()  # checkpoints: plain types
+        # plain types in checkpoints and in what loggers write (hparams.yaml, TensorBoard):
+        # saved again, so that ``hparams_initial`` holds the dict too
+        self.save_hyperparameters({**self.hparams, "optimizer": self.optimizer_config.as_dict()})
         self.arch = arch
         self.backbone = build_backbone(arch)
         self.feature_dim = feature_dim(arch)
