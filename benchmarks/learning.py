@@ -14,8 +14,9 @@ and by the linear probe, the interval of the difference to random init lies abov
     python benchmarks/learning.py                          # every method, 10 minutes each
     python benchmarks/learning.py --minutes 3 --methods swav spark --work /tmp/learning
 
-Pre-training runs are resumable: the same command again goes on with the runs that did not
-finish and re-uses those that did (``--work`` keeps them). Written: benchmarks/results/
+The benchmark is resumable: the same command again goes on with the pre-training runs that did
+not finish and re-uses those that did, and the scores of each backbone and of random init as soon
+as they are done (``--work`` keeps them: runs, then ``scores/``). Written: benchmarks/results/
 learning-<machine>.{json,md} and learning-<machine>-*.png (loss curves, views, accuracy).
 """
 from __future__ import annotations
@@ -24,11 +25,13 @@ import argparse
 import json
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
 import time
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -177,12 +180,16 @@ def scores(feats: dict, num_classes: int, labels: list[int], seeds: list[int]) -
 
 
 # --- the run ---------------------------------------------------------------------------------
-def evaluate(backbones: dict, arch: str, tasks_dir: Path, labels, seeds) -> dict:
+def evaluate(backbones: dict, arch: str, tasks_dir: Path, labels, seeds, work: Path | None = None) -> dict:
     """Scores and effective ranks of every backbone and of random init at each backbone's input.
 
     Random init is one draw of weights per seed: seed ``s`` scores init ``s`` on label subset
     ``s``, so the paired difference to a backbone (subset ``s`` too) carries the spread of both
-    the subsets and the initial weights. With all labels, one subset: every init scores it."""
+    the subsets and the initial weights. With all labels, one subset: every init scores it.
+
+    With ``work``, each entry's scores are kept in ``work/scores/`` as soon as they are done, and
+    re-used by a later run with the same settings and the same backbone file (a run killed while
+    scoring goes on from the entry it was at)."""
     from medssl.downstream.tasks import load_task
 
     tasks = {name: load_task(kind, tasks_dir / path, progress=False) for name, (kind, path) in TASKS.items()}
@@ -191,25 +198,67 @@ def evaluate(backbones: dict, arch: str, tasks_dir: Path, labels, seeds) -> dict
         mapping = input_of(checkpoint, method)
         key = f"{RANDOM} ({mapping.size} px, {mapping.intensity['mode']}, {mapping.mean:g}/{mapping.std:g})"
         if key not in results:
-            print(f"  evaluating {key}, {len(seeds)} initial weights: {mapping.describe()}", flush=True)
-            results[key] = {"input": mapping.as_dict(), "init_seeds": list(seeds), "tasks": {}}
-            for task_name, task in tasks.items():
-                runs = [(seed, features(None, arch, task, mapping, init_seed=seed)) for seed in seeds]
-                merged = [scores(feats, len(task.classes), labels, [seed]) for seed, feats in runs]
-                results[key]["tasks"][task_name] = {
-                    "scores": {probe: {n: [a for m in merged for a in m[probe][n]] for n in labels}
-                               for probe in PROBES},
-                    "effective_rank": float(np.mean([effective_rank(all_features(f)) for _, f in runs])),
-                    "train_per_class": int(np.bincount(runs[0][1]["train"][1]).min())}
-        print(f"  evaluating {method}: {mapping.describe()}", flush=True)
-        results[method] = {"input": mapping.as_dict(), "baseline": key, "tasks": {}}
-        for task_name, task in tasks.items():
-            feats = features(checkpoint, arch, task, mapping)
-            results[method]["tasks"][task_name] = {
-                "scores": scores(feats, len(task.classes), labels, seeds),
-                "effective_rank": effective_rank(all_features(feats)),
-                "train_per_class": int(np.bincount(feats["train"][1]).min())}
+            results[key] = kept_scores(work, key, None, arch, mapping, labels, seeds, partial(
+                score_random, key, tasks, arch, mapping, labels, seeds))
+        results[method] = kept_scores(work, method, checkpoint, arch, mapping, labels, seeds, partial(
+            score_backbone, method, checkpoint, key, tasks, arch, mapping, labels, seeds))
     return results
+
+
+def score_random(key: str, tasks: dict, arch: str, mapping, labels, seeds) -> dict:
+    print(f"  evaluating {key}, {len(seeds)} initial weights: {mapping.describe()}", flush=True)
+    entry = {"input": mapping.as_dict(), "init_seeds": list(seeds), "tasks": {}}
+    for task_name, task in tasks.items():
+        runs = [(seed, features(None, arch, task, mapping, init_seed=seed)) for seed in seeds]
+        merged = [scores(feats, len(task.classes), labels, [seed]) for seed, feats in runs]
+        entry["tasks"][task_name] = {
+            "scores": {probe: {n: [a for m in merged for a in m[probe][n]] for n in labels} for probe in PROBES},
+            "effective_rank": float(np.mean([effective_rank(all_features(f)) for _, f in runs])),
+            "train_per_class": int(np.bincount(runs[0][1]["train"][1]).min())}
+    return entry
+
+
+def score_backbone(method: str, checkpoint: str, baseline: str, tasks: dict, arch: str, mapping, labels,
+                   seeds) -> dict:
+    print(f"  evaluating {method}: {mapping.describe()}", flush=True)
+    entry = {"input": mapping.as_dict(), "baseline": baseline, "tasks": {}}
+    for task_name, task in tasks.items():
+        feats = features(checkpoint, arch, task, mapping)
+        entry["tasks"][task_name] = {
+            "scores": scores(feats, len(task.classes), labels, seeds),
+            "effective_rank": effective_rank(all_features(feats)),
+            "train_per_class": int(np.bincount(feats["train"][1]).min())}
+    return entry
+
+
+def kept_scores(work: Path | None, name: str, checkpoint: str | None, arch: str, mapping, labels, seeds,
+                score) -> dict:
+    """``score()``, or the scores a run with the same settings kept in ``work/scores/``."""
+    if work is None:
+        return score()
+    from medssl.checksums import file_digest
+
+    settings = {"name": name, "arch": arch, "input": mapping.as_dict(), "labels": list(labels),
+                "seeds": list(seeds), "backbone_sha256": file_digest(Path(checkpoint)) if checkpoint else None}
+    path = work / "scores" / (re.sub(r"[^\w.]+", "-", name).strip("-") + ".json")
+    if path.exists():
+        kept = json.loads(path.read_text())
+        if kept["settings"] == json.loads(json.dumps(settings)):
+            print(f"  scores of {name}: kept from an earlier run ({path})", flush=True)
+            return with_int_label_keys(kept["entry"])
+    entry = score()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    unfinished = path.with_suffix(".partial")
+    unfinished.write_text(json.dumps({"settings": settings, "entry": entry}))
+    unfinished.replace(path)  # whole or absent, whenever the run is killed
+    return entry
+
+
+def with_int_label_keys(entry: dict) -> dict:
+    """JSON keeps the labels-per-class keys as strings; the comparison wants the numbers."""
+    for record in entry["tasks"].values():
+        record["scores"] = {probe: {int(n): v for n, v in by_n.items()} for probe, by_n in record["scores"].items()}
+    return entry
 
 
 def all_features(feats: dict) -> np.ndarray:
@@ -297,14 +346,19 @@ def plots(report: dict, prefix: Path) -> list[Path]:
 
     paths = []
     methods = list(report["comparison"])
-    fig, axes = plt.subplots(1, len(methods), figsize=(3.6 * len(methods), 3), squeeze=False)
-    for ax, method in zip(axes[0], methods):
+    columns = min(4, len(methods))
+    rows = -(-len(methods) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3 * rows), squeeze=False)
+    for ax in axes.flat[len(methods):]:
+        ax.set_visible(False)
+    for ax, method in zip(axes.flat, methods):
         steps, loss = zip(*report["pretraining"][method]["loss"]) if report["pretraining"][method]["loss"] else ((), ())
         ax.plot(steps, loss)
         ax.set_title(method)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("training loss")
+    for row in axes:
+        row[0].set_ylabel("training loss")
     fig.tight_layout()
     paths.append(prefix.with_name(prefix.name + "-loss.png"))
     fig.savefig(paths[-1], dpi=80)
@@ -322,6 +376,7 @@ def plots(report: dict, prefix: Path) -> list[Path]:
             ax.axhline(0, color="grey", lw=1)
             ax.set_xscale("log")
             ax.set_xticks(labels, [str(n) for n in labels])
+            ax.minorticks_off()  # a log axis labels its minor ticks too ("6 x 10^0")
             ax.set_title(f"{task}, {probe}")
             ax.set_xlabel("labels per class")
             ax.grid(alpha=0.3)
@@ -355,7 +410,8 @@ def main(argv=None) -> int:
                                args.steps) for m in args.methods}
     arch = yaml.safe_load((CONFIGS / f"{args.methods[0]}_quick.yaml").read_text())["model"]["arch"]
     seeds = list(range(args.seeds))
-    results = evaluate({m: r["backbone"] for m, r in pretraining.items()}, arch, root / "tasks", args.labels, seeds)
+    results = evaluate({m: r["backbone"] for m, r in pretraining.items()}, arch, root / "tasks", args.labels,
+                       seeds, args.work)
     report = {"machine": machine(), "device": f"CPU, {os.cpu_count()} cores" if not torch.cuda.is_available()
               else torch.cuda.get_device_name(), "torch": torch.__version__,
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

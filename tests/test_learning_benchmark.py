@@ -1,6 +1,7 @@
 """The learning benchmark (benchmarks/learning.py): its statistics on known numbers, and one
 tiny real run of the command."""
 import json
+import signal
 import subprocess
 import sys
 
@@ -81,8 +82,22 @@ def test_the_benchmark_command_pretrains_scores_and_writes_its_report(tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, "benchmarks/learning.py", "--methods", "mocov2", "--steps", "5", "--labels", "1",
                "--seeds", "2", "--work", str(work), "--out", str(out)]
+    # killed (SIGKILL) while it scores the backbone, after pre-training and random init's scores
+    killed = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    seen = []
+    for line in killed.stdout:
+        seen.append(line)
+        if "evaluating mocov2" in line:
+            killed.send_signal(signal.SIGKILL)
+            break
+    killed.wait(timeout=60)
+    assert any("evaluating mocov2" in line for line in seen), "".join(seen)[-3000:]
+    assert not list(out.glob("learning-*.json"))
+    # the same command goes on: it re-uses the run and random init's scores, and scores the backbone
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-3000:]  # 1: a MISS
+    assert "pre-training mocov2" not in proc.stdout and "evaluating random" not in proc.stdout
+    assert "scores of random" in proc.stdout and "evaluating mocov2" in proc.stdout
     (report,) = [json.loads(p.read_text()) for p in out.glob("learning-*.json")]
     assert report["pretraining"]["mocov2"]["steps"] == 5 and report["pretraining"]["mocov2"]["loss"]
     rows = report["comparison"]["mocov2"]["rows"]
@@ -96,9 +111,15 @@ def test_the_benchmark_command_pretrains_scores_and_writes_its_report(tmp_path):
     text = (out / f"learning-{report['machine']}.md").read_text()
     assert "| mocov2 | 5 |" in text and ("PASS" in text or "MISS" in text)
     assert (out / f"learning-{report['machine']}-difference.png").stat().st_size > 0
-    # the same command again re-uses the finished run
+    # the same command again re-uses the finished run and every score: the same report
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert "pre-training mocov2" not in again.stdout
+    assert "pre-training mocov2" not in again.stdout and "evaluating" not in again.stdout
+    (report_again,) = [json.loads(p.read_text()) for p in out.glob("learning-*.json")]
+    assert report_again["comparison"] == report["comparison"]
+    # other settings: scored again
+    more = subprocess.run([*command[:-2], "--seeds", "3", "--out", str(out)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert "evaluating mocov2" in more.stdout and "evaluating random" in more.stdout
 
 
 def test_random_init_draws_different_weights_per_seed(tmp_path):
