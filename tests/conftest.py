@@ -15,12 +15,14 @@ DDP_SCRIPT = textwrap.dedent("""
     import json, sys, torch, pytorch_lightning as pl
     from medssl.pretrain.datamodule import SliceStoreDataModule
     from medssl.pretrain.methods import BYOL, MoCoV2, SparK, SwAV
+    from medssl.pretrain.online_eval import EmbeddingPicture, OnlineLinearProbe
 
     class Save(pl.Callback):
         def on_train_end(self, trainer, module):
             buffers = {k: v.detach().clone() for k, v in module.named_buffers()}
             params = {k: v.detach().clone() for k, v in module.named_parameters()}
-            torch.save({"world": trainer.world_size, "params": params, "buffers": buffers},
+            probes = [c.state_dict() for c in trainer.callbacks if isinstance(c, OnlineLinearProbe)]
+            torch.save({"world": trainer.world_size, "params": params, "buffers": buffers, "probes": probes},
                        f"{sys.argv[2]}/rank{trainer.global_rank}.pt")
 
     if __name__ == "__main__":
@@ -30,7 +32,8 @@ DDP_SCRIPT = textwrap.dedent("""
         # SyncBatchNorm needs GPUs (the full configs turn it on); CPU DDP runs without it
         trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=2,
                              logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                             enable_model_summary=False, callbacks=[Save()])
+                             enable_model_summary=False, default_root_dir=sys.argv[2],
+                             callbacks=[*eval(sys.argv[5]), Save()])
         trainer.fit(model, data)
 """)
 
@@ -44,13 +47,14 @@ def phantom_store(tmp_path_factory, patients: int, size: int):
                                workers=1, progress=False).path
 
 
-def run_two_process_ddp(store, tmp_path, model: str, views: list[dict]) -> tuple[dict, dict]:
-    """Train ``model`` (a constructor expression) for 2 steps on 2 CPU processes (gloo);
-    return each rank's parameters and buffers."""
+def run_two_process_ddp(store, tmp_path, model: str, views: list[dict], callbacks: str = "[]") -> tuple[dict, dict]:
+    """Train ``model`` (a constructor expression) for 2 steps on 2 CPU processes (gloo), with
+    ``callbacks`` (an expression of a list) before the one that saves; return each rank's
+    parameters, buffers and online probes' states."""
     script = tmp_path / "ddp_run.py"
     script.write_text(DDP_SCRIPT)
     proc = subprocess.run([sys.executable, str(script), str(store), str(tmp_path),
-                           json.dumps(views), model], cwd=ROOT, capture_output=True, text=True,
+                           json.dumps(views), model, callbacks], cwd=ROOT, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = tuple(torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))

@@ -15,7 +15,7 @@ from medssl.pretrain.labelled_set import LabelledSetCallback
 from medssl.pretrain.methods import MoCoV2, method
 from medssl.pretrain.online_eval import EmbeddingPicture, OnlineLinearProbe, project_2d
 
-from conftest import phantom_store
+from conftest import phantom_store, run_two_process_ddp
 
 VIEWS = [{"size": 32, "count": 2, "scale": [0.5, 1.0], "mean": [0.25], "std": [0.32]}]
 EPOCHS = 2
@@ -152,6 +152,17 @@ def test_probe_state_survives_a_checkpoint_and_a_resume(store, labelled, tmp_pat
     resumed = pretrain_cli("mocov2", args=[*args, "--trainer.max_epochs", "2"])
     again = next(c for c in resumed.trainer.callbacks if isinstance(c, OnlineLinearProbe))
     assert again.history[0] == probe.history[0] and [h["epoch"] for h in again.history] == [0, 1]
+
+
+def test_under_ddp_every_rank_trains_the_same_probe_and_one_picture_is_drawn(store, labelled, tmp_path):
+    rank0, rank1 = run_two_process_ddp(
+        store, tmp_path, "MoCoV2(arch='resnet18', hidden_dim=32, out_dim=8, queue_length=16)", VIEWS,
+        callbacks=f"[OnlineLinearProbe({str(labelled)!r}), EmbeddingPicture({str(labelled)!r})]")
+    (probe0,), (probe1,) = rank0["probes"], rank1["probes"]
+    assert len(probe0["history"]) == 1 and probe0["history"] == probe1["history"]  # all-gathered features
+    for key, value in probe0["head"].items():
+        assert torch.equal(value, probe1["head"][key]), key
+    assert [p.name for p in tmp_path.rglob("*.png")] == ["embedding.png"]  # rank 0 only
 
 
 def test_project_2d_uses_pca_for_tiny_sets():
