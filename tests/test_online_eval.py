@@ -154,6 +154,28 @@ def test_probe_state_survives_a_checkpoint_and_a_resume(store, labelled, tmp_pat
     assert again.history[0] == probe.history[0] and [h["epoch"] for h in again.history] == [0, 1]
 
 
+def test_monitors_of_one_set_share_one_pass_per_step(store, labelled, tmp_path, monkeypatch):
+    from medssl.pretrain.knn_monitor import KNNMonitor
+
+    passes = []
+    one_pass = LabelledSetCallback.features
+
+    def counted(self, trainer, module, images):
+        passes.append((trainer.global_step, len(images)))
+        return one_pass(self, trainer, module, images)
+
+    monkeypatch.setattr(LabelledSetCallback, "features", counted)
+    knn, probe, picture = (cls(str(labelled)) for cls in (KNNMonitor, OnlineLinearProbe, EmbeddingPicture))
+    fit(store, tmp_path, [knn, probe, picture])
+    whole_set = sum(len(y) for _, y in probe.sets.values())
+    assert passes == [(2, whole_set), (4, whole_set)]  # each epoch's end; the picture re-uses the last
+    assert len(knn.history) == len(probe.history) == EPOCHS and picture.path.exists()
+    monkeypatch.undo()
+    alone = KNNMonitor(str(labelled))
+    fit(store, tmp_path / "alone", [alone])
+    assert knn.history == alone.history  # the shared features are its own pass's
+
+
 def test_under_ddp_every_rank_trains_the_same_probe_and_one_picture_is_drawn(store, labelled, tmp_path):
     rank0, rank1 = run_two_process_ddp(
         store, tmp_path, "MoCoV2(arch='resnet18', hidden_dim=32, out_dim=8, queue_length=16)", VIEWS,

@@ -26,10 +26,8 @@ class KNNMonitor(LabelledSetCallback):
     def on_train_epoch_end(self, trainer, module) -> None:
         if (trainer.current_epoch + 1) % self.every_n_epochs:
             return
-        bank_x, bank_y = self.sets["bank"]
-        query_x, query_y = self.sets["query"]
-        bank = self.features(trainer, module, bank_x)
-        query = self.features(trainer, module, query_x)
+        (_, bank_y), (_, query_y) = self.sets["bank"], self.sets["query"]
+        bank, query = self.set_features(trainer, module)
         predicted = self.predict(bank, bank_y, query, self.num_classes)
         accuracy = float((predicted.cpu() == query_y).float().mean())
         self.history.append(accuracy)

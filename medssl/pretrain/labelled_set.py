@@ -2,6 +2,7 @@
 online linear probe, embedding picture), and the backbone's features of it."""
 from __future__ import annotations
 
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -43,6 +44,10 @@ def load_labelled(path: str | Path, intensity=None) -> dict[str, tuple[torch.Ten
     return {k: (images[m], torch.from_numpy(labels[m].astype(np.int64))) for k, m in pick.items()}
 
 
+# module -> ((step, labelled set), (bank, query) features): gone with the module
+_SET_FEATURES: "weakref.WeakKeyDictionary[torch.nn.Module, tuple]" = weakref.WeakKeyDictionary()
+
+
 class LabelledSetCallback(pl.Callback):
     """Base of the callbacks that look at ``data`` (see ``load_labelled``): loads it once, at
     setup, and gives the backbone's pooled features of its images.
@@ -67,6 +72,18 @@ class LabelledSetCallback(pl.Callback):
     @property
     def num_classes(self) -> int:
         return int(max(labels.max() for _, labels in self.sets.values())) + 1
+
+    def set_features(self, trainer, module) -> tuple[torch.Tensor, torch.Tensor]:
+        """(bank features, query features) of the labelled set at this step (see ``features``).
+        Monitors of the same set at the same step share one pass (kNN monitor, probe, picture).
+        Every rank must call it."""
+        step_key = (trainer.global_step, str(Path(self.data).resolve()))
+        kept = _SET_FEATURES.get(module)
+        if kept is None or kept[0] != step_key:
+            (bank_x, _), (query_x, _) = self.sets["bank"], self.sets["query"]
+            both = self.features(trainer, module, torch.cat([bank_x, query_x])).split([len(bank_x), len(query_x)])
+            kept = _SET_FEATURES[module] = (step_key, both)  # only the latest step is kept
+        return kept[1]
 
     @torch.no_grad()
     def features(self, trainer, module, images: torch.Tensor) -> torch.Tensor:

@@ -69,8 +69,8 @@ class OnlineLinearProbe(LabelledSetCallback):
     def on_train_epoch_end(self, trainer, module) -> None:
         if (trainer.current_epoch + 1) % self.every_n_epochs:
             return
-        (bank_x, bank_y), (query_x, query_y) = self.sets["bank"], self.sets["query"]
-        bank, query = self.features(trainer, module, torch.cat([bank_x, query_x])).split([len(bank_y), len(query_y)])
+        (_, bank_y), (_, query_y) = self.sets["bank"], self.sets["query"]
+        bank, query = self.set_features(trainer, module)
         mean, std = bank.mean(0), bank.std(0, correction=0).clamp_min(1e-6)
         bank, query = (bank - mean) / std, (query - mean) / std
         bank_y, query_y = bank_y.to(module.device), query_y.to(module.device)
@@ -129,8 +129,8 @@ class EmbeddingPicture(LabelledSetCallback):
         self.path: Path | None = None
 
     def on_train_end(self, trainer, module) -> None:
-        (bank_x, bank_y), (query_x, query_y) = self.sets["bank"], self.sets["query"]
-        features = self.features(trainer, module, torch.cat([bank_x, query_x]))  # every rank: all-gather
+        (_, bank_y), (_, query_y) = self.sets["bank"], self.sets["query"]
+        features = torch.cat(self.set_features(trainer, module))  # every rank: all-gather
         folder = Path(trainer.log_dir or trainer.default_root_dir)  # every rank: a broadcast
         self.draw(trainer, F.normalize(features, dim=1).cpu().numpy(), torch.cat([bank_y, query_y]).numpy(),
                   len(bank_y), folder / "embedding.png")
