@@ -12,7 +12,7 @@ default heads. Every registered method is measured
 Each method runs in its own process (clean peak memory). Images/s counts source images (each
 with all its views) per second: batch / median step time over --steps timed steps after --warmup.
 
-``bare_<method>`` runs the backbone passes of a method bare: its overhead is its step time over
+``bare_<method>`` runs the backbone and projection-head passes of a method bare: its overhead is its step time over
 that one's (``BASELINES``; a method without one is compared with ``supervised``, report only).
 With ``--store`` the views come from a slice store through SliceStoreDataModule, and images/s
 is batch / median step-to-step interval (waits for data count).
@@ -78,29 +78,45 @@ def config_views(method: str, size: int) -> tuple[list[dict], dict]:
 
 
 def bare_passes(method: str, arch: str):
-    """One supervised pass (linear head, cross-entropy, SGD) per trained view group and one
-    no-grad pass per momentum-encoder group: the method's backbone work without its heads,
-    losses and momentum updates."""
+    """One pass of the backbone and the method's projection head (``supervised``: a linear
+    head and cross-entropy) per trained view group, SGD, and one no-grad pass of their copies
+    per momentum-encoder group: the method's network work without its loss, queues, other heads
+    and momentum updates. The projection heads count as work, not overhead: Barlow Twins' and
+    VICReg's 8192-wide ones outweigh a ResNet-18."""
     from medssl.pretrain.methods import OptimizerConfig, PretrainMethod
+    from medssl.pretrain.methods import method as registered_method
 
     trained, no_grad = BARE_PASSES[method]
+    head = head_momentum = None
+    if method != "supervised":
+        cls = registered_method(method).cls
+        real = cls(arch=arch, optimizer=cls.OPTIMIZER.replace(warmup_epochs=0))
+        head = getattr(real, "projection_head", None)
+        head_momentum = getattr(real, "projection_head_momentum", None)  # DINO's: deepcopy refuses it
 
     class BarePasses(PretrainMethod):
         def __init__(self):
             super().__init__(arch=arch, optimizer=OptimizerConfig(name="sgd", lr=0.01))
-            self.fc = torch.nn.Linear(self.feature_dim, 10)
+            self.head = head if head is not None else torch.nn.Linear(self.feature_dim, 10)  # supervised
             self.backbone_momentum = copy.deepcopy(self.backbone).requires_grad_(False) if no_grad else None
+            self.head_momentum = None
+            if no_grad:
+                self.head_momentum = (head_momentum if head_momentum is not None
+                                      else copy.deepcopy(self.head).requires_grad_(False))
 
         def training_loss(self, batch):
             views = self.views_to_device_format(batch)
             loss = 0.0
             for group in trained:
-                x = join(views, group)
-                labels = torch.zeros(len(x), dtype=torch.long, device=x.device)
-                loss = loss + torch.nn.functional.cross_entropy(self.fc(self.backbone(x)), labels)
+                out = self.head(self.backbone(join(views, group)))
+                if head is None:
+                    labels = torch.zeros(len(out), dtype=torch.long, device=out.device)
+                    loss = loss + torch.nn.functional.cross_entropy(out, labels)
+                else:
+                    loss = loss + out.float().square().mean()
             with torch.no_grad():
                 for group in no_grad:
-                    self.backbone_momentum(join(views, group))
+                    self.head_momentum(self.backbone_momentum(join(views, group)))
             return loss, {}
 
     return BarePasses()

@@ -15,7 +15,7 @@ def test_benchmark_suite_writes_json_and_markdown(tmp_path):
         [sys.executable, "benchmarks/run.py", "--quick", "--arch", "resnet18", "--size", "64",
          "--batch", "2", "--warmup", "1", "--steps", "1", "--rounds", "1", "--repeats", "1", "--one-process",
          "--sections", "train", "ingest", "--out", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+        cwd=ROOT, capture_output=True, text=True, timeout=900)  # about 4 minutes on 2 busy cores
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (report,) = [json.loads(p.read_text()) for p in tmp_path.glob("*-quick.json")]
     assert report["command"].startswith("python benchmarks/run.py --quick")
@@ -37,6 +37,31 @@ def test_benchmark_suite_writes_json_and_markdown(tmp_path):
     for name in ("supervised", *BASELINES, *BASELINES.values()):
         assert f"| {name} |" in text
     assert "original_png8_single_process" in text and report["command"] in text
+
+
+def test_bare_passes_run_the_method_backbone_and_projection_head_without_its_loss():
+    import torch
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import train_throughput
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    from medssl.pretrain.methods import MoCoV2
+
+    def shapes(module):
+        return [tuple(p.shape) for p in module.parameters()]
+
+    bare = train_throughput.bare_passes("mocov2", "resnet18")
+    real = MoCoV2(arch="resnet18")
+    assert shapes(bare.head) == shapes(real.projection_head) == shapes(bare.head_momentum)
+    assert shapes(bare.backbone) == shapes(bare.backbone_momentum) == shapes(real.backbone)
+    assert not any(p.requires_grad for p in bare.head_momentum.parameters())
+    loss, _ = bare.training_loss([torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32)])
+    loss.backward()
+    assert bare.head.layers[0].weight.grad.abs().sum() > 0 and bare.backbone.conv1.weight.grad.abs().sum() > 0
+    supervised = train_throughput.bare_passes("supervised", "resnet18")
+    assert isinstance(supervised.head, torch.nn.Linear) and supervised.backbone_momentum is None
 
 
 def test_data_pipeline_benchmark_compares_the_same_views(tmp_path):
