@@ -1,15 +1,14 @@
 """Barlow Twins: the two views' embeddings cross-correlate to the identity (lightly pieces)."""
 from __future__ import annotations
 
-import torch
 from lightly.loss import BarlowTwinsLoss
 from lightly.models.modules import BarlowTwinsProjectionHead
 
-from .base import PretrainMethod
+from .base import TwoViewMethod
 from .optimizer import OptimizerConfig
 
 
-class BarlowTwins(PretrainMethod):
+class BarlowTwins(TwoViewMethod):
     """Views: two crops.
 
     Defaults are the paper's (Zbontar et al., ICML 2021): projector 2048-8192-8192-8192
@@ -38,8 +37,3 @@ class BarlowTwins(PretrainMethod):
         super().__init__(optimizer=optimizer, **kwargs)
         self.projection_head = BarlowTwinsProjectionHead(self.feature_dim, hidden_dim, out_dim)
         self.criterion = BarlowTwinsLoss(lambda_param=lambda_param, gather_distributed=True)
-
-    def training_loss(self, batch):
-        x0, x1 = self.views_to_device_format(batch[:2])
-        z0, z1 = self.projection_head(self.backbone(torch.cat([x0, x1]))).chunk(2)
-        return self.criterion(z0, z1), {}

@@ -185,3 +185,13 @@ class PretrainMethod(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size, sync_dist=False)
         for name, value in extra.items():
             self.log(f"train/{name}", value, batch_size=batch_size)
+
+
+class TwoViewMethod(PretrainMethod):
+    """A method that embeds two crops of each image with ``projection_head`` over the backbone
+    (one pass for both) and scores the pair with ``criterion`` (SimCLR, Barlow Twins, VICReg)."""
+
+    def training_loss(self, batch):
+        x0, x1 = self.views_to_device_format(batch[:2])
+        z0, z1 = self.projection_head(self.backbone(torch.cat([x0, x1]))).chunk(2)
+        return self.criterion(z0, z1), {}

@@ -1,15 +1,14 @@
 """SimCLR: two views of an image attract, the batch's other images repel (lightly pieces)."""
 from __future__ import annotations
 
-import torch
 from lightly.models.modules import SimCLRProjectionHead
 
-from .base import PretrainMethod
+from .base import TwoViewMethod
 from .losses import NTXentLoss
 from .optimizer import OptimizerConfig
 
 
-class SimCLR(PretrainMethod):
+class SimCLR(TwoViewMethod):
     """Views: two crops.
 
     Defaults are the paper's for ResNet-50 (Chen et al., ICML 2020): projection head
@@ -36,8 +35,3 @@ class SimCLR(PretrainMethod):
         super().__init__(optimizer=optimizer, **kwargs)
         self.projection_head = SimCLRProjectionHead(self.feature_dim, hidden_dim, out_dim)
         self.criterion = NTXentLoss(temperature=temperature, gather_distributed=True)
-
-    def training_loss(self, batch):
-        x0, x1 = self.views_to_device_format(batch[:2])
-        z0, z1 = self.projection_head(self.backbone(torch.cat([x0, x1]))).chunk(2)
-        return self.criterion(z0, z1), {}

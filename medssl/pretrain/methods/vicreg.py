@@ -1,15 +1,14 @@
 """VICReg: invariance between views, variance and decorrelation within each (lightly pieces)."""
 from __future__ import annotations
 
-import torch
 from lightly.models.modules import BarlowTwinsProjectionHead
 
-from .base import PretrainMethod
+from .base import TwoViewMethod
 from .losses import VICRegLoss
 from .optimizer import OptimizerConfig
 
 
-class VICReg(PretrainMethod):
+class VICReg(TwoViewMethod):
     """Views: two crops.
 
     Defaults are the paper's (Bardes et al., ICLR 2022): expander 2048-8192-8192-8192 (BN-ReLU
@@ -41,8 +40,3 @@ class VICReg(PretrainMethod):
         self.projection_head = BarlowTwinsProjectionHead(self.feature_dim, hidden_dim, out_dim)
         self.criterion = VICRegLoss(lambda_param=invariance_weight, mu_param=variance_weight,
                                     nu_param=covariance_weight, gather_distributed=True)
-
-    def training_loss(self, batch):
-        x0, x1 = self.views_to_device_format(batch[:2])
-        z0, z1 = self.projection_head(self.backbone(torch.cat([x0, x1]))).chunk(2)
-        return self.criterion(z0, z1), {}
