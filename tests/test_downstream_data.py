@@ -10,7 +10,7 @@ from PIL import Image
 from sklearn import metrics as skm
 
 from medssl.data.phantom import phantom_volume
-from medssl.data.phantom_tasks import TaskCounts, write_phantom_tasks
+from medssl.data.phantom_tasks import ORGAN_CLASSES, TaskCounts, write_phantom_tasks
 from medssl.data.synthetic_dicom import write_series
 from medssl.downstream import FORMATS, ClassificationMetrics, Split, TaskData, TaskError, load_task, nested_subsets
 from medssl.downstream.formats import Sample, TaskFormat
@@ -73,6 +73,52 @@ def test_medmnist_npz(phantom_tasks, tmp_path):
     assert sorted(held) == ["test", "train"]
     np.testing.assert_array_equal(held["test"][0][0], task.image("test", 0))
     np.testing.assert_array_equal(held["test"][1], task.splits["test"].labels)
+
+
+# MedMNIST's label names (medmnist/info.py, INFO["organsmnist"]["label"]), typed out here on purpose
+ORGANSMNIST_NAMES = ["bladder", "femur-left", "femur-right", "heart", "kidney-left", "kidney-right", "liver",
+                     "lung-left", "lung-right", "pancreas", "spleen"]
+
+
+def eleven_class_npz(path, **extra):
+    """A MedMNIST-layout .npz with one 8 x 8 image of each class 0..10 per split."""
+    arrays = {f"{s}_{k}": (np.zeros((11, 8, 8), np.uint8) if k == "images" else np.arange(11, dtype=np.uint8)[:, None])
+              for s in ("train", "val", "test") for k in ("images", "labels")}
+    np.savez(path, **arrays, **extra)
+    return path
+
+
+def test_the_phantom_organ_npz_carries_its_class_names(phantom_tasks):
+    with np.load(phantom_tasks["organ"], allow_pickle=False) as data:
+        stored = data["class_names"]
+    assert stored.dtype.kind == "U" and stored.tolist() == list(ORGAN_CLASSES)  # str, no pickle
+    assert load_task("medmnist", phantom_tasks["organ"]).classes == list(ORGAN_CLASSES)
+
+
+def test_medmnist_class_names_from_the_file_name_or_numbers(tmp_path, phantom_tasks):
+    for name in ("organsmnist_28.npz", "organsmnist.npz", "OrganAMNIST_224.npz", "organcmnist_64.npz"):
+        assert load_task("medmnist", eleven_class_npz(tmp_path / name)).classes == ORGANSMNIST_NAMES, name
+    numbers = [str(i) for i in range(11)]
+    for name in ("mydata.npz", "organsmnist_phantom.npz", "organmnist3d.npz", "organsmnist_224_b.npz"):
+        assert load_task("medmnist", eleven_class_npz(tmp_path / name)).classes == numbers, name
+    # a phantom file written before it stored its names: numbers, not OrganSMNIST's 11 organs
+    old = dict(np.load(phantom_tasks["organ"]))
+    old.pop("class_names")
+    (tmp_path / "old").mkdir()
+    np.savez(tmp_path / "old" / "organsmnist_phantom.npz", **old)
+    assert load_task("medmnist", tmp_path / "old" / "organsmnist_phantom.npz").classes == [str(i) for i in range(7)]
+    # the file's own names come first, even under a MedMNIST file name
+    own = [f"class {i}" for i in range(11)]
+    assert load_task("medmnist", eleven_class_npz(tmp_path / "pathmnist.npz", class_names=np.array(own))).classes == own
+
+
+def test_medmnist_class_names_that_do_not_fit_name_the_file(tmp_path):
+    short = eleven_class_npz(tmp_path / "short.npz", class_names=np.array(["a", "b"]))
+    with pytest.raises(TaskError, match=r"short.npz: class_names names 2 classes but the labels go up to 10"):
+        load_task("medmnist", short)
+    pickled = eleven_class_npz(tmp_path / "objects.npz", class_names=np.array(list("abcdefghijk"), dtype=object))
+    with pytest.raises(TaskError, match=r"objects.npz: class_names is not an array of str"):
+        load_task("medmnist", pickled)
 
 
 def test_a_format_is_one_module_and_one_registry_entry(tmp_path, monkeypatch):

@@ -209,6 +209,62 @@ def test_a_label_has_one_colour_in_every_figure(tmp_path, monkeypatch):
     assert len({next(iter(c)) for c in seen.values()}) == 4  # no two labels share one
 
 
+def confusion_axes(monkeypatch):
+    """{figure file name: [axes with a confusion matrix]} of the figures saved from now on."""
+    seen = {}
+    save = Figure.savefig
+
+    def record(fig, path, *args, **kwargs):
+        seen[Path(path).name] = [ax for ax in fig.axes if ax.images]
+        return save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    return seen
+
+
+def tick_names(ax):
+    return [t.get_text() for t in ax.get_xticklabels()], [t.get_text() for t in ax.get_yticklabels()]
+
+
+def test_confusion_matrices_name_the_classes(tmp_path, monkeypatch):
+    names = ["kidney-left", "kidney-right", "spleen"]
+    matrix = json.dumps([[3, 1, 0], [1, 2, 1], [0, 0, 4]])
+    rows = [{**run(m, 0.7, seed=s), "confusion": matrix, "classes": json.dumps(names)}
+            for m in ("random", "spark") for s in (0, 1)]
+    rows += [{**run("random", 0.7, seed=2), "confusion": matrix}]  # a run that recorded no names
+    seen = confusion_axes(monkeypatch)
+    write_report(write(tmp_path / "results.csv", rows), tmp_path / "report")
+    first, second = seen["organ_confusion.png"]
+    assert tick_names(first) == (names, names)
+    assert tick_names(second)[0] == names  # the rows are named once, left of the first matrix
+    assert not any(tick.label1.get_visible() for tick in second.yaxis.get_major_ticks())
+    assert {t.get_rotation() for t in first.get_xticklabels()} == {45}  # names slanted, readable
+    assert first.get_ylabel() == "true" and second.get_xlabel() == "predicted"
+
+
+def test_a_results_file_without_class_names_reports_numbers(tmp_path, monkeypatch):
+    """results.csv files written before the ``classes`` column still report, with class numbers."""
+    old_columns = [c for c in COLUMNS if c != "classes"]
+    path = tmp_path / "results.csv"
+    pd.DataFrame([run(m, 0.7, seed=s) for m in ("random", "spark") for s in (0, 1)]).reindex(
+        columns=old_columns).to_csv(path, index=False)
+    assert "classes" not in path.read_text().splitlines()[0]
+    seen = confusion_axes(monkeypatch)
+    report = build_report(path)
+    assert (report.results.classes == "").all()
+    report.write(tmp_path / "report")
+    assert [tick_names(ax) for ax in seen["organ_confusion.png"]][0] == (["0", "1"], ["0", "1"])
+    assert {t.get_rotation() for t in seen["organ_confusion.png"][0].get_xticklabels()} == {0}
+
+
+def test_a_row_with_unreadable_class_names_is_skipped(tmp_path):
+    rows = [{**run(m, 0.7, seed=s), "classes": json.dumps(["a", "b"])} for m in ("random", "spark") for s in (0, 1)]
+    rows[-1]["classes"] = "[a, b"
+    with pytest.warns(UserWarning, match=r"results\.csv: row 5 is incomplete \(classes is not a JSON list"):
+        report = build_report(write(tmp_path / "results.csv", rows))
+    assert len(report.results) == 3
+
+
 def test_the_command_prints_the_verdicts(study, capsys):
     assert script("report").main([str(study), "--out", str(study.parent / "out")]) == 0
     out = capsys.readouterr().out

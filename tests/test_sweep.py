@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -5,10 +6,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from matplotlib.figure import Figure
 
 from medssl.checkpoints import CheckpointError
 from medssl.checkpoints.export import export_backbone
-from medssl.data.phantom_tasks import TaskCounts, write_phantom_tasks
+from medssl.data.phantom_tasks import ORGAN_CLASSES, TaskCounts, write_phantom_tasks
 from medssl.downstream import sweep as sweep_module
 from medssl.downstream.cli import finetune_settings
 from medssl.downstream.report import METRICS, write_report
@@ -58,7 +60,19 @@ def test_sweep_runs_resumes_without_duplicates_and_reports(setup, tmp_path, monk
     assert (table[table.fraction == 0.5].n_train < table[table.fraction == 1.0].n_train.max()).all()
     assert table[["accuracy", "auc"]].apply(lambda c: c.between(0, 1)).all().all()
 
+    assert all(json.loads(names) == list(ORGAN_CLASSES) for names in table.classes)  # the task's class names
+
+    save, drawn = Figure.savefig, {}  # figure file name: its confusion-matrix axes
+
+    def record(fig, path, *args, **kwargs):
+        drawn[Path(path).name] = [ax for ax in fig.axes if ax.images]
+        return save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", record)
     paths = write_report(out, tmp_path / "report")
+    assert len(drawn["organ_confusion.png"]) == 2  # random init and byol
+    for ax in drawn["organ_confusion.png"]:  # the confusion matrices name the organs, not 0..6
+        assert [t.get_text() for t in ax.get_xticklabels()] == list(ORGAN_CLASSES)
     for key in ("table", "plot_organ", "confusion_organ"):
         assert paths[key].exists()
     assert paths["plot_organ"].read_bytes()[:4] == b"\x89PNG"

@@ -2,7 +2,8 @@
 layout by its task format, ``medssl.downstream.formats``).
 
 - ``organsmnist_phantom.npz``: MedMNIST layout (``{train,val,test}_{images,labels}``, uint8
-  images (N, S, S), labels (N, 1)): which organ a crop is centred on (ORGAN_CLASSES).
+  images (N, S, S), labels (N, 1), and the names ``class_names``): which organ a crop is centred
+  on (ORGAN_CLASSES).
 - ``covid/``: UCSD-AI4H COVID-CT layout (``Images-processed/CT_COVID``, ``CT_NonCOVID`` and
   ``Data-split`` lists): chest slices with or without ground-glass lesions.
 - ``brain/``: ``train/{a_without,b_with}`` and ``test/{a_without,b_with}``: head slices with or

@@ -11,10 +11,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .comparison import display, percent
-from .results import writing
+from .results import class_names, writing
 from .scores import METRICS
 
 BASELINE_COLOUR = "black"
+NAME_CHARS = 24  # a longer class name is cut short (with an ellipsis) on the confusion axes
+TICK_CHAR = 0.06  # inches per character of a 7 pt tick label, to size the confusion figure
 
 
 def colours(labels, baseline: str | None) -> dict[str, tuple]:
@@ -69,22 +71,36 @@ def plot_scores(summary: pd.DataFrame, diffs: pd.DataFrame | None, baseline: str
 
 
 def plot_confusions(runs: pd.DataFrame, palette: dict, baseline: str | None, path: Path) -> Path:
-    """Confusion matrices summed over seeds at the largest training fraction, one per label."""
+    """Confusion matrices summed over seeds at the largest training fraction, one per label; the
+    axes name the classes (results.csv's ``classes``; their numbers where it has none)."""
     top = runs[runs.fraction == runs.fraction.max()]
     labels = sorted(top.label.unique(), key=lambda label: (label != baseline, label))
-    fig = Figure(figsize=(3.2 * len(labels), 3.6), layout="constrained")
+    matrices = {label: np.sum([np.asarray(json.loads(c)) for c in top[top.label == label].confusion], axis=0)
+                for label in labels}
+    count = len(next(iter(matrices.values())))
+    names = [n if len(n) <= NAME_CHARS else n[:NAME_CHARS - 1] + "\u2026"
+             for n in class_names(top.get("classes", ()), count)]
+    longest = max(len(n) for n in names)
+    wide = longest > 3  # names, not numbers: x labels slanted
+    side = max(3.2, 0.32 * count + 1.2)  # inches per matrix
+    left, below = 0.5 + TICK_CHAR * longest, 0.5 + (0.72 * TICK_CHAR * longest if wide else 0.2)
+    fig = Figure(figsize=(max(5.5, left + side * len(labels)), side + below + 0.6), layout="compressed")
     axes = fig.subplots(1, len(labels), squeeze=False)
-    for ax, label in zip(axes[0], labels):
-        matrix = np.sum([np.asarray(json.loads(c)) for c in top[top.label == label].confusion], axis=0)
+    for k, (ax, label) in enumerate(zip(axes[0], labels)):
+        matrix = matrices[label]
         ax.imshow(matrix, cmap="Blues")
         for (i, j), v in np.ndenumerate(matrix):
             ax.text(j, i, str(int(v)), ha="center", va="center", fontsize=7,
                     color="white" if v > matrix.max() / 2 else "black")
-        ax.set_xticks(range(matrix.shape[1]))
-        ax.set_yticks(range(matrix.shape[0]))
+        ax.set_xticks(range(matrix.shape[1]), names[:matrix.shape[1]], fontsize=7,
+                      rotation=45 if wide else 0, ha="right" if wide else "center", rotation_mode="anchor")
+        ax.set_yticks(range(matrix.shape[0]), names[:matrix.shape[0]], fontsize=7)
+        if k:  # the classes are named once, left of the first matrix
+            ax.tick_params(labelleft=False)
+        else:
+            ax.set_ylabel("true")
         ax.set_title(display(label), fontsize=9, color=palette[label])
         ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
     fig.suptitle(f"confusion matrices summed over seeds, at {percent(top.fraction.max())} of the training set",
                  fontsize=9)
     with writing(path):

@@ -22,7 +22,9 @@ from ..files import atomic_write_bytes
 from .scores import SCORES
 
 KEY = ["task", "checkpoint", "mode", "fraction", "seed"]
-COLUMNS = KEY + ["method", "n_train", *SCORES, "epochs", "wall_s", "confusion"]
+COLUMNS = KEY + ["method", "n_train", *SCORES, "epochs", "wall_s", "confusion", "classes"]
+OPTIONAL = ("classes",)  # results.csv files written before it have no such column
+REQUIRED = [c for c in COLUMNS if c not in OPTIONAL]
 TEXT = ("task", "checkpoint", "mode", "method")
 INTEGER = ("seed", "n_train", "epochs")
 NUMBER = ("fraction", "wall_s")
@@ -88,6 +90,13 @@ def _problem(line: bytes, columns: list[str]) -> str | None:
         json.loads(values["confusion"])
     except ValueError:
         return "confusion matrix is not valid JSON"
+    if values.get("classes"):  # empty: no names recorded (the confusion rows are class numbers)
+        try:
+            names = json.loads(values["classes"])
+        except ValueError:
+            names = None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            return "classes is not a JSON list of names"
     return None
 
 
@@ -104,7 +113,7 @@ def scan(path: str | os.PathLike) -> Scan:
         return result
     result.header = lines[0]
     result.columns = next(csv.reader([lines[0].decode("utf-8", "replace").strip()]), [])
-    missing = [c for c in COLUMNS if c not in result.columns]
+    missing = [c for c in REQUIRED if c not in result.columns]
     if missing:
         raise ResultsError(f"{path}: not a sweep results table: its header lacks columns {missing}.")
     for number, line in enumerate(lines[1:], start=2):
@@ -123,9 +132,27 @@ def _warn(path: Path, found: Scan, outcome: str) -> None:
 
 
 def _frame(found: Scan) -> pd.DataFrame:
+    """The rows as a table with every column of COLUMNS: ``classes`` is "" where a row (or the
+    whole file, written before the column) names no classes."""
     if not found.rows:
-        return pd.DataFrame(columns=found.columns or COLUMNS)
-    return pd.read_csv(io.BytesIO(found.header + b"".join(found.rows)))
+        frame = pd.DataFrame(columns=found.columns or COLUMNS)
+    else:
+        frame = pd.read_csv(io.BytesIO(found.header + b"".join(found.rows)),
+                            dtype={name: str for name in OPTIONAL if name in found.columns})
+    for name in OPTIONAL:
+        frame[name] = frame[name].fillna("") if name in frame else ""
+    return frame
+
+
+def class_names(classes, count: int) -> list[str]:
+    """The names of a confusion matrix's ``count`` classes from ``classes`` values (JSON lists
+    of names; "" where a run recorded none): the last list of ``count`` names, else their
+    numbers "0".."count-1"."""
+    for value in reversed(list(classes)):
+        names = json.loads(value) if isinstance(value, str) and value else None
+        if names is not None and len(names) == count:
+            return [str(n) for n in names]
+    return [str(i) for i in range(count)]
 
 
 def read_results(path: str | os.PathLike) -> pd.DataFrame:

@@ -109,7 +109,8 @@ def run_one(config: SweepConfig, task: str, ckpt: str, fraction: float, seed: in
             "seed": seed, "method": method, "n_train": len(cli.datamodule.train_indices),
             **{name: results[name] for name in SCORES},
             "epochs": cli.trainer.current_epoch, "wall_s": round(time.perf_counter() - start, 2),
-            "confusion": json.dumps(results["confusion"])}
+            "confusion": json.dumps(results["confusion"]),
+            "classes": json.dumps(list(cli.datamodule.load().classes))}  # the confusion rows' names
 
 
 def run_sweep(config: SweepConfig, out: str | Path, progress: bool = True) -> pd.DataFrame:
