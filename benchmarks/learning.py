@@ -44,8 +44,13 @@ CONFIGS = ROOT / "Pre-Training" / "configs"  # --configs replaces it
 RANDOM = "random"
 TASKS = {"organ": ("medmnist", "organsmnist_phantom.npz"), "covid": ("covid", "covid"),
          "brain": ("brain", "brain")}
-GOAL_TASK, GOAL_LABELS, PROBES = "organ", (5, 10), ("knn", "linear")
+PROBES = ("knn", "linear")  # frozen features
+FINETUNE = "finetune"  # the study's protocol: the whole network trained
+PROTOCOLS = (FINETUNE, *PROBES)
+GOAL_LABELS, GOAL_PROTOCOL = (5, 10), FINETUNE
 ALL = 0  # "every training image" in --labels
+# the fine-tune schedule of the benchmark and the demo (trainer.max_epochs, model.freeze_epochs)
+SHORT_SCHEDULE = ROOT / "Downstream" / "configs" / "finetune_short.yaml"
 
 
 def registered() -> list[str]:
@@ -179,9 +184,91 @@ def scores(feats: dict, num_classes: int, labels: list[int], seeds: list[int]) -
     return out
 
 
+# --- fine-tuning: the study's protocol --------------------------------------------------------
+def finetune_accuracy(checkpoint: str | None, arch: str, task: str, tasks_dir: Path, mapping, per_class: int,
+                      seed: int, schedule: Path, folder: Path) -> float:
+    """Test accuracy of one run of the fine-tune command (the sweep's runs, with the schedule of
+    ``schedule``) on ``per_class`` labelled images of each class (ALL: every one) picked with
+    ``seed``, which also seeds the run: random init (no checkpoint) draws its weights from it and
+    is fed as ``mapping`` says, like the backbone it is paired with."""
+    from medssl.downstream.cli import finetune_cli
+    from medssl.downstream.sweep import QUIET
+
+    kind, path = TASKS[task]
+    data = [] if per_class == ALL else ["--data.per_class", str(per_class)]
+    if checkpoint is None:
+        data += ["--data.intensity", json.dumps(mapping.intensity), "--data.mean", str(mapping.mean),
+                 "--data.std", str(mapping.std)]
+    cli = finetune_cli(["fit", "--config", str(schedule), *QUIET, "--data.kind", kind,
+                        "--data.path", str(tasks_dir / path), *data, "--data.seed", str(seed),
+                        "--seed_everything", str(seed), "--data.image_size", str(mapping.size),
+                        "--data.num_workers", "0", "--model.arch", arch, "--model.checkpoint", checkpoint or "null",
+                        "--trainer.default_root_dir", str(folder), "--trainer.logger", "false"], verbose=False)
+    return float(cli.model.test_results["accuracy"])
+
+
+def finetune_scores(name: str, checkpoint: str | None, arch: str, mapping, tasks_dir: Path, plan: dict,
+                    work: Path) -> tuple[dict, float]:
+    """{task: {labels per class: [test accuracy per seed]}} by fine-tuning, for the tasks, labels
+    and seeds of ``plan``, and the seconds its runs took. Each run is kept in
+    ``work/scores/finetune/<name>/`` as soon as it is done and re-used by a later run with the same
+    settings (fine-tuning is the dear protocol: a killed benchmark loses at most the run in progress)."""
+    import shutil
+    import tempfile
+
+    from medssl.checksums import file_digest
+    from medssl.files import atomic_write_bytes
+
+    same = {"name": name, "arch": arch, "input": mapping.as_dict(),
+            "schedule": yaml.safe_load(Path(plan["schedule"]).read_text()),
+            "backbone_sha256": file_digest(Path(checkpoint)) if checkpoint else None}
+    folder = work / "scores" / FINETUNE / safe_name(name)
+    out, total = {}, 0.0
+    for task in plan["tasks"]:
+        for n in plan["labels"]:
+            for seed in plan["seeds"]:
+                settings = {**same, "task": task, "labels": n, "seed": seed}
+                path = folder / f"{task}-{label(n)}-{seed}.json"
+                kept = json.loads(path.read_text()) if path.exists() else {}
+                if kept.get("settings") == json.loads(json.dumps(settings)):
+                    accuracy, seconds = kept["accuracy"], kept["seconds"]
+                else:
+                    start = time.perf_counter()
+                    scratch = Path(tempfile.mkdtemp(prefix="finetune-", dir=work))
+                    try:
+                        accuracy = finetune_accuracy(checkpoint, arch, task, tasks_dir, mapping, n, seed,
+                                                     Path(plan["schedule"]), scratch)
+                    finally:
+                        shutil.rmtree(scratch, ignore_errors=True)
+                    seconds = round(time.perf_counter() - start, 1)
+                    folder.mkdir(parents=True, exist_ok=True)
+                    atomic_write_bytes(path, json.dumps({"settings": settings, "accuracy": accuracy,
+                                                         "seconds": seconds}).encode())
+                    print(f"  fine-tuned {name}: {task}, {label(n)} per class, seed {seed}: "
+                          f"accuracy {accuracy:.3f} ({seconds:g} s)", flush=True)
+                out.setdefault(task, {}).setdefault(n, []).append(accuracy)
+                total += seconds
+    return out, total
+
+
+def with_finetuning(entry: dict, scores: tuple[dict, float]) -> dict:
+    by_task, seconds = scores
+    for task, by_n in by_task.items():
+        entry["tasks"][task]["scores"][FINETUNE] = by_n
+    entry["finetune_seconds"] = seconds
+    return entry
+
+
+def safe_name(name: str) -> str:
+    return re.sub(r"[^\w.]+", "-", name).strip("-")
+
+
 # --- the run ---------------------------------------------------------------------------------
-def evaluate(backbones: dict, arch: str, tasks_dir: Path, labels, seeds, work: Path | None = None) -> dict:
-    """Scores and effective ranks of every backbone and of random init at each backbone's input.
+def evaluate(backbones: dict, arch: str, tasks_dir: Path, labels, seeds, work: Path | None = None,
+             finetune: dict | None = None) -> dict:
+    """Scores and effective ranks of every backbone and of random init at each backbone's input;
+    with ``finetune`` (``tasks``, ``labels``, ``seeds``, ``schedule``: see ``finetune_scores``,
+    which needs ``work``), fine-tuning scores beside the frozen features' ones.
 
     Random init is one draw of weights per seed: seed ``s`` scores init ``s`` on label subset
     ``s``, so the paired difference to a backbone (subset ``s`` too) carries the spread of both
@@ -200,8 +287,13 @@ def evaluate(backbones: dict, arch: str, tasks_dir: Path, labels, seeds, work: P
         if key not in results:
             results[key] = kept_scores(work, key, None, arch, mapping, labels, seeds, partial(
                 score_random, key, tasks, arch, mapping, labels, seeds))
+            if finetune:
+                with_finetuning(results[key], finetune_scores(key, None, arch, mapping, tasks_dir, finetune, work))
         results[method] = kept_scores(work, method, checkpoint, arch, mapping, labels, seeds, partial(
             score_backbone, method, checkpoint, key, tasks, arch, mapping, labels, seeds))
+        if finetune:
+            with_finetuning(results[method], finetune_scores(method, checkpoint, arch, mapping, tasks_dir,
+                                                             finetune, work))
     return results
 
 
@@ -240,7 +332,7 @@ def kept_scores(work: Path | None, name: str, checkpoint: str | None, arch: str,
 
     settings = {"name": name, "arch": arch, "input": mapping.as_dict(), "labels": list(labels),
                 "seeds": list(seeds), "backbone_sha256": file_digest(Path(checkpoint)) if checkpoint else None}
-    path = work / "scores" / (re.sub(r"[^\w.]+", "-", name).strip("-") + ".json")
+    path = work / "scores" / (safe_name(name) + ".json")
     if path.exists():
         kept = json.loads(path.read_text())
         if kept["settings"] == json.loads(json.dumps(settings)):
@@ -266,7 +358,9 @@ def all_features(feats: dict) -> np.ndarray:
 
 
 def compare(results: dict, methods: list[str]) -> dict:
-    """Paired differences to random init, and each method's goal."""
+    """Paired differences to random init, and each method's goal: by fine-tuning (the study's
+    protocol), with GOAL_LABELS labels per class, on every task fine-tuned, the 95 % interval lies
+    above zero (kNN and the linear probe are the second opinion, not part of the goal)."""
     from medssl.downstream.paired import paired_difference
 
     out = {}
@@ -284,10 +378,20 @@ def compare(results: dict, methods: list[str]) -> dict:
                     rows.append({"task": task, "probe": probe, "labels": n, "accuracy": float(np.mean(accuracies)),
                                  "accuracy_std": spread, "random": float(np.mean(random)),
                                  "difference": d.mean, "low": d.low, "high": d.high, "n": d.n})
-                    if task == GOAL_TASK and n in GOAL_LABELS:
+                    if probe == GOAL_PROTOCOL and n in GOAL_LABELS:
                         goal.append(d.above)
         out[method] = {"rows": rows, "passed": bool(goal) and all(goal)}
     return out
+
+
+def row_of(comparison: dict, task: str, probe: str, n: int) -> dict | None:
+    return next((r for r in comparison["rows"] if (r["task"], r["probe"], r["labels"]) == (task, probe, n)), None)
+
+
+def protocols_of(report: dict) -> list[str]:
+    """The protocols the report scored, in PROTOCOLS order."""
+    seen = {r["probe"] for comp in report["comparison"].values() for r in comp["rows"]}
+    return [p for p in PROTOCOLS if p in seen]
 
 
 def machine() -> str:
@@ -300,41 +404,53 @@ def label(n: int) -> str:
 
 def markdown(report: dict) -> str:
     s = report["settings"]
+    ft = s.get("finetune")
     lines = [f"# Learning benchmark on {report['machine']}", "",
              f"- command: `{report['command']}`",
              f"- {report['device']}; torch {report['torch']}; {report['date']}",
              f"- pre-training: each method's quick config ({s['arch']}), "
              f"{str(s['steps']) + ' steps' if s.get('steps') else format(s['minutes'], 'g') + ' min'} on the phantom "
-             f"store ({s['workers']} data workers); frozen features scored with "
-             f"{', '.join(label(n) for n in s['labels'])} labels per class, {len(s['seeds'])} label-subset seeds; "
-             f"random init: one draw of weights per seed, paired with that seed's subset",
-             f"- goal: on the {GOAL_TASK} task with {' and '.join(map(str, GOAL_LABELS))} labels per class, "
-             "by kNN and by the linear probe, the 95 % interval of the paired difference to random init "
-             "lies above zero", ""]
+             f"store ({s['workers']} data workers)",
+             f"- frozen features (kNN, linear probe): {', '.join(label(n) for n in s['labels'])} labels per class, "
+             f"{len(s['seeds'])} label-subset seeds"]
+    if ft:
+        lines.append(f"- fine-tuning (the study's protocol, schedule {ft['schedule_settings']}): "
+                     f"{', '.join(label(n) for n in ft['labels'])} labels per class, {len(ft['seeds'])} seeds, "
+                     f"tasks {', '.join(ft['tasks'])}; {ft.get('cpu_minutes', 0):.0f} CPU-minutes of runs")
+    lines += ["- random init: one draw of weights per seed, paired with that seed's subset",
+              f"- goal: by {GOAL_PROTOCOL} with {' and '.join(map(str, GOAL_LABELS))} labels per class, on every "
+              "task fine-tuned, the 95 % interval of the paired difference to random init lies above zero; "
+              "kNN and the linear probe are reported beside it", ""]
     lines += ["| method | steps | loss first -> last | effective rank (organ; random) | goal |",
               "|---|---:|---|---|---|"]
     for method, comp in report["comparison"].items():
         pre, res = report["pretraining"][method], report["results"][method]
         loss = pre["loss"]
         first_last = f"{loss[0][1]:.3f} -> {loss[-1][1]:.3f}" if loss else ""
-        rank, base_rank = (report["results"][name]["tasks"][GOAL_TASK]["effective_rank"]
+        rank, base_rank = (report["results"][name]["tasks"]["organ"]["effective_rank"]
                            for name in (method, res["baseline"]))
         lines.append(f"| {method} | {pre['steps']} | {first_last} | {rank:.0f}; {base_rank:.0f} | "
                      f"{'PASS' if comp['passed'] else 'MISS'} |")
+    labels = sorted({r["labels"] for comp in report["comparison"].values() for r in comp["rows"]},
+                    key=lambda n: (n == ALL, n))
     for task in TASKS:
         lines += ["", f"## {task}: test accuracy, mean +- std over seeds; difference to random init "
                   "[95 % interval]", "",
-                  "| method | probe | " + " | ".join(f"{label(n)} / class" for n in s["labels"]) + " |",
-                  "|---|---|" + "---|" * len(s["labels"])]
+                  "| method | protocol | " + " | ".join(f"{label(n)} / class" for n in labels) + " |",
+                  "|---|---|" + "---|" * len(labels)]
         for method, comp in report["comparison"].items():
-            for probe in PROBES:
+            for probe in protocols_of(report):
                 cells = []
-                for n in s["labels"]:
-                    r = next(r for r in comp["rows"] if (r["task"], r["probe"], r["labels"]) == (task, probe, n))
+                for n in labels:
+                    r = row_of(comp, task, probe, n)
+                    if r is None:
+                        cells.append("")
+                        continue
                     interval = "" if np.isnan(r["low"]) else f" [{r['low']:+.3f}, {r['high']:+.3f}]"
                     cells.append(f"{r['accuracy']:.3f} +- {r['accuracy_std']:.3f}; "
                                  f"{r['difference']:+.3f}{interval} (random {r['random']:.3f})")
-                lines.append(f"| {method} | {probe} | " + " | ".join(cells) + " |")
+                if any(cells):
+                    lines.append(f"| {method} | {probe} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -363,19 +479,24 @@ def plots(report: dict, prefix: Path) -> list[Path]:
     paths.append(prefix.with_name(prefix.name + "-loss.png"))
     fig.savefig(paths[-1], dpi=80)
     plt.close(fig)
-    labels = [n for n in report["settings"]["labels"] if n != ALL]
-    fig, axes = plt.subplots(len(PROBES), len(TASKS), figsize=(4 * len(TASKS), 3.2 * len(PROBES)), squeeze=False)
-    for row, probe in zip(axes, PROBES):
+    protocols = protocols_of(report)
+    fig, axes = plt.subplots(len(protocols), len(TASKS), figsize=(4 * len(TASKS), 3.2 * len(protocols)),
+                             squeeze=False)
+    for row, probe in zip(axes, protocols):
         for ax, task in zip(row, TASKS):
+            ticks = set()
             for method, comp in report["comparison"].items():
-                rs = [next(r for r in comp["rows"] if (r["task"], r["probe"], r["labels"]) == (task, probe, n))
-                      for n in labels]
-                mean = np.array([r["difference"] for r in rs])
-                ax.plot(labels, mean, marker="o", label=method)
+                rs = sorted((r for r in comp["rows"] if (r["task"], r["probe"]) == (task, probe)
+                             and r["labels"] != ALL), key=lambda r: r["labels"])
+                if not rs:
+                    continue
+                labels = [r["labels"] for r in rs]
+                ticks.update(labels)
+                ax.plot(labels, [r["difference"] for r in rs], marker="o", label=method)
                 ax.fill_between(labels, [r["low"] for r in rs], [r["high"] for r in rs], alpha=0.2)
             ax.axhline(0, color="grey", lw=1)
             ax.set_xscale("log")
-            ax.set_xticks(labels, [str(n) for n in labels])
+            ax.set_xticks(sorted(ticks), [str(n) for n in sorted(ticks)])
             ax.minorticks_off()  # a log axis labels its minor ticks too ("6 x 10^0")
             ax.set_title(f"{task}, {probe}")
             ax.set_xlabel("labels per class")
@@ -398,6 +519,12 @@ def main(argv=None) -> int:
     ap.add_argument("--labels", nargs="+", type=int, default=[5, 10, 25, ALL],
                     help="labelled images per class (0: all of the training split)")
     ap.add_argument("--seeds", type=int, default=10, help="label-subset seeds")
+    ap.add_argument("--finetune-labels", nargs="+", type=int, default=list(GOAL_LABELS),
+                    help="labelled images per class fine-tuned (0: all)")
+    ap.add_argument("--finetune-seeds", type=int, default=5, help="fine-tuning seeds (0: no fine-tuning)")
+    ap.add_argument("--finetune-tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
+    ap.add_argument("--finetune-schedule", type=Path, default=SHORT_SCHEDULE,
+                    help="fine-tune config with the schedule (trainer.max_epochs, model.freeze_epochs)")
     ap.add_argument("--workers", type=int, default=1, help="pre-training data workers")
     ap.add_argument("--work", type=Path, default=Path("learning-work"), help="phantom data and runs (kept)")
     ap.add_argument("--configs", type=Path, default=CONFIGS, help="folder of the <method>_quick.yaml configs")
@@ -410,14 +537,21 @@ def main(argv=None) -> int:
                                args.steps) for m in args.methods}
     arch = yaml.safe_load((CONFIGS / f"{args.methods[0]}_quick.yaml").read_text())["model"]["arch"]
     seeds = list(range(args.seeds))
+    finetune = {"tasks": args.finetune_tasks, "labels": args.finetune_labels,
+                "seeds": list(range(args.finetune_seeds)), "schedule": str(args.finetune_schedule.resolve())
+                } if args.finetune_seeds else None
     results = evaluate({m: r["backbone"] for m, r in pretraining.items()}, arch, root / "tasks", args.labels,
-                       seeds, args.work)
+                       seeds, args.work, finetune)
+    if finetune:
+        finetune["schedule_settings"] = yaml.safe_load(args.finetune_schedule.read_text())
+        finetune["cpu_minutes"] = sum(r.get("finetune_seconds", 0) for r in results.values()) / 60
     report = {"machine": machine(), "device": f"CPU, {os.cpu_count()} cores" if not torch.cuda.is_available()
               else torch.cuda.get_device_name(), "torch": torch.__version__,
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "command": shlex.join(["python", "benchmarks/learning.py", *(argv or sys.argv[1:])]),
               "settings": {"arch": arch, "minutes": args.minutes, "steps": args.steps, "labels": args.labels,
-                           "seeds": seeds, "workers": args.workers, "methods": args.methods},
+                           "seeds": seeds, "workers": args.workers, "methods": args.methods,
+                           "finetune": finetune},
               "pretraining": pretraining, "results": results,
               "comparison": compare(results, args.methods)}
     args.out.mkdir(parents=True, exist_ok=True)

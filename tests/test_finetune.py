@@ -113,6 +113,21 @@ def test_training_fraction_takes_a_stratified_subset(tmp_path):
     assert set(np.bincount(labels)) == {2}  # the floor of 2 per class
 
 
+def test_per_class_takes_that_many_images_of_each_class_from_the_fractions_order(tmp_path):
+    data = folder_task(tmp_path)
+    counts = np.bincount(data.load().splits["train"].labels)
+    data.task, data.hparams.per_class = None, 1
+    one = data.load() and data.train_indices
+    data.task, data.hparams.per_class, data.hparams.fraction = None, None, 0.01
+    floor = data.load() and data.train_indices  # the floor of 2 per class: the same seeded order
+    assert len(one) == len(counts) and set(np.bincount(data.task.splits["train"].labels[one])) == {1}
+    assert set(one) < set(floor)
+    with pytest.raises(ValueError, match="per_class 3: .* no fraction beside it"):
+        TaskDataModule("folder", str(tmp_path / "data"), per_class=3, fraction=0.5)
+    with pytest.raises(ValueError, match="per_class 0"):
+        TaskDataModule("folder", str(tmp_path / "data"), per_class=0)
+
+
 @pytest.mark.parametrize("mode", ["knn", "linear"])
 def test_frozen_modes_train_nothing_and_classify_the_features(mode, tmp_path, backbone_file):
     yy, xx = np.mgrid[0:16, 0:16]

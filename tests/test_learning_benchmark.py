@@ -28,22 +28,26 @@ def results_with(organ_scores: dict, random_scores: dict) -> dict:
             "r": {"tasks": {"organ": task(random_scores)}}}
 
 
-def test_a_method_passes_only_when_every_goal_interval_lies_above_zero():
-    base = {probe: {5: [0.60, 0.62, 0.58, 0.61], 10: [0.70, 0.71, 0.69, 0.72]} for probe in learning.PROBES}
+def test_a_method_passes_only_when_every_fine_tuning_goal_interval_lies_above_zero():
+    base = {probe: {5: [0.60, 0.62, 0.58, 0.61], 10: [0.70, 0.71, 0.69, 0.72]} for probe in learning.PROTOCOLS}
     better = {probe: {n: [v + 0.05 + 0.01 * i for i, v in enumerate(vs)] for n, vs in by_n.items()}
               for probe, by_n in base.items()}
     assert learning.compare(results_with(better, base), ["m"])["m"]["passed"]
 
     one_miss = {probe: dict(by_n) for probe, by_n in better.items()}
-    one_miss["linear"][10] = [v + d for v, d in zip(base["linear"][10], (0.05, -0.05, 0.04, -0.04))]
+    one_miss["finetune"][10] = [v + d for v, d in zip(base["finetune"][10], (0.05, -0.05, 0.04, -0.04))]
     comparison = learning.compare(results_with(one_miss, base), ["m"])["m"]
     assert not comparison["passed"]
-    row = next(r for r in comparison["rows"] if (r["probe"], r["labels"]) == ("linear", 10))
+    row = next(r for r in comparison["rows"] if (r["probe"], r["labels"]) == ("finetune", 10))
     assert row["difference"] == pytest.approx(0.0) and row["low"] < 0 < row["high"] and row["n"] == 4
     # the hand-computed t interval of the differences 0.05, 0.06, 0.07, 0.08 (t(0.975, 3) = 3.1824)
     row = next(r for r in comparison["rows"] if (r["probe"], r["labels"]) == ("knn", 5))
     half = 3.1824 * np.std([0.05, 0.06, 0.07, 0.08], ddof=1) / 2
     assert (row["low"], row["high"]) == pytest.approx((0.065 - half, 0.065 + half), abs=1e-4)
+    # the frozen-feature probes are the second opinion: a miss there leaves the goal to fine-tuning
+    probes_miss = {probe: dict(by_n) for probe, by_n in better.items()}
+    probes_miss["linear"] = base["linear"]
+    assert learning.compare(results_with(probes_miss, base), ["m"])["m"]["passed"]
 
 
 def test_all_labels_pair_the_one_backbone_score_with_every_initial_draw():
@@ -79,47 +83,59 @@ def test_the_benchmark_command_pretrains_scores_and_writes_its_report(tmp_path):
     write_phantom_store(work / "phantom" / "store", patients=5, slices_per_patient=8, size=64, seed=0,
                         workers=1, progress=False)
     write_phantom_tasks(work / "phantom" / "tasks", size=32, counts=TaskCounts(4, 6, 6), progress=False)
+    schedule = tmp_path / "schedule.yaml"
+    schedule.write_text("trainer: {max_epochs: 2}\nmodel: {freeze_epochs: 1}\n")
     out = tmp_path / "out"
     command = [sys.executable, "benchmarks/learning.py", "--methods", "mocov2", "--steps", "5", "--labels", "1",
-               "--seeds", "2", "--work", str(work), "--out", str(out)]
-    # killed (SIGKILL) while it scores the backbone, after pre-training and random init's scores
+               "--seeds", "2", "--finetune-labels", "1", "--finetune-seeds", "2", "--finetune-tasks", "organ",
+               "--finetune-schedule", str(schedule), "--work", str(work), "--out", str(out)]
+    # killed (SIGKILL) after its first fine-tuning run of the backbone: pre-training, random init's
+    # scores (frozen and fine-tuned) and the backbone's frozen scores are done by then
     killed = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     seen = []
     for line in killed.stdout:
         seen.append(line)
-        if "evaluating mocov2" in line:
+        if "fine-tuned mocov2" in line:
             killed.send_signal(signal.SIGKILL)
             break
     killed.wait(timeout=60)
-    assert any("evaluating mocov2" in line for line in seen), "".join(seen)[-3000:]
+    assert any("fine-tuned mocov2" in line for line in seen), "".join(seen)[-3000:]
+    assert sum("fine-tuned random" in line for line in seen) == 2
     assert not list(out.glob("learning-*.json"))
-    # the same command goes on: it re-uses the run and random init's scores, and scores the backbone
+    # the same command goes on: it re-uses the run, every score kept, and fine-tunes the one run left
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-3000:]  # 1: a MISS
-    assert "pre-training mocov2" not in proc.stdout and "evaluating random" not in proc.stdout
-    assert "scores of random" in proc.stdout and "evaluating mocov2" in proc.stdout
+    assert "pre-training mocov2" not in proc.stdout and "evaluating" not in proc.stdout
+    assert "scores of random" in proc.stdout and "fine-tuned random" not in proc.stdout
+    assert proc.stdout.count("fine-tuned mocov2") == 1
     (report,) = [json.loads(p.read_text()) for p in out.glob("learning-*.json")]
     assert report["pretraining"]["mocov2"]["steps"] == 5 and report["pretraining"]["mocov2"]["loss"]
     rows = report["comparison"]["mocov2"]["rows"]
-    assert {(r["task"], r["probe"]) for r in rows} == {(t, p) for t in learning.TASKS for p in learning.PROBES}
+    assert {(r["task"], r["probe"]) for r in rows} == {(t, p) for t in learning.TASKS for p in learning.PROBES} | {
+        ("organ", learning.FINETUNE)}
     assert all(r["n"] == 2 and 0 <= r["accuracy"] <= 1 for r in rows)
     (random_key,) = [k for k in report["results"] if k.startswith(learning.RANDOM)]
     random = report["results"][random_key]
     assert random["init_seeds"] == [0, 1] and report["results"]["mocov2"]["baseline"] == random_key
     organ = random["tasks"]["organ"]["scores"]
-    assert all(len(organ[probe]["1"]) == 2 for probe in learning.PROBES)
+    assert all(len(organ[probe]["1"]) == 2 for probe in learning.PROTOCOLS)
+    assert report["settings"]["finetune"]["schedule_settings"] == {"trainer": {"max_epochs": 2},
+                                                                    "model": {"freeze_epochs": 1}}
     text = (out / f"learning-{report['machine']}.md").read_text()
     assert "| mocov2 | 5 |" in text and ("PASS" in text or "MISS" in text)
+    assert "| mocov2 | finetune | " in text
     assert (out / f"learning-{report['machine']}-difference.png").stat().st_size > 0
     # the same command again re-uses the finished run and every score: the same report
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert "pre-training mocov2" not in again.stdout and "evaluating" not in again.stdout
+    assert "  fine-tuned " not in again.stdout
     (report_again,) = [json.loads(p.read_text()) for p in out.glob("learning-*.json")]
     assert report_again["comparison"] == report["comparison"]
-    # other settings: scored again
-    more = subprocess.run([*command[:-2], "--seeds", "3", "--out", str(out)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+    # other settings: scored again; a third fine-tuning seed adds one run per entry
+    more = subprocess.run([*command[:-2], "--seeds", "3", "--finetune-seeds", "3", "--out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
     assert "evaluating mocov2" in more.stdout and "evaluating random" in more.stdout
+    assert more.stdout.count("  fine-tuned ") == 2
 
 
 def test_random_init_draws_different_weights_per_seed(tmp_path):

@@ -13,7 +13,7 @@ from torchvision.transforms import v2 as T
 
 from ..checkpoints import read_input
 from ..data.input_mapping import DEFAULT, InputMapping
-from .subsets import nested_subsets
+from .subsets import nested_subsets, per_class_subsets
 from .tasks import TaskData, load_task
 
 
@@ -66,7 +66,8 @@ class TaskDataModule(pl.LightningDataModule):
     """A task (``kind``: covid, medmnist, brain, folder, csv) at a training fraction.
 
     ``fraction`` and ``seed`` pick a stratified, nested subset of the training split (at least
-    ``min_per_class`` images per class); val and test stay whole. ``val_fraction`` and
+    ``min_per_class`` images per class); ``per_class`` (instead of ``fraction``) picks that many
+    images of each class, prefixes of the same seeded order; val and test stay whole. ``val_fraction`` and
     ``test_fraction`` size the seeded splits of the tasks that have none of their own.
 
     Images go to the network as the backbone was fed in pre-training: ``backbone`` is its file
@@ -78,9 +79,10 @@ class TaskDataModule(pl.LightningDataModule):
 
     def __init__(self, kind: str, path: str, image_size: int = 224, batch_size: int = 64,
                  fraction: float = 1.0, seed: int = 0, min_per_class: int = 2,
-                 augment: bool = False, num_workers: int = 4, val_fraction: float = 0.15,
-                 test_fraction: float = 0.2, mean: float | None = None, std: float | None = None,
-                 intensity: dict | None = None, backbone: str | None = None, trust_backbone: bool = False):
+                 per_class: int | None = None, augment: bool = False, num_workers: int = 4,
+                 val_fraction: float = 0.15, test_fraction: float = 0.2, mean: float | None = None,
+                 std: float | None = None, intensity: dict | None = None, backbone: str | None = None,
+                 trust_backbone: bool = False):
         super().__init__()
         self.save_hyperparameters()
         self.task: TaskData | None = None
@@ -89,6 +91,9 @@ class TaskDataModule(pl.LightningDataModule):
             DEFAULT.replaced(intensity, mean, std)
         except ValueError as err:
             raise ValueError(f"data options intensity / mean / std: {err}") from err
+        if per_class is not None and (per_class < 1 or fraction != 1.0):
+            raise ValueError(f"data option per_class {per_class}: give a count of at least 1, and no fraction "
+                             f"beside it (fraction is {fraction})")
 
     def load(self) -> TaskData:
         """Read and check the task (every problem is an error here, before training)."""
@@ -97,7 +102,8 @@ class TaskDataModule(pl.LightningDataModule):
             self.task = load_task(h.kind, h.path, val_fraction=h.val_fraction,
                                   test_fraction=h.test_fraction, seed=h.seed)
             train = self.task.splits["train"].labels
-            self.train_indices = nested_subsets(train, [h.fraction], h.seed, h.min_per_class)[h.fraction]
+            self.train_indices = (per_class_subsets(train, [h.per_class], h.seed)[h.per_class] if h.per_class
+                                  else nested_subsets(train, [h.fraction], h.seed, h.min_per_class)[h.fraction])
         return self.task
 
     def input_mapping(self) -> InputMapping:
