@@ -40,7 +40,7 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-CONFIGS = ROOT / "Pre-Training" / "configs"  # --configs replaces it
+CONFIGS = ROOT / "Pre-Training" / "configs"  # the quick configs (--configs: another folder)
 RANDOM = "random"
 TASKS = {"organ": ("medmnist", "organsmnist_phantom.npz"), "covid": ("covid", "covid"),
          "brain": ("brain", "brain")}
@@ -79,16 +79,16 @@ def max_time(minutes: float) -> str:
     return f"{seconds // 86400:02d}:{seconds // 3600 % 24:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def pretrain(method: str, store: Path, run_dir: Path, minutes: float, workers: int,
+def pretrain(method: str, config: Path, store: Path, run_dir: Path, minutes: float, workers: int,
              steps: int | None = None) -> dict:
-    """Pre-train ``method`` for ``minutes`` or ``steps`` (resuming a run cut short); its backbone
-    and figures."""
+    """Pre-train ``method`` with ``config`` for ``minutes`` or ``steps`` (resuming a run cut
+    short); its backbone and figures."""
     backbone = run_dir / f"{method}_backbone.pt"
     done = run_dir / "benchmark-done.json"
     if done.exists():
         return json.loads(done.read_text())
     command = [sys.executable, "-m", "medssl.pretrain", method, "fit",
-               "--config", str(CONFIGS / f"{method}_quick.yaml"), "--data.store", str(store),
+               "--config", str(config), "--data.store", str(store),
                "--data.num_workers", str(workers), "--trainer.max_epochs", "-1",
                *(["--trainer.max_steps", str(steps)] if steps else ["--trainer.max_time", max_time(minutes)]),
                "--trainer.default_root_dir", str(run_dir),
@@ -123,16 +123,16 @@ def loss_curve(run_dir: Path) -> list[tuple[int, float]]:
 
 
 # --- features --------------------------------------------------------------------------------
-def input_of(checkpoint: str | None, method: str):
-    """The ``InputMapping`` the backbone saw in pre-training (random init: its method's quick
-    config's, so that a pair differs in the weights only)."""
+def input_of(checkpoint: str | None, config: Path | None = None):
+    """The ``InputMapping`` the backbone saw in pre-training (random init: its pre-training
+    ``config``'s, so that a pair differs in the weights only)."""
     from medssl.checkpoints import read_input
     from medssl.data.input_mapping import InputMapping
     from medssl.pretrain.views import ViewSpec
 
     if checkpoint is not None:
         return read_input(checkpoint)[0]
-    data = yaml.safe_load((CONFIGS / f"{method}_quick.yaml").read_text())["data"]
+    data = yaml.safe_load(config.read_text())["data"]
     return InputMapping.of_pretraining(data.get("intensity"), ViewSpec.of(data["views"][0]))
 
 
@@ -282,7 +282,7 @@ def evaluate(backbones: dict, arch: str, tasks_dir: Path, labels, seeds, work: P
     tasks = {name: load_task(kind, tasks_dir / path, progress=False) for name, (kind, path) in TASKS.items()}
     results = {}
     for method, checkpoint in backbones.items():
-        mapping = input_of(checkpoint, method)
+        mapping = input_of(checkpoint)
         key = f"{RANDOM} ({mapping.size} px, {mapping.intensity['mode']}, {mapping.mean:g}/{mapping.std:g})"
         if key not in results:
             results[key] = kept_scores(work, key, None, arch, mapping, labels, seeds, partial(
@@ -511,7 +511,6 @@ def plots(report: dict, prefix: Path) -> list[Path]:
 
 
 def main(argv=None) -> int:
-    global CONFIGS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--methods", nargs="+", choices=registered(), default=registered())
     ap.add_argument("--minutes", type=float, default=10.0, help="pre-training time per method")
@@ -530,12 +529,12 @@ def main(argv=None) -> int:
     ap.add_argument("--configs", type=Path, default=CONFIGS, help="folder of the <method>_quick.yaml configs")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args(argv)
-    CONFIGS = args.configs.resolve()
+    configs = args.configs.resolve()
     torch.set_num_threads(os.cpu_count() or 1)
     root = phantom(args.work)
-    pretraining = {m: pretrain(m, root / "store", args.work / "pretrain" / m, args.minutes, args.workers,
-                               args.steps) for m in args.methods}
-    arch = yaml.safe_load((CONFIGS / f"{args.methods[0]}_quick.yaml").read_text())["model"]["arch"]
+    pretraining = {m: pretrain(m, configs / f"{m}_quick.yaml", root / "store", args.work / "pretrain" / m,
+                               args.minutes, args.workers, args.steps) for m in args.methods}
+    arch = yaml.safe_load((configs / f"{args.methods[0]}_quick.yaml").read_text())["model"]["arch"]
     seeds = list(range(args.seeds))
     finetune = {"tasks": args.finetune_tasks, "labels": args.finetune_labels,
                 "seeds": list(range(args.finetune_seeds)), "schedule": str(args.finetune_schedule.resolve())

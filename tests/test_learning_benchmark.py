@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import yaml
 
 from medssl.data.phantom import write_phantom_store
 from medssl.data.phantom_tasks import TaskCounts, write_phantom_tasks
@@ -143,6 +144,61 @@ def test_random_init_draws_different_weights_per_seed(tmp_path):
     from medssl.downstream.tasks import load_task
 
     task = load_task("covid", tmp_path / "tasks" / "covid", progress=False)
-    mapping = learning.input_of(None, "mocov2")
+    mapping = learning.input_of(None, learning.CONFIGS / "mocov2_quick.yaml")
     a, b, a_again = (learning.features(None, "resnet18", task, mapping, init_seed=s)["test"][0] for s in (0, 1, 0))
     assert np.array_equal(a, a_again) and not np.allclose(a, b)
+
+
+def test_views_ablation_changes_one_thing_per_variant_and_counts_laterality_errors(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import views
+    sys.path.remove(str(ROOT / "benchmarks"))
+
+    configs = {v: yaml.safe_load(views.variant_config("mocov2", v, learning.CONFIGS, tmp_path / "c").read_text())
+               for v in views.VARIANTS}
+    as_is = configs["as-is"]
+    assert as_is == yaml.safe_load((learning.CONFIGS / "mocov2_quick.yaml").read_text())
+    assert as_is["data"]["views"][0]["hflip_p"] > 0 and as_is["data"]["views"][0]["rotate_p"] > 0
+    flips = {k: v for k, v in configs["no-flips"]["data"]["views"][0].items() if v != as_is["data"]["views"][0][k]}
+    assert flips == {"hflip_p": 0.0, "vflip_p": 0.0}
+    assert configs["no-rotation"]["data"]["views"][0]["rotate_p"] == 0.0
+    assert configs["full-range"]["data"]["intensity"] == {"mode": "full"}
+    assert configs["large-crops"]["data"]["views"][0]["scale"] == [0.6, 1.0]
+    assert {k: v for k, v in configs["ct-aware"]["data"]["views"][0].items()
+            if v != as_is["data"]["views"][0][k]} == {"hflip_p": 0.0, "vflip_p": 0.0, "rotate_p": 0.0}
+    for v in views.VARIANTS:  # nothing but the views and the intensity changes
+        assert {k: configs[v][k] for k in configs[v] if k != "data"} == {k: as_is[k] for k in as_is if k != "data"}
+
+    work = tmp_path / "work"
+    write_phantom_store(work / "phantom" / "store", patients=5, slices_per_patient=8, size=64, seed=0,
+                        workers=1, progress=False)
+    write_phantom_tasks(work / "phantom" / "tasks", size=32, counts=TaskCounts(4, 6, 6), progress=False)
+    schedule = tmp_path / "schedule.yaml"
+    schedule.write_text("trainer: {max_epochs: 1}\nmodel: {freeze_epochs: 0}\n")
+    command = [sys.executable, "benchmarks/views.py", "--methods", "mocov2", "--variants", "as-is", "no-flips",
+               "--steps", "3", "--labels", "1", "--seeds", "2", "--finetune-seeds", "1", "--finetune-schedule",
+               str(schedule), "--work", str(work), "--out", str(tmp_path / "out")]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    from medssl.downstream.tasks import load_task
+
+    organ = load_task("medmnist", work / "phantom" / "tasks" / "organsmnist_phantom.npz", progress=False)
+    mirrors = [organ.classes.index(name) for name in ("kidney-left", "kidney-right", "lung-left", "lung-right")]
+    mirror_tested = int(np.isin(organ.splits["test"].labels, mirrors).sum())
+    (report,) = [json.loads(p.read_text()) for p in (tmp_path / "out").glob("views-*.json")]
+    assert set(report["entries"]) == {"mocov2-as-is", "mocov2-no-flips"}
+    for entry in report["entries"].values():
+        assert entry["steps"] == 3
+        assert {(r["task"], r["probe"]) for r in entry["comparison"]["rows"]} == {
+            (t, p) for t in learning.TASKS for p in learning.PROBES} | {("organ", learning.FINETUNE)}
+        lateral = entry["laterality"]
+        assert set(lateral["errors"]) == {"kidney-left / kidney-right", "lung-left / lung-right"}
+        assert all(len(counts) == 2 and 0 <= min(counts) for counts in lateral["errors"].values())
+        assert lateral["tested"] == mirror_tested and sum(max(c) for c in lateral["errors"].values()) <= mirror_tested
+    (random_lateral,) = report["random_laterality"].values()
+    assert random_lateral["tested"] == mirror_tested > 0
+    text = (tmp_path / "out" / f"views-{report['machine']}.md").read_text()
+    assert "| mocov2 | no-flips | 3 |" in text and "laterality" in text
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert "  pre-training " not in again.stdout and "  fine-tuned " not in again.stdout
+    assert "evaluating" not in again.stdout

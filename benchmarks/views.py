@@ -1,0 +1,217 @@
+"""Which views keep CT anatomy? The views ablation.
+
+Each method pre-trains on the phantom slice store with its quick config changed in one respect at a
+time (VARIANTS: no flips, no rotation, the full HU range instead of random windows, larger crops,
+and all the CT-aware choices together), for the same budget, and each backbone is scored as in the
+learning benchmark (``benchmarks/learning.py``): on the organ task with 5 and 10 labels per class,
+by fine-tuning (the study's protocol, the short schedule), the kNN vote and the linear probe,
+paired with random init. It also counts laterality errors: organ test images of a left or right
+organ that the linear probe puts in the mirror class (lung-left as lung-right, ...), since a
+flipped slice shows the other side's anatomy.
+
+    python benchmarks/views.py --methods simclr spark --minutes 6
+    python benchmarks/views.py --methods simclr --variants as-is no-flips --minutes 3 --work /tmp/views
+
+Resumable like the learning benchmark (runs and scores kept in ``--work``). Written:
+benchmarks/results/views-<machine>.{json,md}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import learning
+import numpy as np
+import torch
+import yaml
+
+MIRRORS = (("kidney-left", "kidney-right"), ("lung-left", "lung-right"))
+
+
+def no_flips(config: dict) -> None:
+    for view in config["data"]["views"]:
+        view.update(hflip_p=0.0, vflip_p=0.0)
+
+
+def no_rotation(config: dict) -> None:
+    for view in config["data"]["views"]:
+        view["rotate_p"] = 0.0
+
+
+def full_range(config: dict) -> None:
+    config["data"]["intensity"] = {"mode": "full"}
+
+
+def large_crops(config: dict) -> None:
+    view = config["data"]["views"][0]  # the global views; multi-crop's local ones stay
+    view["scale"] = [max(0.6, view.get("scale", [0.6, 1.0])[0]), 1.0]
+
+
+def ct_aware(config: dict) -> None:
+    no_flips(config)
+    no_rotation(config)
+
+
+VARIANTS = {  # name: (change to the quick config, what it tests)
+    "as-is": (None, "the quick config"),
+    "no-flips": (no_flips, "no horizontal or vertical flips"),
+    "no-rotation": (no_rotation, "no rotation"),
+    "full-range": (full_range, "the full HU range (-1024..3071) instead of random windows"),
+    "large-crops": (large_crops, "crops of at least 60 % of the slice"),
+    "ct-aware": (ct_aware, "no flips and no rotation"),
+}
+
+
+def variant_config(method: str, variant: str, configs: Path, folder: Path) -> Path:
+    """The method's quick config with ``variant``'s change, written to ``folder``."""
+    config = yaml.safe_load((configs / f"{method}_quick.yaml").read_text())
+    change = VARIANTS[variant][0]
+    if change is not None:
+        change(config)
+    path = folder / f"{method}-{variant}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def laterality_errors(checkpoint: str | None, arch: str, tasks_dir: Path, per_class: int, seeds,
+                      mapping) -> dict:
+    """Mirror-class errors of the linear probe on the organ task, ``per_class`` labels per class:
+    {"errors": {pair: [count per seed]}, "tested": test images of those classes}. Random init
+    (no checkpoint) draws its weights once per seed, as in the learning benchmark."""
+    from medssl.downstream.linear_probe import LinearProbe
+    from medssl.downstream.subsets import per_class_subsets
+    from medssl.downstream.tasks import load_task
+
+    kind, path = learning.TASKS["organ"]
+    task = load_task(kind, tasks_dir / path, progress=False)
+    index = {name: i for i, name in enumerate(task.classes)}
+    pairs = [(index[a], index[b], f"{a} / {b}") for a, b in MIRRORS if a in index and b in index]
+    out = {name: [] for _, _, name in pairs}
+    feats = learning.features(checkpoint, arch, task, mapping) if checkpoint else None
+    for seed in seeds:
+        f = feats or learning.features(None, arch, task, mapping, init_seed=seed)
+        (xtr, ytr), val, (xte, yte) = f["train"], f["val"], f["test"]
+        pick = per_class_subsets(ytr, [per_class], seed)[per_class]
+        probe = LinearProbe(torch.from_numpy(xtr[pick]), torch.from_numpy(ytr[pick]), len(task.classes),
+                            val=(torch.from_numpy(val[0]), torch.from_numpy(val[1])))
+        predicted = probe.predict(torch.from_numpy(xte)).numpy()
+        for a, b, name in pairs:
+            out[name].append(int((((yte == a) & (predicted == b)) | ((yte == b) & (predicted == a))).sum()))
+    yte = task.splits["test"].labels
+    return {"errors": out, "tested": int(sum(((yte == a) | (yte == b)).sum() for a, b, _ in pairs))}
+
+
+def kept(path: Path, compute) -> dict:
+    """``compute()``, kept in ``path`` (JSON) for the next run."""
+    from medssl.files import atomic_write_bytes
+
+    if path.exists():
+        return json.loads(path.read_text())
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, json.dumps(value).encode())
+    return value
+
+
+def total_errors(laterality: dict) -> float:
+    """Mean over seeds of the mirror errors of every pair."""
+    return float(np.sum(list(laterality["errors"].values()), axis=0).mean())
+
+
+def markdown(report: dict) -> str:
+    s = report["settings"]
+    lines = [f"# Views ablation on {report['machine']}", "",
+             f"- command: `{report['command']}`", f"- {report['device']}; torch {report['torch']}; {report['date']}",
+             f"- pre-training: each method's quick config with one change, {s['minutes']:g} min each on the phantom "
+             f"store; scored on the organ task with {' and '.join(map(str, s['labels']))} labels per class: "
+             f"fine-tuning ({s['finetune_seeds']} seeds, schedule {s['schedule']}), kNN and linear probe "
+             f"({s['seeds']} seeds); laterality: left/right organ test images the linear probe puts in the mirror "
+             f"class, with {s['labels'][0]} labels per class", "",
+             "| method | variant | steps | " + " | ".join(
+                 f"{p} {n}/class" for p in learning.PROTOCOLS for n in s["labels"]) + " | laterality errors |",
+             "|---|---|---:|" + "---|" * (len(learning.PROTOCOLS) * len(s["labels"]) + 1)]
+    for name, entry in report["entries"].items():
+        cells = []
+        for p in learning.PROTOCOLS:
+            for n in s["labels"]:
+                r = learning.row_of(entry["comparison"], "organ", p, n)
+                cells.append("" if r is None else f"{r['difference']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}]")
+        cells.append(f"{total_errors(entry['laterality']):.1f} of {entry['laterality']['tested']}")
+        lines.append(f"| {entry['method']} | {entry['variant']} | {entry['steps']} | " + " | ".join(cells) + " |")
+    random_lat = report.get("random_laterality")
+    if random_lat:
+        lines += ["", "Random init's laterality errors: " + "; ".join(
+            f"{key}: {total_errors(v):.1f} of {v['tested']}" for key, v in random_lat.items())]
+    lines += ["", "Differences to random init in accuracy, 95 % interval paired by seed. Variants:", ""]
+    lines += [f"- `{name}`: {what}" for name, (_, what) in VARIANTS.items() if name in s["variants"]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--methods", nargs="+", choices=learning.registered(), default=["simclr", "spark"])
+    ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    ap.add_argument("--minutes", type=float, default=6.0, help="pre-training time per method and variant")
+    ap.add_argument("--steps", type=int, help="pre-training steps instead of --minutes")
+    ap.add_argument("--labels", nargs="+", type=int, default=list(learning.GOAL_LABELS))
+    ap.add_argument("--seeds", type=int, default=10, help="kNN / linear label-subset seeds")
+    ap.add_argument("--finetune-seeds", type=int, default=5)
+    ap.add_argument("--finetune-schedule", type=Path, default=learning.SHORT_SCHEDULE,
+                    help="fine-tune config with the schedule (trainer.max_epochs, model.freeze_epochs)")
+    ap.add_argument("--workers", type=int, default=1, help="pre-training data workers")
+    ap.add_argument("--configs", type=Path, default=learning.CONFIGS, help="folder of the <method>_quick.yaml configs")
+    ap.add_argument("--work", type=Path, default=Path("views-work"))
+    ap.add_argument("--out", type=Path, default=learning.HERE / "results")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(os.cpu_count() or 1)
+    root = learning.phantom(args.work)
+    seeds = list(range(args.seeds))
+    plan = {"tasks": ["organ"], "labels": args.labels, "seeds": list(range(args.finetune_seeds)),
+            "schedule": str(args.finetune_schedule.resolve())}
+    entries, random_lat = {}, {}
+    for method in args.methods:
+        for variant in args.variants:
+            name = f"{method}-{variant}"
+            config = variant_config(method, variant, args.configs.resolve(), args.work / "configs")
+            pre = learning.pretrain(method, config, root / "store", args.work / "pretrain" / name, args.minutes,
+                                    args.workers, args.steps)
+            arch = yaml.safe_load(config.read_text())["model"]["arch"]
+            results = learning.evaluate({name: pre["backbone"]}, arch, root / "tasks", args.labels, seeds,
+                                        args.work, plan)
+            baseline = results[name]["baseline"]
+            mapping = learning.input_of(pre["backbone"])
+            scores = args.work / "scores"
+            entries[name] = {"method": method, "variant": variant, "steps": pre["steps"], "baseline": baseline,
+                             "comparison": learning.compare(results, [name])[name],
+                             "laterality": kept(scores / f"laterality-{learning.safe_name(name)}.json", lambda: (
+                                 laterality_errors(pre["backbone"], arch, root / "tasks", args.labels[0], seeds,
+                                                   mapping)))}
+            if baseline not in random_lat:
+                random_lat[baseline] = kept(scores / f"laterality-{learning.safe_name(baseline)}.json", lambda: (
+                    laterality_errors(None, arch, root / "tasks", args.labels[0], seeds, mapping)))
+    report = {"machine": learning.machine(), "device": f"CPU, {os.cpu_count()} cores"
+              if not torch.cuda.is_available() else torch.cuda.get_device_name(), "torch": torch.__version__,
+              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "command": shlex.join(["python", "benchmarks/views.py", *(argv or sys.argv[1:])]),
+              "settings": {"minutes": args.minutes, "steps": args.steps, "labels": args.labels, "seeds": args.seeds,
+                           "finetune_seeds": args.finetune_seeds, "variants": args.variants,
+                           "schedule": yaml.safe_load(args.finetune_schedule.read_text()),
+                           "methods": args.methods},
+              "entries": entries, "random_laterality": random_lat}
+    args.out.mkdir(parents=True, exist_ok=True)
+    prefix = args.out / f"views-{report['machine']}"
+    prefix.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    text = markdown(report)
+    prefix.with_suffix(".md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
