@@ -234,14 +234,14 @@ def finetune_scores(name: str, checkpoint: str | None, arch: str, mapping, tasks
                     accuracy, seconds = kept["accuracy"], kept["seconds"]
                 else:
                     start = time.perf_counter()
-                    scratch = Path(tempfile.mkdtemp(prefix="finetune-", dir=work))
+                    folder.mkdir(parents=True, exist_ok=True)
+                    scratch = Path(tempfile.mkdtemp(prefix=".run-", dir=folder))
                     try:
                         accuracy = finetune_accuracy(checkpoint, arch, task, tasks_dir, mapping, n, seed,
                                                      Path(plan["schedule"]), scratch)
                     finally:
                         shutil.rmtree(scratch, ignore_errors=True)
                     seconds = round(time.perf_counter() - start, 1)
-                    folder.mkdir(parents=True, exist_ok=True)
                     atomic_write_bytes(path, json.dumps({"settings": settings, "accuracy": accuracy,
                                                          "seconds": seconds}).encode())
                     print(f"  fine-tuned {name}: {task}, {label(n)} per class, seed {seed}: "

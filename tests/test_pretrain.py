@@ -305,3 +305,40 @@ def test_momentum_updates_once_per_optimizer_step_with_accumulation():
     trainer.fit(module, DataLoader(FixedViews(2, size=16, n=16), batch_size=4))  # 4 batches
     assert trainer.global_step == 2 and Counting.updates == 2
     assert not torch.equal(before, module.backbone_momentum.conv1.weight)
+
+
+def test_backbones_exported_as_training_time_passes_each_mark_and_after_a_resume(tmp_path, monkeypatch):
+    """A clock at 30 s per step: marks at 1 and 2.5 minutes are written after steps 2 and 5, once
+    each, also when the run stops after step 3 and resumes from its checkpoint."""
+    import medssl.pretrain.callbacks as callbacks
+
+    clock = {"now": 0.0}
+
+    def tick():
+        clock["now"] += 30.0 if clock.pop("started", True) else 0.0
+        return clock["now"]
+
+    monkeypatch.setattr(callbacks.time, "perf_counter", tick)
+
+    def fit(max_steps, ckpt_path=None):
+        module = BYOL(arch="resnet18", hidden_dim=64, out_dim=16)
+        marks = callbacks.ExportAtMinutes([1, 2.5], dirpath=str(tmp_path / "backbones"))
+        trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False,
+                             enable_progress_bar=False, enable_model_summary=False, callbacks=[marks],
+                             max_steps=max_steps, default_root_dir=tmp_path)
+        clock["started"] = False  # on_train_start reads the clock without a step passing
+        trainer.fit(module, DataLoader(FixedViews(2, n=8), batch_size=2), ckpt_path=ckpt_path)
+        return trainer, marks
+
+    first, marks = fit(3)
+    assert marks.written == [1.0] and marks.elapsed == 90.0
+    one = tmp_path / "backbones" / "byol_backbone_1min.pt"
+    assert torch.load(one, weights_only=True)["steps"] == 2
+    first.save_checkpoint(tmp_path / "step3.ckpt")
+    written_at = one.stat().st_mtime_ns
+    _, marks = fit(6, ckpt_path=str(tmp_path / "step3.ckpt"))
+    assert marks.written == [1.0, 2.5] and marks.elapsed == 180.0
+    assert torch.load(tmp_path / "backbones" / "byol_backbone_2.5min.pt", weights_only=True)["steps"] == 5
+    assert one.stat().st_mtime_ns == written_at  # not written again
+    assert sorted(p.name for p in (tmp_path / "backbones").iterdir()) == ["byol_backbone_1min.pt",
+                                                                         "byol_backbone_2.5min.pt"]

@@ -1,6 +1,7 @@
 """Lightning callbacks shared by the pre-training runs (a method's own live beside it)."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -45,3 +46,53 @@ class ExportBackbone(pl.Callback):
 
     def on_train_end(self, trainer, module) -> None:
         self.export(trainer, module)
+
+
+class ExportAtMinutes(ExportBackbone):
+    """Write ``<name>_backbone_<M>min.pt`` into ``dirpath`` (default: ``<run>/backbones``) as the
+    run's training time passes each of ``minutes``: the backbones a learning curve scores. The
+    time is the wall-clock time of the training loop, summed over the sessions of a resumed run
+    (it is kept in checkpoints, like the marks already written); the final backbone stays the
+    run's ``<name>_backbone.pt``.
+
+    Args:
+        minutes: training minutes at which to export, e.g. ``[2.5, 5, 10, 20, 40]``.
+        dirpath: folder of the files; default: ``backbones/`` in the run's log directory.
+        name: file name stem; default: the method's name.
+    """
+
+    def __init__(self, minutes: list[float], dirpath: str | None = None, name: str | None = None):
+        super().__init__(dirpath, name)
+        self.minutes = sorted(float(m) for m in minutes)
+        self.elapsed, self.written = 0.0, []
+        self._since: float | None = None
+
+    def path_for(self, trainer, module, minutes: float | None = None) -> Path:
+        return self._folder / f"{self.name or module.method_name}_backbone_{minutes:g}min.pt"
+
+    def on_train_start(self, trainer, module) -> None:
+        # trainer.log_dir is a collective under DDP: asked here by every rank, not when one exports
+        self._folder = Path(self.dirpath or Path(trainer.log_dir or trainer.default_root_dir) / "backbones")
+        self._since = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        now = time.perf_counter()
+        if self._since is not None:
+            self.elapsed += now - self._since
+        self._since = now
+        for mark in self.minutes:
+            if mark not in self.written and self.elapsed >= mark * 60:
+                self._export(trainer, module, self.path_for(trainer, module, mark))
+                self.written.append(mark)
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        pass
+
+    def on_train_end(self, trainer, module) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {"elapsed": self.elapsed, "written": list(self.written)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.elapsed, self.written = float(state_dict["elapsed"]), list(state_dict["written"])
