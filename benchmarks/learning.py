@@ -80,9 +80,9 @@ def max_time(minutes: float) -> str:
 
 
 def pretrain(method: str, config: Path, store: Path, run_dir: Path, minutes: float, workers: int,
-             steps: int | None = None) -> dict:
+             steps: int | None = None, extra: tuple[str, ...] = ()) -> dict:
     """Pre-train ``method`` with ``config`` for ``minutes`` or ``steps`` (resuming a run cut
-    short); its backbone and figures."""
+    short), ``extra``: more arguments of the pre-training command; its backbone and figures."""
     backbone = run_dir / f"{method}_backbone.pt"
     done = run_dir / "benchmark-done.json"
     if done.exists():
@@ -92,7 +92,7 @@ def pretrain(method: str, config: Path, store: Path, run_dir: Path, minutes: flo
                "--data.num_workers", str(workers), "--trainer.max_epochs", "-1",
                *(["--trainer.max_steps", str(steps)] if steps else ["--trainer.max_time", max_time(minutes)]),
                "--trainer.default_root_dir", str(run_dir),
-               "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+               "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", *extra]
     budget = f"{steps} steps" if steps else f"{minutes:g} min"
     print(f"  pre-training {method} for {budget}: {shlex.join(command[1:])}", flush=True)
     start = time.perf_counter()

@@ -15,7 +15,9 @@ from medssl.data.phantom_tasks import TaskCounts, write_phantom_tasks
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import curves  # noqa: E402
 import learning  # noqa: E402
+import views  # noqa: E402
 
 sys.path.remove(str(ROOT / "benchmarks"))
 
@@ -150,10 +152,6 @@ def test_random_init_draws_different_weights_per_seed(tmp_path):
 
 
 def test_views_ablation_changes_one_thing_per_variant_and_counts_laterality_errors(tmp_path):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import views
-    sys.path.remove(str(ROOT / "benchmarks"))
-
     configs = {v: yaml.safe_load(views.variant_config("mocov2", v, learning.CONFIGS, tmp_path / "c").read_text())
                for v in views.VARIANTS}
     as_is = configs["as-is"]
@@ -202,3 +200,39 @@ def test_views_ablation_changes_one_thing_per_variant_and_counts_laterality_erro
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert "  pre-training " not in again.stdout and "  fine-tuned " not in again.stdout
     assert "evaluating" not in again.stdout
+
+
+def test_learning_curves_score_the_backbones_kept_along_one_run(tmp_path):
+    work = tmp_path / "work"
+    write_phantom_store(work / "phantom" / "store", patients=5, slices_per_patient=8, size=64, seed=0,
+                        workers=1, progress=False)
+    write_phantom_tasks(work / "phantom" / "tasks", size=32, counts=TaskCounts(4, 6, 6), progress=False)
+    schedule = tmp_path / "schedule.yaml"
+    schedule.write_text("trainer: {max_epochs: 1}\nmodel: {freeze_epochs: 0}\n")
+    command = [sys.executable, "benchmarks/curves.py", "--methods", "mocov2", "--minutes", "0.25", "--marks", "0.05",
+               "0.1", "1", "--labels", "1", "--seeds", "2", "--finetune-labels", "1", "--finetune-seeds", "2",
+               "--finetune-schedule", str(schedule), "--work", str(work), "--out", str(tmp_path / "out")]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    kept = sorted(p.name for p in (work / "curves" / "mocov2" / "backbones").iterdir())
+    assert kept == ["mocov2_backbone_0.05min.pt", "mocov2_backbone_0.1min.pt"]  # the 1-minute mark lies past the end
+    (report,) = [json.loads(p.read_text()) for p in (tmp_path / "out").glob("curves-*.json")]
+    entry = report["methods"]["mocov2"]
+    assert list(entry["marks"]) == ["0.05", "0.1", "0.25"]
+    steps = [entry["marks"][m]["steps"] for m in entry["marks"]]
+    assert steps == sorted(steps) and steps[0] >= 1
+    assert entry["marks"]["0.1"]["images"] == entry["marks"]["0.1"]["steps"] * 32
+    curve = entry["curves"]["organ/finetune/1"]
+    assert [p["minutes"] for p in curve] == [0.05, 0.1, 0.25] and all(p["low"] <= p["difference"] for p in curve)
+    assert {key.split("/")[0] for key in entry["curves"]} == set(learning.TASKS)
+    assert report["cpu_minutes"]["pretraining"] > 0 and report["cpu_minutes"]["finetuning"] > 0
+    assert (tmp_path / "out" / f"curves-{report['machine']}.png").stat().st_size > 0
+    assert "clears zero at" in (tmp_path / "out" / f"curves-{report['machine']}.md").read_text()
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert "  pre-training " not in again.stdout and "  fine-tuned " not in again.stdout
+
+
+def test_a_curve_clears_zero_where_every_later_interval_lies_above_it():
+    points = [{"minutes": m, "low": low} for m, low in ((2.5, -0.1), (5, 0.01), (10, -0.01), (20, 0.02), (40, 0.05))]
+    assert curves.first_clear(points) == 20
+    assert curves.first_clear(points[:3]) is None

@@ -1,0 +1,196 @@
+"""How much compute does each method need? Learning curves.
+
+Each method pre-trains once on the phantom store with its quick config for a long budget (60
+minutes for SparK, SimCLR and MoCo v2, 20 for the others by default), and its backbone is exported
+as the run's training time passes each mark (``medssl.pretrain.callbacks.ExportAtMinutes``: 2.5, 5,
+10, 20, 40 minutes) and at the end. Every backbone is scored as in the learning benchmark
+(``benchmarks/learning.py``): frozen features by kNN and the linear probe, and fine-tuning (the
+dear protocol: by default the organ task only, 3 seeds), each paired with random init. The report
+gives, per method and protocol, the difference to random init against pre-training minutes,
+steps and images seen, and the first mark at which its 95 % interval clears zero.
+
+The marks lie on one run, whose schedules (learning rate, momentum, weight decay) stretch over
+its whole budget: the backbone at 10 minutes of a 60-minute run is not a 10-minute run's.
+
+    python benchmarks/curves.py                                   # resumable; hours on a CPU
+    python benchmarks/curves.py --methods spark --minutes 60 --finetune-seeds 3
+
+Runs and scores are kept in ``--work`` (``learning-work`` by default: the phantom data and the
+random-init scores are the learning benchmark's). Written: benchmarks/results/
+curves-<machine>.{json,md,png}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import learning
+import torch
+import yaml
+
+LONG = ("spark", "simclr", "mocov2")  # 60 minutes; the others 20
+MARKS = (2.5, 5.0, 10.0, 20.0, 40.0)
+
+
+def budget(method: str, minutes: float | None) -> float:
+    return minutes if minutes is not None else (60.0 if method in LONG else 20.0)
+
+
+def checkpoints(method: str, run: dict, run_dir: Path, minutes: float, marks) -> dict[float, dict]:
+    """{training minutes: {"backbone", "steps"}} of the ``marks`` the run passed, and its end."""
+    out = {}
+    for mark in marks:
+        path = run_dir / "backbones" / f"{method}_backbone_{mark:g}min.pt"
+        if mark < minutes and path.exists():
+            meta = torch.load(path, map_location="cpu", weights_only=True)
+            out[mark] = {"backbone": str(path), "steps": meta["steps"]}
+    out[minutes] = {"backbone": run["backbone"], "steps": run["steps"]}
+    return out
+
+
+def first_clear(points: list[dict]) -> float | None:
+    """The first minutes at which the interval lies above zero (and stays there at every later mark)."""
+    for i, p in enumerate(points):
+        if all(q["low"] > 0 for q in points[i:]):
+            return p["minutes"]
+    return None
+
+
+def curves(comparison: dict, marks: dict, method: str) -> dict:
+    """{(task, protocol, labels): [points by minutes]} of one method."""
+    out = {}
+    for minutes, info in sorted(marks.items()):
+        for row in comparison[f"{method}@{minutes:g}min"]["rows"]:
+            key = f"{row['task']}/{row['probe']}/{learning.label(row['labels'])}"
+            out.setdefault(key, []).append({"minutes": minutes, "steps": info["steps"], "images": info["images"],
+                                            **{k: row[k] for k in ("difference", "low", "high", "accuracy",
+                                                                   "random")}})
+    return out
+
+
+def markdown(report: dict) -> str:
+    s = report["settings"]
+    ft = s["finetune"]
+    lines = [f"# Learning curves on {report['machine']}", "", f"- command: `{report['command']}`",
+             f"- {report['device']}; torch {report['torch']}; {report['date']}",
+             f"- frozen features: {', '.join(map(learning.label, s['labels']))} labels per class, {s['seeds']} seeds; "
+             f"fine-tuning: tasks {', '.join(ft['tasks'])}, {', '.join(map(learning.label, ft['labels']))} "
+             f"labels per class, {len(ft['seeds'])} seeds, schedule {ft['schedule_settings']}",
+             f"- CPU time: pre-training {report['cpu_minutes']['pretraining']:.0f} min, fine-tuning "
+             f"{report['cpu_minutes']['finetuning']:.0f} min", "",
+             "Difference to random init in accuracy [95 % interval] at each mark (minutes of pre-training); "
+             "'clears zero at': the first mark from which every interval lies above zero.", ""]
+    for method, entry in report["methods"].items():
+        marks = sorted(entry["marks"], key=float)
+        lines += [f"## {method} ({entry['minutes']:g} min, {entry['marks'][marks[-1]]['steps']} steps)", "",
+                  "| task / protocol / labels per class | " + " | ".join(f"{float(m):g} min" for m in marks)
+                  + " | clears zero at |", "|---|" + "---|" * (len(marks) + 1)]
+        for key, points in entry["curves"].items():
+            cells = [f"{p['difference']:+.3f} [{p['low']:+.3f}, {p['high']:+.3f}]" for p in points]
+            clear = first_clear(points)
+            at = f"not within {entry['minutes']:g} min" if clear is None else f"{clear:g} min"
+            lines.append(f"| {key} | " + " | ".join(cells) + f" | {at} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted({k for e in report["methods"].values() for k in e["curves"]
+                   if k.startswith("organ/")}) or sorted({k for e in report["methods"].values() for k in e["curves"]})
+    columns = min(3, len(keys))
+    rows = -(-len(keys) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
+    for ax in axes.flat[len(keys):]:
+        ax.set_visible(False)
+    for ax, key in zip(axes.flat, keys):
+        for method, entry in report["methods"].items():
+            points = entry["curves"].get(key)
+            if points:
+                x = [p["minutes"] for p in points]
+                ax.plot(x, [p["difference"] for p in points], marker="o", label=method)
+                ax.fill_between(x, [p["low"] for p in points], [p["high"] for p in points], alpha=0.2)
+        ax.axhline(0, color="grey", lw=1)
+        ax.set_title(key.replace("/", ", ") + " per class", fontsize=9)
+        ax.set_xlabel("pre-training minutes (CPU)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("accuracy - random init")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--methods", nargs="+", choices=learning.registered(), default=learning.registered())
+    ap.add_argument("--minutes", type=float, help="pre-training budget of every method (default: 60 for "
+                    f"{', '.join(LONG)}, 20 for the others)")
+    ap.add_argument("--marks", nargs="+", type=float, default=list(MARKS), help="minutes at which backbones are kept")
+    ap.add_argument("--labels", nargs="+", type=int, default=list(learning.GOAL_LABELS))
+    ap.add_argument("--seeds", type=int, default=10, help="kNN / linear label-subset seeds")
+    ap.add_argument("--finetune-labels", nargs="+", type=int, default=[5])
+    ap.add_argument("--finetune-seeds", type=int, default=3)
+    ap.add_argument("--finetune-tasks", nargs="+", choices=list(learning.TASKS), default=["organ"])
+    ap.add_argument("--finetune-schedule", type=Path, default=learning.SHORT_SCHEDULE)
+    ap.add_argument("--workers", type=int, default=1, help="pre-training data workers")
+    ap.add_argument("--configs", type=Path, default=learning.CONFIGS)
+    ap.add_argument("--work", type=Path, default=Path("learning-work"))
+    ap.add_argument("--out", type=Path, default=learning.HERE / "results")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(os.cpu_count() or 1)
+    root = learning.phantom(args.work)
+    seeds = list(range(args.seeds))
+    plan = {"tasks": args.finetune_tasks, "labels": args.finetune_labels, "seeds": list(range(args.finetune_seeds)),
+            "schedule": str(args.finetune_schedule.resolve())}
+    methods, pre_seconds, ft_seconds = {}, 0.0, {}
+    for method in args.methods:
+        minutes = budget(method, args.minutes)
+        config = args.configs.resolve() / f"{method}_quick.yaml"
+        run_dir = args.work / "curves" / method
+        marks_arg = json.dumps([m for m in args.marks if m < minutes])
+        run = learning.pretrain(method, config, root / "store", run_dir, minutes, args.workers, extra=(
+            "--trainer.callbacks+=medssl.pretrain.callbacks.ExportAtMinutes", "--trainer.callbacks.minutes",
+            marks_arg))
+        pre_seconds += run["seconds"]
+        batch = yaml.safe_load(config.read_text())["data"]["batch_size"]
+        marks = checkpoints(method, run, run_dir, minutes, args.marks)
+        for info in marks.values():
+            info["images"] = info["steps"] * batch
+        arch = yaml.safe_load(config.read_text())["model"]["arch"]
+        backbones = {f"{method}@{m:g}min": info["backbone"] for m, info in marks.items()}
+        results = learning.evaluate(backbones, arch, root / "tasks", args.labels, seeds, args.work, plan)
+        ft_seconds.update({name: entry.get("finetune_seconds", 0) for name, entry in results.items()})
+        comparison = learning.compare(results, list(backbones))
+        methods[method] = {"minutes": minutes, "marks": {f"{m:g}": info for m, info in marks.items()},
+                           "curves": curves(comparison, marks, method), "loss": run["loss"]}
+    plan["schedule_settings"] = yaml.safe_load(args.finetune_schedule.read_text())
+    report = {"machine": learning.machine(), "device": f"CPU, {os.cpu_count()} cores"
+              if not torch.cuda.is_available() else torch.cuda.get_device_name(), "torch": torch.__version__,
+              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "command": shlex.join(["python", "benchmarks/curves.py", *(argv or sys.argv[1:])]),
+              "settings": {"labels": args.labels, "seeds": args.seeds, "finetune": plan, "methods": args.methods},
+              "cpu_minutes": {"pretraining": pre_seconds / 60, "finetuning": sum(ft_seconds.values()) / 60},
+              "methods": methods}
+    args.out.mkdir(parents=True, exist_ok=True)
+    prefix = args.out / f"curves-{report['machine']}"
+    prefix.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    text = markdown(report)
+    prefix.with_suffix(".md").write_text(text)
+    print(f"picture    {plot(report, prefix.with_suffix('.png'))}")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
