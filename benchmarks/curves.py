@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 import learning
@@ -137,22 +135,13 @@ def main(argv=None) -> int:
     ap.add_argument("--minutes", type=float, help="pre-training budget of every method (default: 60 for "
                     f"{', '.join(LONG)}, 20 for the others)")
     ap.add_argument("--marks", nargs="+", type=float, default=list(MARKS), help="minutes at which backbones are kept")
-    ap.add_argument("--labels", nargs="+", type=int, default=list(learning.GOAL_LABELS))
-    ap.add_argument("--seeds", type=int, default=10, help="kNN / linear label-subset seeds")
-    ap.add_argument("--finetune-labels", nargs="+", type=int, default=[5])
-    ap.add_argument("--finetune-seeds", type=int, default=3)
-    ap.add_argument("--finetune-tasks", nargs="+", choices=list(learning.TASKS), default=["organ"])
-    ap.add_argument("--finetune-schedule", type=Path, default=learning.SHORT_SCHEDULE)
-    ap.add_argument("--workers", type=int, default=1, help="pre-training data workers")
-    ap.add_argument("--configs", type=Path, default=learning.CONFIGS)
-    ap.add_argument("--work", type=Path, default=Path("learning-work"))
-    ap.add_argument("--out", type=Path, default=learning.HERE / "results")
+    learning.scoring_arguments(ap, labels=list(learning.GOAL_LABELS), finetune_labels=[5], finetune_seeds=3,
+                               finetune_tasks=["organ"], work="learning-work")
     args = ap.parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
     root = learning.phantom(args.work)
     seeds = list(range(args.seeds))
-    plan = {"tasks": args.finetune_tasks, "labels": args.finetune_labels, "seeds": list(range(args.finetune_seeds)),
-            "schedule": str(args.finetune_schedule.resolve())}
+    plan = learning.finetune_plan(args)
     methods, pre_seconds, ft_seconds = {}, 0.0, {}
     for method in args.methods:
         minutes = budget(method, args.minutes)
@@ -174,11 +163,7 @@ def main(argv=None) -> int:
         comparison = learning.compare(results, list(backbones))
         methods[method] = {"minutes": minutes, "marks": {f"{m:g}": info for m, info in marks.items()},
                            "curves": curves(comparison, marks, method), "loss": run["loss"]}
-    plan["schedule_settings"] = yaml.safe_load(args.finetune_schedule.read_text())
-    report = {"machine": learning.machine(), "device": f"CPU, {os.cpu_count()} cores"
-              if not torch.cuda.is_available() else torch.cuda.get_device_name(), "torch": torch.__version__,
-              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "command": shlex.join(["python", "benchmarks/curves.py", *(argv or sys.argv[1:])]),
+    report = {**learning.report_header("curves.py", argv),
               "settings": {"labels": args.labels, "seeds": args.seeds, "finetune": plan, "methods": args.methods},
               "cpu_minutes": {"pretraining": pre_seconds / 60, "finetuning": sum(ft_seconds.values()) / 60},
               "methods": methods}

@@ -510,24 +510,49 @@ def plots(report: dict, prefix: Path) -> list[Path]:
     return paths
 
 
+def scoring_arguments(ap: argparse.ArgumentParser, *, labels, finetune_labels, finetune_seeds: int,
+                      finetune_tasks, work: str) -> None:
+    """The options of scoring and of the work folder, shared by this benchmark, the views ablation
+    and the learning curves (each with its own defaults)."""
+    ap.add_argument("--labels", nargs="+", type=int, default=labels,
+                    help="labelled images per class of the frozen-feature probes (0: all of the training split)")
+    ap.add_argument("--seeds", type=int, default=10, help="label-subset seeds of the frozen-feature probes")
+    ap.add_argument("--finetune-labels", nargs="+", type=int, default=finetune_labels,
+                    help="labelled images per class fine-tuned (0: all)")
+    ap.add_argument("--finetune-seeds", type=int, default=finetune_seeds, help="fine-tuning seeds (0: no fine-tuning)")
+    ap.add_argument("--finetune-tasks", nargs="+", choices=list(TASKS), default=finetune_tasks)
+    ap.add_argument("--finetune-schedule", type=Path, default=SHORT_SCHEDULE,
+                    help="fine-tune config with the schedule (trainer.max_epochs, model.freeze_epochs)")
+    ap.add_argument("--workers", type=int, default=1, help="pre-training data workers")
+    ap.add_argument("--work", type=Path, default=Path(work), help="phantom data, runs and scores (kept)")
+    ap.add_argument("--configs", type=Path, default=CONFIGS, help="folder of the <method>_quick.yaml configs")
+    ap.add_argument("--out", type=Path, default=HERE / "results")
+
+
+def finetune_plan(args) -> dict | None:
+    """What ``finetune_scores`` fine-tunes, from ``scoring_arguments``' options (None: nothing)."""
+    if not args.finetune_seeds:
+        return None
+    return {"tasks": args.finetune_tasks, "labels": args.finetune_labels,
+            "seeds": list(range(args.finetune_seeds)), "schedule": str(args.finetune_schedule.resolve()),
+            "schedule_settings": yaml.safe_load(args.finetune_schedule.read_text())}
+
+
+def report_header(script: str, argv) -> dict:
+    """Where and how a benchmark report was made."""
+    return {"machine": machine(), "device": f"CPU, {os.cpu_count()} cores" if not torch.cuda.is_available()
+            else torch.cuda.get_device_name(), "torch": torch.__version__,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": shlex.join(["python", f"benchmarks/{script}", *(argv or sys.argv[1:])])}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--methods", nargs="+", choices=registered(), default=registered())
     ap.add_argument("--minutes", type=float, default=10.0, help="pre-training time per method")
     ap.add_argument("--steps", type=int, help="pre-training steps per method instead of --minutes")
-    ap.add_argument("--labels", nargs="+", type=int, default=[5, 10, 25, ALL],
-                    help="labelled images per class (0: all of the training split)")
-    ap.add_argument("--seeds", type=int, default=10, help="label-subset seeds")
-    ap.add_argument("--finetune-labels", nargs="+", type=int, default=list(GOAL_LABELS),
-                    help="labelled images per class fine-tuned (0: all)")
-    ap.add_argument("--finetune-seeds", type=int, default=5, help="fine-tuning seeds (0: no fine-tuning)")
-    ap.add_argument("--finetune-tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
-    ap.add_argument("--finetune-schedule", type=Path, default=SHORT_SCHEDULE,
-                    help="fine-tune config with the schedule (trainer.max_epochs, model.freeze_epochs)")
-    ap.add_argument("--workers", type=int, default=1, help="pre-training data workers")
-    ap.add_argument("--work", type=Path, default=Path("learning-work"), help="phantom data and runs (kept)")
-    ap.add_argument("--configs", type=Path, default=CONFIGS, help="folder of the <method>_quick.yaml configs")
-    ap.add_argument("--out", type=Path, default=HERE / "results")
+    scoring_arguments(ap, labels=[5, 10, 25, ALL], finetune_labels=list(GOAL_LABELS), finetune_seeds=5,
+                      finetune_tasks=list(TASKS), work="learning-work")
     args = ap.parse_args(argv)
     configs = args.configs.resolve()
     torch.set_num_threads(os.cpu_count() or 1)
@@ -536,18 +561,12 @@ def main(argv=None) -> int:
                                args.minutes, args.workers, args.steps) for m in args.methods}
     arch = yaml.safe_load((configs / f"{args.methods[0]}_quick.yaml").read_text())["model"]["arch"]
     seeds = list(range(args.seeds))
-    finetune = {"tasks": args.finetune_tasks, "labels": args.finetune_labels,
-                "seeds": list(range(args.finetune_seeds)), "schedule": str(args.finetune_schedule.resolve())
-                } if args.finetune_seeds else None
+    finetune = finetune_plan(args)
     results = evaluate({m: r["backbone"] for m, r in pretraining.items()}, arch, root / "tasks", args.labels,
                        seeds, args.work, finetune)
     if finetune:
-        finetune["schedule_settings"] = yaml.safe_load(args.finetune_schedule.read_text())
         finetune["cpu_minutes"] = sum(r.get("finetune_seconds", 0) for r in results.values()) / 60
-    report = {"machine": machine(), "device": f"CPU, {os.cpu_count()} cores" if not torch.cuda.is_available()
-              else torch.cuda.get_device_name(), "torch": torch.__version__,
-              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "command": shlex.join(["python", "benchmarks/learning.py", *(argv or sys.argv[1:])]),
+    report = {**report_header("learning.py", argv),
               "settings": {"arch": arch, "minutes": args.minutes, "steps": args.steps, "labels": args.labels,
                            "seeds": seeds, "workers": args.workers, "methods": args.methods,
                            "finetune": finetune},

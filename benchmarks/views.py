@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 import learning
@@ -126,11 +124,13 @@ def total_errors(laterality: dict) -> float:
 
 def markdown(report: dict) -> str:
     s = report["settings"]
+    ft = s["finetune"] or {}
     lines = [f"# Views ablation on {report['machine']}", "",
              f"- command: `{report['command']}`", f"- {report['device']}; torch {report['torch']}; {report['date']}",
              f"- pre-training: each method's quick config with one change, {s['minutes']:g} min each on the phantom "
              f"store; scored on the organ task with {' and '.join(map(str, s['labels']))} labels per class: "
-             f"fine-tuning ({s['finetune_seeds']} seeds, schedule {s['schedule']}), kNN and linear probe "
+             f"fine-tuning ({len(ft.get('seeds', []))} seeds, schedule {ft.get('schedule_settings')}), kNN and "
+             "linear probe "
              f"({s['seeds']} seeds); laterality: left/right organ test images the linear probe puts in the mirror "
              f"class, with {s['labels'][0]} labels per class", "",
              "| method | variant | steps | " + " | ".join(
@@ -159,21 +159,13 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     ap.add_argument("--minutes", type=float, default=6.0, help="pre-training time per method and variant")
     ap.add_argument("--steps", type=int, help="pre-training steps instead of --minutes")
-    ap.add_argument("--labels", nargs="+", type=int, default=list(learning.GOAL_LABELS))
-    ap.add_argument("--seeds", type=int, default=10, help="kNN / linear label-subset seeds")
-    ap.add_argument("--finetune-seeds", type=int, default=5)
-    ap.add_argument("--finetune-schedule", type=Path, default=learning.SHORT_SCHEDULE,
-                    help="fine-tune config with the schedule (trainer.max_epochs, model.freeze_epochs)")
-    ap.add_argument("--workers", type=int, default=1, help="pre-training data workers")
-    ap.add_argument("--configs", type=Path, default=learning.CONFIGS, help="folder of the <method>_quick.yaml configs")
-    ap.add_argument("--work", type=Path, default=Path("views-work"))
-    ap.add_argument("--out", type=Path, default=learning.HERE / "results")
+    learning.scoring_arguments(ap, labels=list(learning.GOAL_LABELS), finetune_labels=list(learning.GOAL_LABELS),
+                               finetune_seeds=5, finetune_tasks=["organ"], work="views-work")
     args = ap.parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
     root = learning.phantom(args.work)
     seeds = list(range(args.seeds))
-    plan = {"tasks": ["organ"], "labels": args.labels, "seeds": list(range(args.finetune_seeds)),
-            "schedule": str(args.finetune_schedule.resolve())}
+    plan = learning.finetune_plan(args)
     entries, random_lat = {}, {}
     for method in args.methods:
         for variant in args.variants:
@@ -195,13 +187,9 @@ def main(argv=None) -> int:
             if baseline not in random_lat:
                 random_lat[baseline] = kept(scores / f"laterality-{learning.safe_name(baseline)}.json", lambda: (
                     laterality_errors(None, arch, root / "tasks", args.labels[0], seeds, mapping)))
-    report = {"machine": learning.machine(), "device": f"CPU, {os.cpu_count()} cores"
-              if not torch.cuda.is_available() else torch.cuda.get_device_name(), "torch": torch.__version__,
-              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "command": shlex.join(["python", "benchmarks/views.py", *(argv or sys.argv[1:])]),
+    report = {**learning.report_header("views.py", argv),
               "settings": {"minutes": args.minutes, "steps": args.steps, "labels": args.labels, "seeds": args.seeds,
-                           "finetune_seeds": args.finetune_seeds, "variants": args.variants,
-                           "schedule": yaml.safe_load(args.finetune_schedule.read_text()),
+                           "finetune": plan, "variants": args.variants,
                            "methods": args.methods},
               "entries": entries, "random_laterality": random_lat}
     args.out.mkdir(parents=True, exist_ok=True)
