@@ -50,7 +50,7 @@ PROTOCOLS = (FINETUNE, *PROBES)
 GOAL_LABELS, GOAL_PROTOCOL = (5, 10), FINETUNE
 ALL = 0  # "every training image" in --labels
 # the fine-tune schedule of the benchmark and the demo (trainer.max_epochs, model.freeze_epochs)
-SHORT_SCHEDULE = ROOT / "Downstream" / "configs" / "finetune_short.yaml"
+QUICK_SCHEDULE = ROOT / "Downstream" / "configs" / "finetune_quick.yaml"
 
 
 def registered() -> list[str]:
@@ -521,7 +521,7 @@ def scoring_arguments(ap: argparse.ArgumentParser, *, labels, finetune_labels, f
                     help="labelled images per class fine-tuned (0: all)")
     ap.add_argument("--finetune-seeds", type=int, default=finetune_seeds, help="fine-tuning seeds (0: no fine-tuning)")
     ap.add_argument("--finetune-tasks", nargs="+", choices=list(TASKS), default=finetune_tasks)
-    ap.add_argument("--finetune-schedule", type=Path, default=SHORT_SCHEDULE,
+    ap.add_argument("--finetune-schedule", type=Path, default=QUICK_SCHEDULE,
                     help="fine-tune config with the schedule (trainer.max_epochs, model.freeze_epochs)")
     ap.add_argument("--workers", type=int, default=1, help="pre-training data workers")
     ap.add_argument("--work", type=Path, default=Path(work), help="phantom data, runs and scores (kept)")
