@@ -1,6 +1,7 @@
 """Online evaluation during pre-training: the linear probe on detached features and the
 embedding picture (medssl/pretrain/online_eval.py)."""
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -116,6 +117,35 @@ def test_embedding_png_and_tensorboard_figure(runs):
     assert "embedding" in events.Tags()["images"]
     (image,) = events.Images("embedding")
     assert image.step == trainer.global_step and image.width > 100
+
+
+def drawn_legend(data: Path, monkeypatch, tmp_path) -> list[str]:
+    """The legend texts of the figure that ``EmbeddingPicture.draw`` saves for the labelled set
+    ``data`` (random features; the figure caught at ``savefig``, nothing written)."""
+    from matplotlib.figure import Figure
+
+    saved = []
+    monkeypatch.setattr(Figure, "savefig", lambda fig, path, **_: saved.append(
+        [t.get_text() for t in fig.axes[0].get_legend().get_texts()]))
+    picture = EmbeddingPicture(str(data))
+    picture.setup(SimpleNamespace(datamodule=None), None)
+    (_, bank_y), (_, query_y) = picture.sets["bank"], picture.sets["query"]
+    labels = torch.cat([bank_y, query_y]).numpy()
+    features = np.random.default_rng(0).normal(size=(len(labels), 8))
+    picture.draw(SimpleNamespace(global_step=3, loggers=[]), features, labels, len(bank_y), tmp_path / "embedding.png")
+    (legend,) = saved
+    return legend
+
+
+def test_the_legend_names_the_classes_of_the_phantom_organ_task(monkeypatch, tmp_path):
+    from medssl.data.phantom_tasks import ORGAN_CLASSES, TaskCounts, write_phantom_tasks
+
+    organ = write_phantom_tasks(tmp_path / "tasks", size=32, counts=TaskCounts(3, 1, 1), progress=False)["organ"]
+    assert drawn_legend(organ, monkeypatch, tmp_path) == list(ORGAN_CLASSES)
+
+
+def test_the_legend_numbers_the_classes_of_an_npz_without_names(labelled, monkeypatch, tmp_path):
+    assert drawn_legend(labelled, monkeypatch, tmp_path) == ["0", "1", "2"]
 
 
 def test_nothing_happens_without_a_labelled_set(runs, store, tmp_path):

@@ -286,6 +286,7 @@ def test_knn_sets_from_a_labelled_store(tmp_path):
     sets = load_labelled(tmp_path / "labelled", HUToIntensity("window", level=400, width=800))
     assert sets["bank"][0].shape == (6, 1, 8, 8) and len(sets["query"][1]) == 3
     assert sets["bank"][1].tolist() == [1, 0, 0, 1, 0, 0]  # categories sorted: lesion, normal
+    assert sets.class_names == ["lesion", "normal"]  # the embedding picture's legend
     assert float(sets["query"][0][-1].max()) == 1.0  # 800 HU at the top of the 0..800 window
 
 

@@ -12,36 +12,52 @@ import torch
 import torch.nn.functional as F
 
 from ..data.store import SliceStore
-from ..downstream.formats.medmnist import read_npz
+from ..downstream.formats import medmnist
 
 
-def load_labelled(path: str | Path, intensity=None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """{"bank": (images, labels), "query": (images, labels)}, images float (N, 1, H, W) in [0, 1].
+class LabelledSet(dict):
+    """{"bank": (images, labels), "query": (images, labels)} (see ``load_labelled``), and
+    ``class_names``: the name of each class number (``class_names[label]``)."""
 
-    ``path``: a MedMNIST-style ``.npz`` (train = bank, test or val = query), or a slice store
-    whose manifest has a ``label`` column (and optionally ``split``: train / test), mapped to
-    [0, 1] by ``intensity``.
+    def __init__(self, sets: dict[str, tuple[torch.Tensor, torch.Tensor]], class_names: list[str]):
+        super().__init__(sets)
+        self.class_names = [str(name) for name in class_names]
+
+
+def load_labelled(path: str | Path, intensity=None) -> LabelledSet:
+    """{"bank": (images, labels), "query": (images, labels)}, images float (N, 1, H, W) in [0, 1],
+    with the classes' names (``LabelledSet.class_names``).
+
+    ``path``: a MedMNIST-style ``.npz`` (train = bank, test or val = query; the names those of the
+    downstream medmnist format: the file's ``class_names``, else MedMNIST's own when the file name
+    is one of its datasets, else "0".."N-1"), or a slice store whose manifest has a ``label``
+    column (and optionally ``split``: train / test), mapped to [0, 1] by ``intensity``; its labels
+    are numbered in the sorted order of their values, which are the names.
     """
     path = Path(path)
     if path.suffix == ".npz":
-        sets = read_npz(path, splits=None, as_grey=True)
+        sets = medmnist.read_npz(path, splits=None, as_grey=True)
         query = "test" if "test" in sets else "val"
         for split in ("train", query):
             if split not in sets:
                 raise ValueError(f"{path}: no {split} split; expected the MedMNIST layout")
-        return {name: (torch.from_numpy(sets[split][0])[:, None], torch.from_numpy(sets[split][1]))
-                for name, split in (("bank", "train"), ("query", query))}
+        parts = {"bank": sets["train"], "query": sets[query]}
+        count = int(max(labels.max(initial=0) for _, labels in parts.values())) + 1
+        return LabelledSet({name: (torch.from_numpy(images)[:, None], torch.from_numpy(labels))
+                            for name, (images, labels) in parts.items()}, medmnist.class_names(path, count))
     store = SliceStore(path)
     manifest = store.manifest
     if "label" not in manifest.columns:
         raise ValueError(f"{path}: the store's manifest has no 'label' column")
-    labels = manifest["label"].astype("category").cat.codes.to_numpy()
+    labels = manifest["label"].astype("category")
     split = (manifest["split"].to_numpy() if "split" in manifest.columns
              else np.where(np.arange(len(store)) % 2 == 0, "train", "test"))
     images = torch.stack([intensity(torch.from_numpy(store[i].astype(np.float32))[None])
                           for i in range(len(store))])
+    codes = labels.cat.codes.to_numpy().astype(np.int64)
     pick = {"bank": split == "train", "query": split != "train"}
-    return {k: (images[m], torch.from_numpy(labels[m].astype(np.int64))) for k, m in pick.items()}
+    return LabelledSet({k: (images[m], torch.from_numpy(codes[m])) for k, m in pick.items()},
+                       labels.cat.categories.tolist())
 
 
 # module -> ((step, labelled set), (bank, query) features): gone with the module
@@ -59,7 +75,7 @@ class LabelledSetCallback(pl.Callback):
 
     def __init__(self, data: str, batch_size: int = 256):
         self.data, self.batch_size = data, batch_size
-        self.sets: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.sets: LabelledSet | None = None
 
     @property
     def state_key(self) -> str:

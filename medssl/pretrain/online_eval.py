@@ -113,9 +113,10 @@ class OnlineLinearProbe(LabelledSetCallback):
 
 class EmbeddingPicture(LabelledSetCallback):
     """At the end of training, a 2-D map of the backbone's features of the labelled set (t-SNE;
-    PCA under ``TSNE_MIN_POINTS`` images), one colour per class, the training part as dots and
-    the held-out part as crosses: ``<run folder>/embedding.png``, and the same figure under the
-    tag ``embedding`` in TensorBoard (at the run's last step).
+    PCA under ``TSNE_MIN_POINTS`` images), one colour per class, named in the legend by the
+    labelled set's class names (``LabelledSet.class_names``: numbers where the set has none), the
+    training part as dots and the held-out part as crosses: ``<run folder>/embedding.png``, and
+    the same figure under the tag ``embedding`` in TensorBoard (at the run's last step).
 
     Args:
         data: the labelled set (``medssl.pretrain.labelled_set.load_labelled``).
@@ -137,26 +138,9 @@ class EmbeddingPicture(LabelledSetCallback):
 
     @rank_zero_only
     def draw(self, trainer, features: np.ndarray, labels: np.ndarray, train_count: int, path: Path) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
+        fig = self.figure(features, labels, train_count, trainer.global_step)  # Agg: before pyplot
         import matplotlib.pyplot as plt
 
-        points, how = project_2d(features, self.seed)
-        held_out = np.arange(len(labels)) >= train_count
-        colours = plt.get_cmap("tab10" if labels.max() < 10 else "tab20")
-        fig, ax = plt.subplots(figsize=(6, 5))
-        for c in np.unique(labels):
-            for part, marker in ((~held_out, "o"), (held_out, "x")):
-                rows = part & (labels == c)
-                ax.scatter(points[rows, 0], points[rows, 1], s=12, marker=marker, color=colours(int(c) % 20),
-                           label=f"class {c}" if marker == "o" else None)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.legend(fontsize=7, markerscale=1.5, loc="best")
-        ax.set_title(f"{how} of {len(labels)} images ({train_count} dots train, {len(labels) - train_count} "
-                     f"crosses held out), step {trainer.global_step}", fontsize=9)
-        fig.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=100)
         for logger in trainer.loggers:
@@ -165,6 +149,50 @@ class EmbeddingPicture(LabelledSetCallback):
                 logger.experiment.flush()
         plt.close(fig)
         self.path = path
+
+    def figure(self, features: np.ndarray, labels: np.ndarray, train_count: int, step: int):
+        """The picture (a matplotlib figure) of (N, D) ``features`` of images of class ``labels``
+        (N,), the first ``train_count`` the training part: one colour per class, named in the
+        legend (outside the axes, on the right) by the labelled set's class names."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        points, how = project_2d(features, self.seed)
+        names = self.sets.class_names
+        held_out = np.arange(len(labels)) >= train_count
+        fig, ax = plt.subplots(figsize=(7.5, 5), layout="constrained")
+        for c in np.unique(labels):
+            colour = class_colour(int(c), len(names))
+            for part, marker in ((~held_out, "o"), (held_out, "x")):
+                rows = part & (labels == c)
+                ax.scatter(points[rows, 0], points[rows, 1], s=12, marker=marker, color=colour,
+                           label=legend_name(names[c]) if marker == "o" else None)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.legend(title="class", fontsize=7, title_fontsize=7, markerscale=1.5, loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
+        ax.set_title(f"{how} of {len(labels)} images ({train_count} dots train, {len(labels) - train_count} "
+                     f"crosses held out), step {step}", fontsize=9)
+        return fig
+
+
+LEGEND_NAME_CHARS = 28  # longer class names are cut (MedMNIST's longest run to 70 characters)
+
+
+def legend_name(name: str) -> str:
+    return name if len(name) <= LEGEND_NAME_CHARS else name[:LEGEND_NAME_CHARS - 1].rstrip() + "\u2026"
+
+
+def class_colour(c: int, classes: int):
+    """Class ``c``'s colour: tab10 up to 10 classes; else tab20's ten strong hues first, then
+    their light pairs (tab20 alternates them: classes 0 and 1 would share a hue)."""
+    from matplotlib import colormaps
+
+    if classes <= 10:
+        return colormaps["tab10"](c % 10)
+    return colormaps["tab20"]((2 * c) % 20 + (c // 10) % 2)
 
 
 @contextmanager
