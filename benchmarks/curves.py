@@ -98,18 +98,11 @@ def markdown(report: dict) -> str:
 
 
 def plot(report: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     keys = sorted({k for e in report["methods"].values() for k in e["curves"]
                    if k.startswith("organ/")}) or sorted({k for e in report["methods"].values() for k in e["curves"]})
-    columns = min(3, len(keys))
-    rows = -(-len(keys) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
-    for ax in axes.flat[len(keys):]:
-        ax.set_visible(False)
+    fig, axes = learning.panels(len(keys), 3, (4.2, 3.2))
     for ax, key in zip(axes.flat, keys):
         for method, entry in report["methods"].items():
             points = entry["curves"].get(key)

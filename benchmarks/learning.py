@@ -454,6 +454,22 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def panels(count: int, most_columns: int, size: tuple[float, float]):
+    """A matplotlib figure of ``count`` panels in rows of at most ``most_columns`` (each ``size``
+    inches), the spare ones hidden; (figure, axes as a 2-D array)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = min(most_columns, count)
+    rows = -(-count // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(size[0] * columns, size[1] * rows), squeeze=False)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
 def plots(report: dict, prefix: Path) -> list[Path]:
     import matplotlib
 
@@ -462,11 +478,7 @@ def plots(report: dict, prefix: Path) -> list[Path]:
 
     paths = []
     methods = list(report["comparison"])
-    columns = min(4, len(methods))
-    rows = -(-len(methods) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3 * rows), squeeze=False)
-    for ax in axes.flat[len(methods):]:
-        ax.set_visible(False)
+    fig, axes = panels(len(methods), 4, (3.6, 3))
     for ax, method in zip(axes.flat, methods):
         steps, loss = zip(*report["pretraining"][method]["loss"]) if report["pretraining"][method]["loss"] else ((), ())
         ax.plot(steps, loss)

@@ -81,13 +81,20 @@ def test_scores_use_the_same_subsets_for_every_backbone():
     assert min(good["linear"][2]) > 0.8 and np.mean(bad["linear"][learning.ALL]) < 0.7
 
 
-def test_the_benchmark_command_pretrains_scores_and_writes_its_report(tmp_path):
+def tiny_benchmark(tmp_path, epochs: int, frozen: int):
+    """A benchmark work folder with a tiny phantom store and tasks, and a fine-tuning schedule of
+    ``epochs`` epochs (``frozen`` of them with the backbone frozen)."""
     work = tmp_path / "work"
     write_phantom_store(work / "phantom" / "store", patients=5, slices_per_patient=8, size=64, seed=0,
                         workers=1, progress=False)
     write_phantom_tasks(work / "phantom" / "tasks", size=32, counts=TaskCounts(4, 6, 6), progress=False)
     schedule = tmp_path / "schedule.yaml"
-    schedule.write_text("trainer: {max_epochs: 2}\nmodel: {freeze_epochs: 1}\n")
+    schedule.write_text(f"trainer: {{max_epochs: {epochs}}}\nmodel: {{freeze_epochs: {frozen}}}\n")
+    return work, schedule
+
+
+def test_the_benchmark_command_pretrains_scores_and_writes_its_report(tmp_path):
+    work, schedule = tiny_benchmark(tmp_path, epochs=2, frozen=1)
     out = tmp_path / "out"
     command = [sys.executable, "benchmarks/learning.py", "--methods", "mocov2", "--steps", "5", "--labels", "1",
                "--seeds", "2", "--finetune-labels", "1", "--finetune-seeds", "2", "--finetune-tasks", "organ",
@@ -167,12 +174,7 @@ def test_views_ablation_changes_one_thing_per_variant_and_counts_laterality_erro
     for v in views.VARIANTS:  # nothing but the views and the intensity changes
         assert {k: configs[v][k] for k in configs[v] if k != "data"} == {k: as_is[k] for k in as_is if k != "data"}
 
-    work = tmp_path / "work"
-    write_phantom_store(work / "phantom" / "store", patients=5, slices_per_patient=8, size=64, seed=0,
-                        workers=1, progress=False)
-    write_phantom_tasks(work / "phantom" / "tasks", size=32, counts=TaskCounts(4, 6, 6), progress=False)
-    schedule = tmp_path / "schedule.yaml"
-    schedule.write_text("trainer: {max_epochs: 1}\nmodel: {freeze_epochs: 0}\n")
+    work, schedule = tiny_benchmark(tmp_path, epochs=1, frozen=0)
     command = [sys.executable, "benchmarks/views.py", "--methods", "mocov2", "--variants", "as-is", "no-flips",
                "--steps", "3", "--labels", "1", "--seeds", "2", "--finetune-seeds", "1", "--finetune-schedule",
                str(schedule), "--work", str(work), "--out", str(tmp_path / "out")]
@@ -203,12 +205,7 @@ def test_views_ablation_changes_one_thing_per_variant_and_counts_laterality_erro
 
 
 def test_learning_curves_score_the_backbones_kept_along_one_run(tmp_path):
-    work = tmp_path / "work"
-    write_phantom_store(work / "phantom" / "store", patients=5, slices_per_patient=8, size=64, seed=0,
-                        workers=1, progress=False)
-    write_phantom_tasks(work / "phantom" / "tasks", size=32, counts=TaskCounts(4, 6, 6), progress=False)
-    schedule = tmp_path / "schedule.yaml"
-    schedule.write_text("trainer: {max_epochs: 1}\nmodel: {freeze_epochs: 0}\n")
+    work, schedule = tiny_benchmark(tmp_path, epochs=1, frozen=0)
     command = [sys.executable, "benchmarks/curves.py", "--methods", "mocov2", "--minutes", "0.25", "--marks", "0.05",
                "0.1", "1", "--labels", "1", "--seeds", "2", "--finetune-labels", "1", "--finetune-seeds", "2",
                "--finetune-schedule", str(schedule), "--work", str(work), "--out", str(tmp_path / "out")]
