@@ -9,8 +9,11 @@ paired with random init. It also counts laterality errors: organ test images of 
 organ that the linear probe puts in the mirror class (lung-left as lung-right, ...), since a
 flipped slice shows the other side's anatomy.
 
-    python benchmarks/views.py --methods simclr spark --minutes 6
-    python benchmarks/views.py --methods simclr --variants as-is no-flips --minutes 3 --work /tmp/views
+    python benchmarks/views.py --methods simclr spark --steps 500
+    python benchmarks/views.py --methods simclr --variants as-is no-flips --steps 200 --work /tmp/views
+
+Variants are compared at the same number of steps (``--steps``, default 500): a time budget
+(``--minutes``) gives a variant fewer steps whenever something else shares the cores.
 
 Resumable like the learning benchmark (runs and scores kept in ``--work``). Written:
 benchmarks/results/views-<machine>.{json,md}.
@@ -125,9 +128,11 @@ def total_errors(laterality: dict) -> float:
 def markdown(report: dict) -> str:
     s = report["settings"]
     ft = s["finetune"] or {}
+    budget = f"{s['minutes']:g} min" if s["minutes"] else f"{s['steps']} steps"
     lines = [f"# Views ablation on {report['machine']}", "",
              f"- command: `{report['command']}`", f"- {report['device']}; torch {report['torch']}; {report['date']}",
-             f"- pre-training: each method's quick config with one change, {s['minutes']:g} min each on the phantom "
+             f"- pre-training: each method's quick config with one change, "
+             f"{budget} each on the phantom "
              f"store; scored on the organ task with {' and '.join(map(str, s['labels']))} labels per class: "
              f"fine-tuning ({len(ft.get('seeds', []))} seeds, schedule {ft.get('schedule_settings')}), kNN and "
              "linear probe "
@@ -157,8 +162,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--methods", nargs="+", choices=learning.registered(), default=["simclr", "spark"])
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
-    ap.add_argument("--minutes", type=float, default=6.0, help="pre-training time per method and variant")
-    ap.add_argument("--steps", type=int, help="pre-training steps instead of --minutes")
+    ap.add_argument("--steps", type=int, default=500, help="pre-training steps per method and variant: the same "
+                    "for every variant, whatever else shares the machine")
+    ap.add_argument("--minutes", type=float, help="pre-training time per method and variant instead of --steps")
     learning.scoring_arguments(ap, labels=list(learning.GOAL_LABELS), finetune_labels=list(learning.GOAL_LABELS),
                                finetune_seeds=5, finetune_tasks=["organ"], work="views-work")
     args = ap.parse_args(argv)
@@ -172,7 +178,7 @@ def main(argv=None) -> int:
             name = f"{method}-{variant}"
             config = variant_config(method, variant, args.configs.resolve(), args.work / "configs")
             pre = learning.pretrain(method, config, root / "store", args.work / "pretrain" / name, args.minutes,
-                                    args.workers, args.steps)
+                                    args.workers, None if args.minutes else args.steps)
             arch = yaml.safe_load(config.read_text())["model"]["arch"]
             results = learning.evaluate({name: pre["backbone"]}, arch, root / "tasks", args.labels, seeds,
                                         args.work, plan)
