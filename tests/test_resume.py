@@ -23,6 +23,7 @@ from medssl.pretrain.methods import method_names
 from medssl.pretrain.resume import (
     AtomicCheckpointIO,
     ResumeError,
+    RunCheckpoints,
     checkpoint_problem,
     find_resume_checkpoint,
     run_checkpoints,
@@ -279,3 +280,30 @@ def test_ddp_ranks_agree_on_the_requeue_step(store, tmp_path):
     assert f"from {saved.name}" in errors[0]
     assert run_checkpoints(run)[0].name.endswith("step=12.ckpt")
     assert log.read_text().splitlines() == ["requeue 4242"]
+
+
+def test_a_late_requeue_signal_does_not_kill_a_rank_that_already_stopped(tmp_path, monkeypatch):
+    """The signal reaches DDP ranks at their own moments: one that already agreed on the requeue
+    and left ``fit`` must ignore a late copy (the default action would kill it, rc -10)."""
+    from types import SimpleNamespace
+
+    for key, value in SLURM_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PATH", f"{fake_scontrol(tmp_path / 'bin').parent}{os.pathsep}{os.environ['PATH']}")
+    before = signal.getsignal(signal.SIGUSR1)
+    try:
+        callback = RunCheckpoints(requeue_signal="SIGUSR1")
+        trainer = SimpleNamespace(is_global_zero=False, should_stop=False, global_step=3)
+        callback.setup(trainer, None, "fit")
+        assert signal.getsignal(signal.SIGUSR1) == callback._on_signal
+        callback.teardown(trainer, None, "fit")  # a run that ends without a requeue
+        assert signal.getsignal(signal.SIGUSR1) == before
+
+        callback.setup(trainer, None, "fit")
+        callback._requeue(trainer)
+        assert trainer.should_stop
+        callback.teardown(trainer, None, "fit")
+        assert signal.getsignal(signal.SIGUSR1) == signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGUSR1)  # would end the test process without the fix
+    finally:
+        signal.signal(signal.SIGUSR1, before)

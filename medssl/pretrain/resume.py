@@ -134,6 +134,7 @@ class RunCheckpoints(Checkpoint):
         self.last_model_path = ""
         self.saved: list[Path] = []
         self._previous_handler = None
+        self.requeued = False
 
     def folder(self, trainer: pl.Trainer) -> Path:
         return Path(trainer.default_root_dir) / CHECKPOINT_DIR
@@ -201,7 +202,10 @@ class RunCheckpoints(Checkpoint):
 
     def teardown(self, trainer, module, stage) -> None:
         if self._previous_handler is not None:
-            signal.signal(getattr(signal, self.requeue_signal), self._previous_handler)
+            # After a requeue the process is stopping anyway: the signal reaches the ranks at
+            # their own moments, and a late one must not kill a rank that already stopped.
+            handler = signal.SIG_IGN if self.requeued else self._previous_handler
+            signal.signal(getattr(signal, self.requeue_signal), handler)
             self._previous_handler = None
 
     def _on_signal(self, signum, frame) -> None:
@@ -217,6 +221,7 @@ class RunCheckpoints(Checkpoint):
 
     def _requeue(self, trainer: pl.Trainer) -> None:
         self.signalled = False
+        self.requeued = True
         trainer.should_stop = True
         if not trainer.is_global_zero:
             return
