@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -131,7 +130,7 @@ def main(argv=None) -> int:
     learning.scoring_arguments(ap, labels=list(learning.GOAL_LABELS), finetune_labels=[5], finetune_seeds=3,
                                finetune_tasks=["organ"], work="learning-work")
     args = ap.parse_args(argv)
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(learning.cores())
     root = learning.phantom(args.work)
     seeds = list(range(args.seeds))
     plan = learning.finetune_plan(args)

@@ -394,6 +394,11 @@ def protocols_of(report: dict) -> list[str]:
     return [p for p in PROTOCOLS if p in seen]
 
 
+def cores() -> int:
+    """The cores this process may use (``taskset`` narrows them; ``os.cpu_count`` does not)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def machine() -> str:
     return f"{platform.machine()}-{os.cpu_count()}cpu"
 
@@ -567,7 +572,7 @@ def main(argv=None) -> int:
                       finetune_tasks=list(TASKS), work="learning-work")
     args = ap.parse_args(argv)
     configs = args.configs.resolve()
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(cores())
     root = phantom(args.work)
     pretraining = {m: pretrain(m, configs / f"{m}_quick.yaml", root / "store", args.work / "pretrain" / m,
                                args.minutes, args.workers, args.steps) for m in args.methods}

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -168,7 +167,7 @@ def main(argv=None) -> int:
     learning.scoring_arguments(ap, labels=list(learning.GOAL_LABELS), finetune_labels=list(learning.GOAL_LABELS),
                                finetune_seeds=5, finetune_tasks=["organ"], work="views-work")
     args = ap.parse_args(argv)
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(learning.cores())
     root = learning.phantom(args.work)
     seeds = list(range(args.seeds))
     plan = learning.finetune_plan(args)
