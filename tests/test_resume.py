@@ -144,6 +144,7 @@ def test_killed_then_requeued_run_goes_on_as_if_uninterrupted(method, store, tmp
                                                 "--trainer.callbacks.at_step", str(requeue_at)])
     assert second.trainer.global_step == requeue_at
     assert log.read_text().split() == ["requeue", "4242"]
+    assert not (run / f"{method}_backbone.pt").exists()  # the requeued run exports at its real end
     assert f"step={requeue_at}.ckpt" in run_checkpoints(run)[0].name
     first_resumed = json.loads(record.read_text().splitlines()[lines_before])
     assert first_resumed["step"] == resume_step + 1  # from the checkpoint, not from step 0
@@ -273,6 +274,7 @@ def test_ddp_ranks_agree_on_the_requeue_step(store, tmp_path):
     requeued_at = int(saved.stem.split("step=")[1])
     assert 0 < requeued_at < 12
     assert torch.load(saved, weights_only=True)["global_step"] == requeued_at
+    assert not (run / "mocov2_backbone.pt").exists()
 
     procs = launch()  # the requeued job: the same command
     errors = [p.communicate(timeout=600)[1] for p in procs]

@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 
 from ..checkpoints.export import export_pretrained
+from .resume import stopping_for_requeue
 
 
 class ExportBackbone(pl.Callback):
@@ -41,11 +42,13 @@ class ExportBackbone(pl.Callback):
         return self.last_path
 
     def on_train_epoch_end(self, trainer, module) -> None:
-        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0 \
+                and not stopping_for_requeue(trainer):
             self.export(trainer, module)
 
     def on_train_end(self, trainer, module) -> None:
-        self.export(trainer, module)
+        if not stopping_for_requeue(trainer):  # the requeued run exports at its real end
+            self.export(trainer, module)
 
 
 class ExportAtMinutes(ExportBackbone):

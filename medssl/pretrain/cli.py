@@ -4,7 +4,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from lightning_fabric.plugins.environments import SLURMEnvironment
+from lightning_fabric.plugins.environments import ClusterEnvironment
 from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.loggers import TensorBoardLogger
@@ -15,8 +15,9 @@ from ..precision import default_precision
 from ..quiet import quiet_lightning
 from . import methods
 from .callbacks import ExportBackbone
+from .cluster import cluster_plugin
 from .datamodule import SliceStoreDataModule
-from .resume import AtomicCheckpointIO, RunCheckpoints, find_resume_checkpoint
+from .resume import AtomicCheckpointIO, RunCheckpoints, run_checkpoints
 
 RUNS_DIR = "runs"
 
@@ -40,24 +41,28 @@ class PretrainCLI(LightningCLI):
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             plugins.append(AtomicCheckpointIO())
-        if SLURMEnvironment.detect() and not any(isinstance(p, SLURMEnvironment) for p in plugins):
-            plugins.append(SLURMEnvironment(auto_requeue=False))  # RunCheckpoints requeues, between steps
+        chosen = any(isinstance(p, ClusterEnvironment) for p in plugins)
+        if not chosen and (plugin := cluster_plugin()) is not None:
+            plugins.append(plugin)
         kwargs["plugins"] = plugins
         return super().instantiate_trainer(**kwargs)
 
     def before_fit(self) -> None:
-        """Resume: ``--ckpt_path`` unset or ``last`` = the run's newest intact checkpoint."""
+        """Resume: ``--ckpt_path`` unset or ``last`` = the run's newest intact checkpoint. Here,
+        before the ranks are connected, each one only lists the folder; rank 0 then chooses the
+        file and the others follow (``RunCheckpoints.setup``)."""
         config = self.config_init[self.subcommand]
         if config.get("weights_only") is None:
             config["weights_only"] = True  # our checkpoints hold plain types only
         if config.get("ckpt_path") not in (None, "last"):
             return
         root = Path(self.trainer.default_root_dir)
-        path = find_resume_checkpoint(root)
-        config["ckpt_path"] = str(path) if path else None
-        if path:
-            rank_zero_info(f"Resuming the run in {root} from {path.name}")
-        else:
+        resuming = bool(run_checkpoints(root))
+        config["ckpt_path"] = str(RunCheckpoints.resume_path(root)) if resuming else None
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, RunCheckpoints):
+                callback.expect_resume(resuming)
+        if not resuming:
             rank_zero_info(f"New run in {root} (run the same command again to resume it)")
 
 

@@ -5,6 +5,7 @@ import torch
 
 from ..downstream.knn import KNN, TEMPERATURE, K
 from .labelled_set import LabelledSetCallback
+from .resume import stopping_for_requeue
 
 
 class KNNMonitor(LabelledSetCallback):
@@ -24,7 +25,7 @@ class KNNMonitor(LabelledSetCallback):
         self.history: list[float] = []
 
     def on_train_epoch_end(self, trainer, module) -> None:
-        if (trainer.current_epoch + 1) % self.every_n_epochs:
+        if (trainer.current_epoch + 1) % self.every_n_epochs or stopping_for_requeue(trainer):
             return
         (_, bank_y), (_, query_y) = self.sets["bank"], self.sets["query"]
         bank, query = self.set_features(trainer, module)

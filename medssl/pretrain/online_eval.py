@@ -12,6 +12,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import move_data_to_device, rank_zero_only
 
 from .labelled_set import LabelledSetCallback
+from .resume import stopping_for_requeue
 
 TSNE_MIN_POINTS = 20  # fewer: PCA (t-SNE needs a few neighbours per point for its perplexity)
 
@@ -67,7 +68,7 @@ class OnlineLinearProbe(LabelledSetCallback):
             self._restored = None
 
     def on_train_epoch_end(self, trainer, module) -> None:
-        if (trainer.current_epoch + 1) % self.every_n_epochs:
+        if (trainer.current_epoch + 1) % self.every_n_epochs or stopping_for_requeue(trainer):
             return
         (_, bank_y), (_, query_y) = self.sets["bank"], self.sets["query"]
         bank, query = self.set_features(trainer, module)
@@ -130,6 +131,8 @@ class EmbeddingPicture(LabelledSetCallback):
         self.path: Path | None = None
 
     def on_train_end(self, trainer, module) -> None:
+        if stopping_for_requeue(trainer):
+            return
         (_, bank_y), (_, query_y) = self.sets["bank"], self.sets["query"]
         features = torch.cat(self.set_features(trainer, module))  # every rank: all-gather
         folder = Path(trainer.log_dir or trainer.default_root_dir)  # every rank: a broadcast

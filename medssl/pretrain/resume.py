@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from lightning_fabric.plugins.environments import SLURMEnvironment
 from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
+
+from . import cluster
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.ckpt"
@@ -135,6 +136,16 @@ class RunCheckpoints(Checkpoint):
         self.saved: list[Path] = []
         self._previous_handler = None
         self.requeued = False
+        self._expected: bool | None = None
+
+    @staticmethod
+    def resume_path(run_dir: Path) -> Path:
+        """The file a resumed run loads: ``last.ckpt``, pointed by rank 0 at the newest intact one."""
+        return Path(run_dir) / CHECKPOINT_DIR / LAST
+
+    def expect_resume(self, resuming: bool) -> None:
+        """What this rank's listing of the run's folder said (the command line set no checkpoint)."""
+        self._expected = resuming
 
     def folder(self, trainer: pl.Trainer) -> Path:
         return Path(trainer.default_root_dir) / CHECKPOINT_DIR
@@ -192,13 +203,54 @@ class RunCheckpoints(Checkpoint):
     def load_state_dict(self, state_dict: dict) -> None:
         self.last_saved_step = state_dict.get("last_saved_step", -1)
 
-    # --- SLURM requeue --------------------------------------------------------------------------
+    # --- resume: rank 0 chooses ----------------------------------------------------------------
     def setup(self, trainer, module, stage) -> None:
-        if stage == "fit" and self.requeue_signal and SLURMEnvironment.detect():
+        if stage != "fit":
+            return
+        if self._expected is not None:
+            self._agree_on_resume(trainer)
+        self._arm_requeue()
+
+    def _agree_on_resume(self, trainer: pl.Trainer) -> None:
+        """Rank 0 checks the candidates (the only rank that reads them whole), points
+        ``last.ckpt`` at the newest intact one, and tells the others; a rank whose own listing
+        disagrees stops with the reason rather than train from other weights."""
+        root = Path(trainer.default_root_dir)
+        decision = None
+        if trainer.is_global_zero:
+            try:
+                chosen = find_resume_checkpoint(root)
+                if chosen is not None:
+                    last = self.resume_path(root)
+                    if not (last.exists() and os.path.samefile(last, chosen)):
+                        self._link_last(chosen)
+                decision = {"path": chosen.name if chosen else None, "error": None}
+            except ResumeError as err:
+                decision = {"path": None, "error": str(err)}
+        decision = trainer.strategy.broadcast(decision, src=0)
+        if decision["error"]:
+            raise ResumeError(decision["error"])
+        if (decision["path"] is not None) != self._expected:
+            mine = "sees checkpoints" if self._expected else "sees no checkpoint"
+            theirs = f"resumes from {decision['path']}" if decision["path"] else "starts a new run"
+            raise ResumeError(f"rank {trainer.global_rank} {mine} in {root / CHECKPOINT_DIR} where rank 0 "
+                              f"{theirs}: the ranks see the shared file system differently. Run the "
+                              "same command again once it has settled.")
+        if decision["path"]:
+            rank_zero_info(f"Resuming the run in {root} from {decision['path']}")
+
+    # --- SLURM requeue --------------------------------------------------------------------------
+    def _arm_requeue(self) -> None:
+        if not self.requeue_signal:
+            return
+        if cluster.requeue_armable():
             signum = getattr(signal, self.requeue_signal)
             self._previous_handler = signal.signal(signum, self._on_signal)
             rank_zero_info(f"SLURM job {os.environ.get('SLURM_JOB_ID')}: on {self.requeue_signal} the "
                            "run saves a checkpoint at the next step and requeues itself.")
+        elif cluster.in_slurm_job():
+            rank_zero_warn(f"{cluster.describe()}. Checkpoints are still written every "
+                           f"{self.every_n_steps} steps.")
 
     def teardown(self, trainer, module, stage) -> None:
         if self._previous_handler is not None:
@@ -236,3 +288,9 @@ class RunCheckpoints(Checkpoint):
         else:
             rank_zero_warn(f"scontrol requeue {job} failed ({result.returncode}): {result.stderr.strip()}; "
                            f"the checkpoint at step {trainer.global_step} is saved: submit the job again.")
+
+
+def stopping_for_requeue(trainer: pl.Trainer) -> bool:
+    """The run stops because it was requeued: end-of-training work (the final backbone, pictures)
+    is for the run that finishes, not for this one."""
+    return any(isinstance(cb, RunCheckpoints) and cb.requeued for cb in trainer.callbacks)

@@ -1,6 +1,8 @@
 """What every pre-training method shares: backbone, optimizer, per-step schedule, export."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytorch_lightning as pl
 import torch
 from lightly.models.utils import get_weight_decay_parameters
@@ -13,6 +15,17 @@ from .optimizer import OptimizerConfig
 from .queue import Queue
 
 UNBOUNDED = 2**31  # steps of a max_time run before its first step is timed
+
+
+@contextmanager
+def float32():
+    """Autocast off: the heads and the loss compute in float32 (their inputs cast with
+    ``.float()``) whatever the run's precision. In bf16 (8 significant bits) logits divided by a
+    temperature of 0.05-0.2, Sinkhorn's iterations, a queue of 65,536 negatives, an 8192 x 8192
+    cross-correlation or a covariance lose the differences they learn from; the backbone keeps
+    the run's precision."""
+    with torch.autocast("cuda", enabled=False), torch.autocast("cpu", enabled=False):
+        yield
 
 
 class PretrainMethod(pl.LightningModule):
@@ -193,5 +206,7 @@ class TwoViewMethod(PretrainMethod):
 
     def training_loss(self, batch):
         x0, x1 = self.views_to_device_format(batch[:2])
-        z0, z1 = self.projection_head(self.backbone(torch.cat([x0, x1]))).chunk(2)
-        return self.criterion(z0, z1), {}
+        features = self.backbone(torch.cat([x0, x1]))
+        with float32():
+            z0, z1 = self.projection_head(features.float()).chunk(2)
+            return self.criterion(z0, z1), {}

@@ -6,6 +6,7 @@ from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
 from lightly.utils.scheduler import cosine_schedule
 
+from .base import float32
 from .momentum import MomentumMethod
 from .optimizer import OptimizerConfig
 
@@ -46,10 +47,14 @@ class BYOL(MomentumMethod):
     def training_loss(self, batch):
         x0, x1 = self.views_to_device_format(batch[:2])
         both = torch.cat([x0, x1])
-        p0, p1 = self.prediction_head(self.projection_head(self.backbone(both))).chunk(2)
+        online = self.backbone(both)
         with torch.no_grad():
-            z0, z1 = self.projection_head_momentum(self.backbone_momentum(both)).chunk(2)
-        return 0.5 * (self.criterion(p0, z1) + self.criterion(p1, z0)), {}
+            target = self.backbone_momentum(both)
+        with float32():
+            p0, p1 = self.prediction_head(self.projection_head(online.float())).chunk(2)
+            with torch.no_grad():
+                z0, z1 = self.projection_head_momentum(target.float()).chunk(2)
+            return 0.5 * (self.criterion(p0, z1) + self.criterion(p1, z0)), {}
 
     def step_figures(self) -> dict[str, float]:
         return {"tau": self.tau(self.global_step)}

@@ -6,6 +6,7 @@ import torch
 from lightly.models.modules import DINOProjectionHead
 from lightly.utils.scheduler import cosine_schedule, linear_warmup_schedule
 
+from .base import float32
 from .losses import DINOLoss
 from .momentum import MomentumMethod
 from .optimizer import OptimizerConfig
@@ -91,16 +92,21 @@ class DINO(MomentumMethod):
         """The student's outputs, one backbone pass per crop resolution."""
         if not crops:
             return []
-        return list(self.projection_head(self.backbone(torch.cat(crops))).chunk(len(crops)))
+        features = self.backbone(torch.cat(crops))
+        with float32():
+            return list(self.projection_head(features.float()).chunk(len(crops)))
 
     def training_loss(self, batch):
         views = self.views_to_device_format(batch)
         global_views, local_views = views[: self.hparams.n_global], views[self.hparams.n_global:]
         with torch.no_grad():
-            teacher = self.projection_head_momentum(self.backbone_momentum(torch.cat(global_views)))
+            features = self.backbone_momentum(torch.cat(global_views))
+            with float32():
+                teacher = self.projection_head_momentum(features.float())
         student = self.embed(global_views) + self.embed(local_views)
-        loss = self.criterion(list(teacher.chunk(len(global_views))), student,
-                              teacher_temp=self.teacher_temperature)
+        with float32():
+            loss = self.criterion(list(teacher.chunk(len(global_views))), student,
+                                  teacher_temp=self.teacher_temperature)
         return loss, {}
 
     def on_before_optimizer_step(self, optimizer) -> None:

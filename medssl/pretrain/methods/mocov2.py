@@ -5,6 +5,7 @@ import torch
 from lightly.loss import NTXentLoss
 from lightly.models.modules import MoCoProjectionHead
 
+from .base import float32
 from .momentum import MomentumMethod
 from .optimizer import OptimizerConfig
 from .queue import Queue
@@ -45,7 +46,11 @@ class MoCoV2(MomentumMethod):
 
     def training_loss(self, batch):
         x_query, x_key = self.views_to_device_format(batch[:2])
-        query = self.projection_head(self.backbone(x_query))
+        query = self.backbone(x_query)
         with torch.no_grad():
-            key = self.projection_head_momentum(self.backbone_momentum(x_key))
-        return self.criterion(query, key), {}
+            key = self.backbone_momentum(x_key)
+        with float32():
+            query = self.projection_head(query.float())
+            with torch.no_grad():
+                key = self.projection_head_momentum(key.float())
+            return self.criterion(query, key), {}

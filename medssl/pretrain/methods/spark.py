@@ -7,7 +7,7 @@ from lightly.utils.scheduler import cosine_schedule
 from ...models import build_backbone
 from ...models.spark_decoder import Densify, LightDecoder
 from ...models.sparse import STRIDE, SparseResNet, random_mask
-from .base import PretrainMethod
+from .base import PretrainMethod, float32
 from .optimizer import OptimizerConfig
 
 
@@ -91,7 +91,9 @@ class SparK(PretrainMethod):
     def training_loss(self, batch):
         (images,) = self.views_to_device_format(batch[:1])
         mask = self.make_mask(images)
-        return self.loss(images, self(images, mask), mask), {}
+        prediction = self(images, mask)
+        with float32():
+            return self.loss(images, prediction.float(), mask), {}
 
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -6,6 +6,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 
+from ..resume import stopping_for_requeue
+
 
 class SparkPictures(pl.Callback):
     """Every ``every_n_epochs`` epochs, save a PNG grid for a fixed set of slices: input, masked
@@ -39,11 +41,12 @@ class SparkPictures(pl.Callback):
         return ((images - mean) / std).expand(-1, 3, -1, -1).to(module.device)
 
     def on_train_epoch_end(self, trainer, module) -> None:
-        if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+        if (trainer.current_epoch + 1) % self.every_n_epochs == 0 and not stopping_for_requeue(trainer):
             self.save(trainer, module)
 
     def on_train_end(self, trainer, module) -> None:
-        if self._last_step != trainer.global_step:  # the last picture, whatever the epoch
+        # the last picture, whatever the epoch
+        if self._last_step != trainer.global_step and not stopping_for_requeue(trainer):
             self.save(trainer, module)
 
     def save(self, trainer, module) -> None:

@@ -5,7 +5,7 @@ import torch
 from lightly.loss import SwaVLoss
 from lightly.models.modules import SwaVProjectionHead, SwaVPrototypes
 
-from .base import PretrainMethod
+from .base import PretrainMethod, float32
 from .optimizer import OptimizerConfig
 from .queue import Queue
 
@@ -58,7 +58,8 @@ class SwAV(PretrainMethod):
         if not crops:
             return []
         features = self.backbone(torch.cat(crops))
-        z = torch.nn.functional.normalize(self.projection_head(features), dim=1)
+        with float32():
+            z = torch.nn.functional.normalize(self.projection_head(features.float()), dim=1)
         return list(z.chunk(len(crops)))
 
     def training_loss(self, batch):
@@ -66,10 +67,11 @@ class SwAV(PretrainMethod):
         self.prototypes.normalize()
         high = self.embed(views[: self.hparams.n_high_res])
         low = self.embed(views[self.hparams.n_high_res:])
-        high_p = [self.prototypes(z) for z in high]
-        low_p = [self.prototypes(z) for z in low]
-        queue_p = self.queue_predictions(high)
-        return self.criterion(high_p, low_p, queue_p), {}
+        with float32():  # the prototypes, the queue and Sinkhorn's iterations
+            high_p = [self.prototypes(z) for z in high]
+            low_p = [self.prototypes(z) for z in low]
+            queue_p = self.queue_predictions(high)
+            return self.criterion(high_p, low_p, queue_p), {}
 
     @torch.no_grad()
     def queue_predictions(self, high: list[torch.Tensor]):
