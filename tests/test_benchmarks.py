@@ -80,3 +80,15 @@ def test_data_pipeline_benchmark_compares_the_same_views(tmp_path):
     for key in ("store_views_per_s", "png_views_per_s", "png_ours_views_per_s"):
         assert result[key] > 0
     assert result["ratio"] == result["store_views_per_s"] / result["png_views_per_s"]
+
+
+def test_sync_batchnorm_benchmark_times_both_kinds_on_two_processes(tmp_path):
+    proc = subprocess.run([sys.executable, "benchmarks/sync_batchnorm.py", "--size", "32", "--batch", "2",
+                           "--steps", "1", "--rounds", "1", "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(next(tmp_path.glob("sync_batchnorm-*.json")).read_text())
+    assert set(report["seconds_per_step"]) == {"plain", "sync-free"}
+    assert all(t > 0 for t in report["seconds_per_step"].values())
+    assert report["host_reads_per_step"] == {"plain": 0, "sync-free": 0}
+    assert (tmp_path / next(tmp_path.glob("sync_batchnorm-*.json")).with_suffix(".md").name).exists()

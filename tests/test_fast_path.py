@@ -1,4 +1,6 @@
 """The training step and the device views never wait for the device, and device views train."""
+import os
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -77,3 +79,46 @@ def test_views_made_on_the_device_train_a_method(tmp_path_factory, augment_on):
 def test_channels_last_is_a_gpu_default():
     assert not MoCoV2(arch="resnet18", queue_length=16).uses_channels_last  # on CPU
     assert MoCoV2(arch="resnet18", queue_length=16, channels_last=True).uses_channels_last
+
+
+class FormatAtWrap(pl.Callback):
+    """The parameters' memory format when the strategy has wrapped the model (DDP builds its
+    gradient buckets from their strides then), before any module hook of the fit."""
+
+    def on_fit_start(self, trainer, module):
+        self.channels_last = [p.is_contiguous(memory_format=torch.channels_last)
+                              for p in trainer.strategy.model.parameters() if p.dim() == 4]
+
+
+def test_channels_last_is_set_before_ddp_wraps_the_model(tmp_path_factory, monkeypatch):
+    import socket
+
+    with socket.socket() as s:  # this process's own port, given back after (later tests launch DDP)
+        s.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("MASTER_PORT", str(s.getsockname()[1]))
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    store = phantom_store(tmp_path_factory, patients=1, size=32)
+    data = SliceStoreDataModule(str(store), views=[{"size": 32, "count": 2}], batch_size=4, num_workers=0)
+    seen = FormatAtWrap()
+    trainer = pl.Trainer(accelerator="cpu", strategy="ddp", devices=1, max_steps=1, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[seen])
+    environment = dict(os.environ)
+    try:
+        trainer.fit(MoCoV2(arch="resnet18", queue_length=16, channels_last=True), data)
+    finally:  # what Lightning set for this process's DDP would mislead later DDP launches
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        os.environ.clear()
+        os.environ.update(environment)
+    assert seen.channels_last and all(seen.channels_last)
+
+
+def test_seeded_device_views_leave_the_cuda_generators_alone(monkeypatch):
+    seeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: seeded.append(seed))
+    images = torch.rand(2, 1, 24, 24)
+    state = torch.get_rng_state()
+    views = BatchMultiView([{"size": 16, "count": 2, "rotate_p": 0.5}])(images, seed=7)
+    assert len(views) == 2 and seeded == []  # torch.manual_seed would seed every GPU's stream
+    assert torch.equal(torch.get_rng_state(), state)  # and the CPU stream is restored

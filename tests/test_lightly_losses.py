@@ -8,7 +8,7 @@ from lightly import loss as lightly_loss
 from torch.utils.data import DataLoader, Dataset
 
 from medssl.pretrain.methods import DINO, BarlowTwins, SimCLR, VICReg
-from medssl.pretrain.methods.losses import DINOLoss, NTXentLoss, VICRegLoss
+from medssl.pretrain.methods.losses import BarlowTwinsLoss, DINOLoss, NTXentLoss, VICRegLoss
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
@@ -47,7 +47,8 @@ def test_a_two_view_method_loss_is_lightlys_on_its_embeddings(method):
 @pytest.mark.parametrize("ours, theirs", [
     (NTXentLoss(0.3), lightly_loss.NTXentLoss(0.3)),
     (VICRegLoss(25, 25, 1), lightly_loss.VICRegLoss(25, 25, 1)),
-], ids=["ntxent", "vicreg"])
+    (BarlowTwinsLoss(0.01), lightly_loss.BarlowTwinsLoss(0.01)),
+], ids=["ntxent", "vicreg", "barlowtwins"])
 def test_fixed_shape_losses_match_lightlys_values_and_gradients(ours, theirs):
     z = [torch.randn(8, 16, generator=torch.Generator().manual_seed(s), requires_grad=True) for s in (1, 2)]
     ours(*z).backward()
@@ -158,7 +159,8 @@ def ddp_worker(rank: int, port: int, out: str) -> None:
     torch.set_num_threads(1)
     result = {}
     for name, criterion in (("ntxent", NTXentLoss(0.3, gather_distributed=True)),
-                            ("vicreg", VICRegLoss(25, 25, 1, gather_distributed=True))):
+                            ("vicreg", VICRegLoss(25, 25, 1, gather_distributed=True)),
+                            ("barlowtwins", BarlowTwinsLoss(0.01, gather_distributed=True))):
         z0, z1 = (z.clone().requires_grad_() for z in halves(rank))
         loss = criterion(z0, z1)
         (loss / 2).backward()  # the mean over the processes, as DDP averages gradients
@@ -184,7 +186,9 @@ def test_under_ddp_the_losses_are_lightlys_on_the_whole_batch(tmp_path):
         port = s.getsockname()[1]
     mp.spawn(ddp_worker, args=(port, str(tmp_path / "rank0.pt")), nprocs=2)
     result = torch.load(tmp_path / "rank0.pt", weights_only=True)
-    for name, criterion in (("ntxent", lightly_loss.NTXentLoss(0.3)), ("vicreg", lightly_loss.VICRegLoss(25, 25, 1))):
+    # Barlow Twins: lightly's own normalises each process's half on its own (a different loss)
+    for name, criterion in (("ntxent", lightly_loss.NTXentLoss(0.3)), ("vicreg", lightly_loss.VICRegLoss(25, 25, 1)),
+                            ("barlowtwins", lightly_loss.BarlowTwinsLoss(0.01))):
         z0, z1 = (torch.cat(parts).requires_grad_() for parts in zip(halves(0), halves(1)))
         loss = criterion(z0, z1)
         loss.backward()

@@ -11,12 +11,12 @@ Masks are boolean (B, 1, g, g) on the stride-32 grid, True = visible.
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
-import torch.distributed._functional_collectives as funcol
 import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops import StochasticDepth
+
+from .sync_batchnorm import batch_norm
 
 STRIDE = 32
 
@@ -66,38 +66,7 @@ def masked_batch_norm(x: torch.Tensor, m: torch.Tensor, bn: nn.BatchNorm2d,
     is zero where m is 0. In training, batch statistics and running statistics come from
     visible positions only (summed over all processes when ``sync``, gradients included).
     Computed in float32, or in float64 for float64 inputs."""
-    dtype = torch.promote_types(x.dtype, torch.float32)
-    if bn.training or not bn.track_running_stats:
-        dims = (0, 2, 3)
-        xf = x.to(dtype)
-        stats = torch.stack([(xf * m).sum(dims), (xf * xf * m).sum(dims)])  # (2, C)
-        count = (m.sum() * torch.ones(1, device=x.device, dtype=dtype))
-        if sync and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            # differentiable, as SyncBatchNorm: its backward sums the statistics' gradients over
-            # the processes. An in-place dist.all_reduce is invisible to autograd, so eager code
-            # left out the other processes' share, while compiled code (which traces it as this
-            # functional all-reduce) kept it; torch.compile traces this one, without a break
-            packed = funcol.all_reduce(torch.cat([stats.flatten(), count]), "sum", dist.group.WORLD)
-            stats, count = packed[:-1].view(2, -1), packed[-1:]
-        n = count.clamp_min(1.0)
-        mean = stats[0] / n
-        var = (stats[1] / n - mean * mean).clamp_min(0.0)
-        if bn.training and bn.track_running_stats:
-            with torch.no_grad():
-                momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked + 1)
-                unbiased = var * n / (n - 1).clamp_min(1.0)
-                bn.running_mean.mul_(1 - momentum).add_(mean.to(bn.running_mean.dtype), alpha=momentum)
-                bn.running_var.mul_(1 - momentum).add_(unbiased.to(bn.running_var.dtype), alpha=momentum)
-                bn.num_batches_tracked += 1
-    else:
-        mean, var = bn.running_mean.to(dtype), bn.running_var.to(dtype)
-    scale = torch.rsqrt(var + bn.eps)
-    shift = -mean * scale
-    if bn.affine:
-        scale = scale * bn.weight.to(dtype)
-        shift = shift * bn.weight.to(dtype) + bn.bias.to(dtype)
-    out = x.to(dtype) * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
-    return (out * m).to(x.dtype)
+    return batch_norm(x, bn, mask=m, sync=sync)
 
 
 class SparseResNet(nn.Module):

@@ -116,8 +116,8 @@ class BatchMultiView(torch.nn.Module):
         if self.noise is None or self.noise.device != images.device:
             self.noise = torch.Generator(images.device)
         self.noise.manual_seed(seed)  # host-side: no wait on the device
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with torch.random.fork_rng(devices=[]):  # the CPU stream, restored after
+            torch.default_generator.manual_seed(seed)  # not torch.manual_seed: that seeds CUDA's too
             return self.all_views(images, self.noise)
 
     def all_views(self, images: torch.Tensor, noise: torch.Generator | None) -> list[torch.Tensor]:

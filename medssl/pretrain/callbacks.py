@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.utilities import rank_zero_only
 
 from ..checkpoints.export import export_pretrained
@@ -99,3 +100,23 @@ class ExportAtMinutes(ExportBackbone):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.elapsed, self.written = float(state_dict["elapsed"]), list(state_dict["written"])
+
+
+class LoggedStepsProgressBar(TQDMProgressBar):
+    """Lightning's progress bar, refreshed with the loss on the steps the logger writes, every
+    ``log_every_n_steps``: reading the loss makes the host wait for the GPU. (A loss logged with
+    ``prog_bar=True`` is read back by Lightning after every step, whatever the bar shows.)"""
+
+    def get_metrics(self, trainer, module) -> dict:
+        items = super().get_metrics(trainer, module)
+        loss = trainer.callback_metrics.get("train/loss")
+        if loss is not None:
+            items["loss"] = f"{float(loss):.4g}"
+        return items
+
+    @property
+    def refresh_rate(self) -> int:
+        try:
+            return max(1, self.trainer.log_every_n_steps)
+        except (AttributeError, TypeError):  # before the trainer is attached
+            return super().refresh_rate

@@ -5,16 +5,18 @@ import warnings
 from pathlib import Path
 
 from lightning_fabric.plugins.environments import ClusterEnvironment
-from pytorch_lightning.callbacks import LearningRateMonitor
+from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.plugins import LayerSync
 from pytorch_lightning.plugins.io import CheckpointIO
 from pytorch_lightning.utilities import rank_zero_info
 
+from ..models.sync_batchnorm import SyncFreeBatchNorm
 from ..precision import default_precision
 from ..quiet import quiet_lightning
 from . import methods
-from .callbacks import ExportBackbone
+from .callbacks import ExportBackbone, LoggedStepsProgressBar
 from .cluster import cluster_plugin
 from .datamodule import SliceStoreDataModule
 from .resume import AtomicCheckpointIO, RunCheckpoints, run_checkpoints
@@ -41,10 +43,17 @@ class PretrainCLI(LightningCLI):
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             plugins.append(AtomicCheckpointIO())
+        if config.get("sync_batchnorm") and not any(isinstance(p, LayerSync) for p in plugins):
+            kwargs["sync_batchnorm"] = False  # the same, without a wait on the GPU per layer
+            plugins.append(SyncFreeBatchNorm())
         chosen = any(isinstance(p, ClusterEnvironment) for p in plugins)
         if not chosen and (plugin := cluster_plugin()) is not None:
             plugins.append(plugin)
         kwargs["plugins"] = plugins
+        given = config.get("callbacks") or []
+        if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in given):
+            self.trainer_defaults = {**self.trainer_defaults, "callbacks": [
+                *self.trainer_defaults.get("callbacks", []), LoggedStepsProgressBar()]}
         return super().instantiate_trainer(**kwargs)
 
     def before_fit(self) -> None:

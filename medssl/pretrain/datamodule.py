@@ -1,18 +1,22 @@
 """LightningDataModule over a slice store: memory-mapped reads, HU -> intensity, method views."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..data.intensity import HUToIntensity
 from ..data.store import SliceStore
 from .batch_views import BatchMultiView
-from .resume import run_seed, step_seed
-from .views import MultiView
+from .resume import VIEW_STREAM, run_seed, step_seed
+from .views import MultiView, ViewSpec
+
+SHARED_MEMORY = "/dev/shm"
 
 AUGMENT_ON = ("auto", "workers", "device")
 
@@ -42,6 +46,39 @@ class SliceViews(Dataset):
     def __getitem__(self, index: int) -> list[torch.Tensor]:
         image = self.intensity(torch.from_numpy(self.store[index].astype(np.float32))[None])
         return self.views(image)
+
+
+def shared_memory_free() -> int | None:
+    """Free bytes of /dev/shm, through which DataLoader workers hand over their batches (None
+    where there is none)."""
+    try:
+        return shutil.disk_usage(SHARED_MEMORY).free
+    except OSError:
+        return None
+
+
+def prefetch_that_fits(batch_bytes: int, workers: int, wanted: int, processes: int, free: int | None) -> int:
+    """The prefetch factor whose batches in flight (workers x prefetch x batch, for each of the
+    ``processes`` training on this node) fit in half of the free shared memory: ``wanted`` if
+    they fit, fewer if that is what fits; an error that says what to change if one batch per
+    worker does not fit (a container's small /dev/shm otherwise ends the run with a bus error)."""
+    if free is None:
+        return wanted
+    budget = free // 2 // max(1, processes)
+    fits = budget // max(1, workers * batch_bytes)
+    if fits >= wanted:
+        return wanted
+    if fits >= 1:
+        rank_zero_warn(f"{workers} workers x {wanted} batches of {batch_bytes / 2**20:.1f} MiB in flight per process "
+                       f"do not fit in half of the {free / 2**30:.1f} GiB free in {SHARED_MEMORY}; "
+                       f"prefetching {fits} batches per worker instead.")
+        return int(fits)
+    need = workers * batch_bytes * max(1, processes) * 2
+    raise ValueError(f"{SHARED_MEMORY} has {free / 2**30:.2f} GiB free; {max(1, processes)} process(es) x "
+                     f"{workers} workers x one batch of {batch_bytes / 2**20:.1f} MiB need about "
+                     f"{need / 2**30:.2f} GiB (with room to spare). Lower --data.num_workers or "
+                     "--data.batch_size, or give the container more shared memory (docker run "
+                     "--shm-size=16g; Kubernetes: an emptyDir with medium Memory at /dev/shm).")
 
 
 class ResumableSampler(DistributedSampler):
@@ -160,11 +197,24 @@ class SliceStoreDataModule(pl.LightningDataModule):
         if resume:
             sampler.start_at(resume["epoch"], resume["batches"] * self.batch_size)
         workers = self.num_workers
+        prefetch = None
+        if workers > 0:
+            prefetch = prefetch_that_fits(self.batch_bytes(), workers, self.prefetch_factor,
+                                          trainer.num_devices if trainer else 1, shared_memory_free())
         self.loader = ResumableLoader(
             dataset, sampler, batch_size=self.batch_size, drop_last=self.drop_last,
             num_workers=workers, pin_memory=self.pin_memory, persistent_workers=workers > 0,
-            prefetch_factor=self.prefetch_factor if workers > 0 else None)
+            prefetch_factor=prefetch)
         return self.loader
+
+    def batch_bytes(self) -> int:
+        """What one batch from the workers holds: int16 slices when the views are made on the
+        device, else the float32 views."""
+        height, width = self.store.size
+        if self.device_views is not None:
+            return self.batch_size * height * width * self.store.dtype.itemsize
+        specs = [ViewSpec.of(v) for v in self.views_config]
+        return self.batch_size * sum(s.count * s.channels * s.size * s.size * 4 for s in specs)
 
     def state_dict(self) -> dict:
         return {"loader": self.loader.state_dict()} if self.loader is not None else {}
@@ -180,4 +230,5 @@ class SliceStoreDataModule(pl.LightningDataModule):
         loader.trained_batches += 1
         if self.device_views is None or not isinstance(batch, torch.Tensor):
             return batch
-        return self.device_views(batch, seed=step_seed(loader.sampler.seed, loader.sampler.rank, epoch, index))
+        return self.device_views(batch, seed=step_seed(loader.sampler.seed, loader.sampler.rank, epoch, index,
+                                                      VIEW_STREAM))

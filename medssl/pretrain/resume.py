@@ -40,6 +40,9 @@ def step_seed(*keys: int) -> int:
                % 2**63)
 
 
+STEP_STREAM, VIEW_STREAM = 1, 2  # the step's draws and the device views', from the same key
+
+
 def run_seed() -> int:
     """The seed the run was started with (Lightning's ``seed_everything``), 0 if none."""
     return int(os.environ.get("PL_GLOBAL_SEED", 0))

@@ -1,10 +1,10 @@
 """Barlow Twins: the two views' embeddings cross-correlate to the identity (lightly pieces)."""
 from __future__ import annotations
 
-from lightly.loss import BarlowTwinsLoss
 from lightly.models.modules import BarlowTwinsProjectionHead
 
 from .base import TwoViewMethod
+from .losses import BarlowTwinsLoss
 from .optimizer import OptimizerConfig
 
 

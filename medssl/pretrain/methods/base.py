@@ -10,7 +10,7 @@ from pytorch_lightning.callbacks import Timer
 
 from ...checkpoints.loader import MEDSSL_KEY
 from ...models import build_backbone, feature_dim
-from ..resume import run_seed, step_seed
+from ..resume import STEP_STREAM, run_seed, step_seed
 from .optimizer import OptimizerConfig
 from .queue import Queue
 
@@ -67,6 +67,10 @@ class PretrainMethod(pl.LightningModule):
 
     # --- hooks shared by the methods ---------------------------------------------------------
     def configure_model(self) -> None:
+        # before the strategy wraps the model (DDP builds its gradient buckets from the
+        # parameters' strides then) and moves it to the device (which keeps the format)
+        if self.uses_channels_last:
+            self.to(memory_format=torch.channels_last)
         if self.hparams.compile and getattr(self, "_compiled_loss", None) is None:
             # The whole loss as one graph: backbones, heads, momentum encoders, queues, masks and
             # loss (tests/test_compile.py: no graph break, no recompilation from step to step).
@@ -93,13 +97,16 @@ class PretrainMethod(pl.LightningModule):
 
     @property
     def uses_channels_last(self) -> bool:
-        """``channels_last``: True, False, or None = on CUDA devices only (the default)."""
+        """``channels_last``: True, False, or None = on CUDA devices only (the default): the
+        device the trainer trains on, before the model is moved there."""
         choice = self.hparams.channels_last
-        return self.device.type == "cuda" if choice is None else bool(choice)
-
-    def on_fit_start(self) -> None:
-        if self.uses_channels_last:
-            self.to(memory_format=torch.channels_last)
+        if choice is not None:
+            return bool(choice)
+        try:
+            device = self.trainer.strategy.root_device
+        except RuntimeError:  # not attached to a Trainer
+            device = self.device
+        return device.type == "cuda"
 
     def views_to_device_format(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
         if self.uses_channels_last:
@@ -109,7 +116,8 @@ class PretrainMethod(pl.LightningModule):
     def on_train_batch_start(self, batch, batch_idx) -> None:
         # Every random draw of a step (SparK's masks, drop-path) comes from (seed, rank, epoch,
         # batch): a resumed run draws what the uninterrupted one would have. Host-side only.
-        torch.manual_seed(step_seed(run_seed(), self.global_rank, self.current_epoch, batch_idx))
+        # The device views of the same batch draw from a stream of their own (VIEW_STREAM).
+        torch.manual_seed(step_seed(run_seed(), self.global_rank, self.current_epoch, batch_idx, STEP_STREAM))
 
     def optimizer_step(self, *args, **kwargs):
         super().optimizer_step(*args, **kwargs)
@@ -195,9 +203,22 @@ class PretrainMethod(pl.LightningModule):
                 modules[name].restore(saved["bank"], saved["ptr"])
 
     def log_step(self, loss: torch.Tensor, batch_size: int, **extra) -> None:
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size, sync_dist=False)
-        for name, value in extra.items():
-            self.log(f"train/{name}", value, batch_size=batch_size)
+        """The loss every step (a tensor, read by the logger and by ``LoggedStepsProgressBar``
+        only on the steps they write: with ``prog_bar=True`` Lightning would read it after every
+        step), the other figures on the steps the logger writes (a Python float logged is a copy
+        to the device)."""
+        self.log("train/loss", loss, batch_size=batch_size, sync_dist=False)
+        if extra and self.logs_this_step():
+            for name, value in extra.items():
+                self.log(f"train/{name}", value, batch_size=batch_size)
+
+    def logs_this_step(self) -> bool:
+        """The logger writes at this step (Lightning's rule: every ``log_every_n_steps``)."""
+        try:
+            every = self.trainer.log_every_n_steps
+        except RuntimeError:  # not attached to a Trainer
+            return True
+        return (self.global_step + 1) % max(1, every) == 0
 
 
 class TwoViewMethod(PretrainMethod):

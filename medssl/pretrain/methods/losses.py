@@ -11,9 +11,12 @@ lightly's (tests/test_lightly_losses.py compares them).
 from __future__ import annotations
 
 import torch
+import torch.distributed._functional_collectives as funcol
 from lightly import loss as lightly_loss
 from lightly.loss.vicreg_loss import invariance_loss, variance_loss
 from lightly.utils import dist
+
+from ...models.sync_batchnorm import batch_norm, distributed
 
 
 def diagonal_of_rank(n: int, device: torch.device) -> torch.Tensor:
@@ -78,3 +81,25 @@ class DINOLoss(lightly_loss.DINOLoss):
         terms = cross.numel() - min(cross.shape)
         self.update_center(teacher)
         return cross.sum() / (terms * teacher.shape[1])
+
+
+class BarlowTwinsLoss(lightly_loss.BarlowTwinsLoss):
+    """lightly's ``BarlowTwinsLoss`` with each embedding dimension normalised by the statistics of
+    the whole batch over all processes, as the official code does (a synchronised BatchNorm):
+    lightly's normalises each process's share on its own, so on several GPUs its loss is not the
+    one-GPU loss (the cross-correlation is then summed over the processes, differentiably)."""
+
+    def forward(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
+        sync = self.gather_distributed and distributed()
+        normalise = torch.nn.BatchNorm1d(z_a.shape[1], affine=False, track_running_stats=False).to(z_a.device)
+        a, b = batch_norm(z_a, normalise, sync=sync), batch_norm(z_b, normalise, sync=sync)
+        c = a.T @ b
+        n = torch.full((), len(z_a), dtype=c.dtype, device=c.device)
+        if sync:
+            c = funcol.all_reduce(c, "sum", torch.distributed.group.WORLD)
+            n = n * torch.distributed.get_world_size()
+        c = c / n
+        diagonal = torch.diagonal(c)
+        invariance = (diagonal - 1).pow(2).sum()
+        redundancy = c.pow(2).sum() - diagonal.pow(2).sum()
+        return invariance + self.lambda_param * redundancy

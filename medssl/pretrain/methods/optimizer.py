@@ -4,8 +4,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 import torch
-from lightly.utils.lars import LARS
 from lightly.utils.scheduler import cosine_warmup_schedule
+
+from .lars import LARS
 
 OPTIMIZERS = ("sgd", "lars", "adam", "adamw", "lamb")
 
@@ -64,7 +65,7 @@ class OptimizerConfig:
                                       min(warmup_steps, total_steps), self.warmup_start_ratio)
 
     def build(self, params, lr: float, fused: bool = False) -> torch.optim.Optimizer:
-        """torch's fused kernels for SGD / Adam / AdamW when ``fused`` (CUDA); LARS (lightly)
+        """torch's fused kernels for SGD / Adam / AdamW when ``fused`` (CUDA); LARS (lightly's, sync-free)
         and LAMB (timm) have no fused version."""
         extra = {"fused": True} if fused else {}
         if self.name == "sgd":

@@ -1,0 +1,52 @@
+"""What a training step makes the host read back from the device, counted on CPU in a real
+run (``medssl.host_reads.HostReads``): nothing, once the run has started. The progress bar and
+the logger read the loss only on the steps they write (every ``log_every_n_steps``)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from medssl.host_reads import HostReads
+from medssl.pretrain.cli import pretrain_cli
+from medssl.pretrain.methods import method
+
+from conftest import phantom_store
+
+# SparK with SGD: torch's AdamW on a CPU reads its step counts (host tensors: on a GPU the run
+# takes the fused kernels, which keep them on the device)
+SMALL = {"byol": ["--model.hidden_dim", "64", "--model.out_dim", "16"],
+         "spark": ["--model.decoder_width", "32", "--model.optimizer.name", "sgd"]}
+# Views made on the device (here the CPU), without blur: kornia's blur reads its sigmas, which
+# the views draw on the host (a read of a CPU tensor, no wait on a GPU; test_fast_path runs the
+# device views on the meta device, where a read of a device value fails)
+VIEWS = {"byol": [{"size": 32, "count": 2, "rotate_p": 0.5, "jitter_p": 0.8, "noise_p": 0.5}],
+         "spark": [{"size": 64, "count": 1}]}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return phantom_store(tmp_path_factory, patients=8, size=32)  # 64 slices: 16 steps of 4
+
+
+def reads_of_a_run(name: str, store, folder, steps: int):
+    args = ["fit", "--config", str(method(name).quick_config), "--data.store", str(store),
+            "--data.views", json.dumps(VIEWS[name]), "--data.batch_size", "4",
+            "--data.num_workers", "0", "--data.augment_on", "device",
+            "--trainer.max_epochs", "-1", "--trainer.max_steps", str(steps),
+            "--trainer.log_every_n_steps", "50", "--trainer.enable_model_summary", "false",
+            "--checkpoint.every_n_steps", "0", "--checkpoint.every_n_epochs", "0",
+            "--trainer.default_root_dir", str(folder), *SMALL.get(name, [])]
+    with HostReads() as reads:
+        pretrain_cli(name, args=args)
+    return reads.ops
+
+
+@pytest.mark.parametrize("name", ["byol", "spark"])
+def test_a_step_reads_nothing_back_with_the_progress_bar_on(name, store, tmp_path):
+    torch.manual_seed(0)
+    short = reads_of_a_run(name, store, tmp_path / "short", steps=3)
+    long = reads_of_a_run(name, store, tmp_path / "long", steps=11)
+    per_step = {op: (long[op] - short[op]) / 8 for op in set(long) | set(short)}
+    assert all(count == 0 for count in per_step.values()), per_step
