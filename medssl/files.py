@@ -7,9 +7,10 @@ from pathlib import Path
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file beside it: flushed to disk, then
-    renamed over ``path``, so readers see the old content or the new, never a part."""
+    renamed over ``path``, so readers see the old content or the new, never a part (the
+    temporary file is this process's own: writers at once do not share it)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()

@@ -13,6 +13,13 @@ Every other option is one of the fine-tune command's (medssl finetune fit --help
 fraction, seed and checkpoint, which the sweep sets.
 Re-running the same command skips finished runs, so a killed sweep resumes; rows a kill left
 incomplete are moved to results.csv.torn and their runs done again.
+
+On a cluster, split the runs: --shard I/N runs every N-th run from the I-th into
+results.shard-I-of-N.csv; inside a SLURM job array it is read from the array's variables:
+
+    sbatch --array=0-9 --wrap "medssl sweep --task ... --checkpoints ... --out results/results.csv"
+
+medssl report results/results.csv then reads results.csv and every shard's file.
 (python Downstream/sweep.py is the same command.)
 """
 from __future__ import annotations
@@ -25,7 +32,7 @@ from ..checkpoints import CheckpointError
 from ..data.errors import UnreadableInput
 from ..downstream import TaskError
 from ..downstream.results import ResultsError
-from ..downstream.sweep import SweepConfig, run_sweep
+from ..downstream.sweep import Shard, SweepConfig, run_sweep
 
 
 def parse_task(text: str):
@@ -48,19 +55,27 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap.add_argument("--fractions", nargs="+", type=float, default=list(SweepConfig.fractions))
     ap.add_argument("--seeds", nargs="+", type=int, default=list(SweepConfig.seeds))
     ap.add_argument("--out", default="results/results.csv")
+    ap.add_argument("--shard", help="I/N: this worker's share of the runs (default: the SLURM job array's task, "
+                    "else all)")
     return ap
 
 
 def main(argv=None, prog: str | None = None) -> int:
-    args, finetune = parser(prog).parse_known_args(argv)
+    ap = parser(prog)
+    args, finetune = ap.parse_known_args(argv)
+    try:
+        shard = Shard.parse(args.shard) if args.shard else Shard.from_slurm_array()
+    except ValueError as err:
+        ap.error(f"--shard: {err}")
     config = SweepConfig(dict(args.task), tuple(args.checkpoints), tuple(args.fractions), tuple(args.seeds),
                          tuple(finetune))
     try:
         with warnings.catch_warnings():
             warnings.showwarning = show_warning
-            table = run_sweep(config, args.out)
+            table = run_sweep(config, args.out, shard=shard)
     except (TaskError, UnreadableInput, CheckpointError, ResultsError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"{len(table)} runs in {args.out}; next: medssl report {args.out}")
+    where = f"{args.out} and its shards' files" if shard else args.out
+    print(f"{len(table)} runs in {where}; next: medssl report {args.out}")
     return 0

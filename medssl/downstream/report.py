@@ -22,7 +22,7 @@ from .comparison import (
     summarise,
 )
 from .report_plots import colours, plot_confusions, plot_scores
-from .results import ResultsError, read_results, writing
+from .results import ResultsError, read_sweep, writing
 from .scores import METRICS
 
 
@@ -130,7 +130,7 @@ def build_report(results_csv: str | Path, baseline: str | None = None, metric: s
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; the report's metrics: {', '.join(METRICS)}")
     source = Path(results_csv)
-    results = read_results(source)
+    results = read_sweep(source)
     if results.empty:
         raise ResultsError(f"{source}: no finished runs to report")
     results = label_checkpoints(drop_repeats(results, source))

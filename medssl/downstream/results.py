@@ -167,6 +167,24 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
     return _frame(found)
 
 
+def shard_files(path: str | os.PathLike) -> list[Path]:
+    """The per-shard files of the sweep writing ``path`` (``results.shard-I-of-N.csv``)."""
+    path = Path(path)
+    return sorted(path.parent.glob(f"{path.stem}.shard-*-of-*{path.suffix}"))
+
+
+def read_sweep(path: str | os.PathLike) -> pd.DataFrame:
+    """The finished runs of a sweep: ``path`` and its shards' files (``shard_files``), each run
+    once (the first row of a run found, in that order)."""
+    path = Path(path)
+    sources = [p for p in [path, *shard_files(path)] if p.is_file()]
+    if not sources:
+        raise ResultsError(f"{path}: no such results file (nor shard files {path.stem}.shard-*-of-*{path.suffix}).")
+    tables = [read_results(p) for p in sources]
+    table = pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
+    return table.drop_duplicates(subset=KEY, keep="first").reset_index(drop=True)
+
+
 def repair(path: str | os.PathLike) -> pd.DataFrame:
     """Move the incomplete rows of ``path`` to ``<path>.torn`` (named in warnings), rewriting
     ``path`` atomically with its complete rows; return those rows."""

@@ -6,10 +6,16 @@ the first run; a finished run is appended (and synced) at once, and runs already
 are skipped, so a killed sweep resumes where it stopped. Rows a kill left incomplete are set
 aside and their runs done again. Checkpoints of the run in progress live in a scratch folder
 beside results.csv, cleared when the next sweep starts.
+
+A sweep spreads over a cluster as shards (``Shard``, e.g. one per task of a SLURM job array):
+shard I of N takes every N-th run of the sweep's fixed order, starting at the I-th, and writes
+its own ``results.shard-I-of-N.csv`` with the same resume rule; ``read_sweep`` (and so the
+report) reads results.csv and every shard's file as one table, each run once.
 """
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -23,7 +29,7 @@ from tqdm.auto import tqdm
 from ..checkpoints import read_backbone
 from .cli import finetune_cli, finetune_settings
 from .datamodule import TaskDataModule
-from .results import COLUMNS, KEY, append_row, read_results, repair, writing  # noqa: F401
+from .results import COLUMNS, KEY, append_row, read_results, read_sweep, repair, shard_files, writing  # noqa: F401
 from .scores import SCORES
 from .subsets import DEFAULT_FRACTIONS
 
@@ -59,6 +65,45 @@ class SweepConfig:
     @property
     def mode(self) -> str:
         return self.settings().model.mode
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count`` (0-based): every ``count``-th run of the sweep's order."""
+
+    index: int
+    count: int
+
+    def __post_init__(self):
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"shard {self.index}/{self.count}: the index must lie in 0..{self.count - 1}")
+
+    @classmethod
+    def parse(cls, text: str) -> "Shard":
+        index, _, count = text.partition("/")
+        try:
+            return cls(int(index), int(count))
+        except ValueError as err:
+            raise ValueError(f"{text!r}: expected I/N, shard I (from 0) of N ({err})") from None
+
+    @classmethod
+    def from_slurm_array(cls) -> "Shard | None":
+        """This task of a SLURM job array (``sbatch --array=0-9``: shards 0..9 of 10), or None."""
+        env = os.environ
+        if "SLURM_ARRAY_TASK_ID" not in env or "SLURM_ARRAY_TASK_COUNT" not in env:
+            return None
+        step = int(env.get("SLURM_ARRAY_TASK_STEP", 1))
+        first = int(env.get("SLURM_ARRAY_TASK_MIN", 0))
+        return cls((int(env["SLURM_ARRAY_TASK_ID"]) - first) // step, int(env["SLURM_ARRAY_TASK_COUNT"]))
+
+    def takes(self, position: int) -> bool:
+        return position % self.count == self.index
+
+    def path(self, out: Path) -> Path:
+        return out.with_name(f"{out.stem}.shard-{self.index}-of-{self.count}{out.suffix}")
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
 
 
 def finished_runs(path: Path) -> set[tuple]:
@@ -113,18 +158,37 @@ def run_one(config: SweepConfig, task: str, ckpt: str, fraction: float, seed: in
             "classes": json.dumps(list(cli.datamodule.load().classes))}  # the confusion rows' names
 
 
-def run_sweep(config: SweepConfig, out: str | Path, progress: bool = True) -> pd.DataFrame:
+def all_runs(config: SweepConfig) -> list[tuple[str, str, float, int]]:
+    """Every run of the sweep, in its fixed order (what shards split)."""
+    return [(t, c, float(f), int(s)) for t in config.tasks for c in config.checkpoints
+            for f in config.fractions for s in config.seeds]
+
+
+def finished_elsewhere(out: Path, own: Path) -> set[tuple]:
+    """Runs finished in the sweep's other files (results.csv, other shards'), read as they are."""
+    done = set()
+    for path in [out, *shard_files(out)]:
+        if path != own and path.is_file():
+            done |= {(r.task, str(r.checkpoint), r.mode, float(r.fraction), int(r.seed))
+                     for r in read_results(path).itertuples()}
+    return done
+
+
+def run_sweep(config: SweepConfig, out: str | Path, progress: bool = True, shard: Shard | None = None) -> pd.DataFrame:
+    """Run what is left of the sweep (of ``shard``'s share, into its own file, if given); the
+    whole sweep's finished runs as one table."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    own = shard.path(out) if shard else out
     methods = check_inputs(config, out)
-    done = finished_runs(out)
-    scratch = scratch_folder(out)
-    shutil.rmtree(scratch, ignore_errors=True)  # what a killed sweep left
+    done = finished_runs(own) | finished_elsewhere(out, own)
+    scratch = scratch_folder(own)
+    shutil.rmtree(scratch, ignore_errors=True)  # what a killed run of this file left
     mode = config.mode
-    plan = [(t, c, float(f), int(s)) for t in config.tasks for c in config.checkpoints
-            for f in config.fractions for s in config.seeds
-            if (t, c, mode, float(f), int(s)) not in done]
-    for task, ckpt, fraction, seed in tqdm(plan, desc="sweep", unit="run", disable=not progress):
-        append_row(out, run_one(config, task, ckpt, fraction, seed, methods[ckpt], scratch))
+    plan = [(t, c, f, s) for i, (t, c, f, s) in enumerate(all_runs(config))
+            if (shard is None or shard.takes(i)) and (t, c, mode, f, s) not in done]
+    label = f"sweep shard {shard}" if shard else "sweep"
+    for task, ckpt, fraction, seed in tqdm(plan, desc=label, unit="run", disable=not progress):
+        append_row(own, run_one(config, task, ckpt, fraction, seed, methods[ckpt], scratch))
     shutil.rmtree(scratch, ignore_errors=True)
-    return read_results(out)
+    return read_sweep(out)

@@ -3,12 +3,14 @@ in-memory arrays, the class names, and the files left out (with their reasons)."
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..data.input_mapping import DEFAULT, InputMapping
+from ..files import atomic_write_bytes
 from .images import read_grey
 
 SPLITS = ("train", "val", "test")
@@ -66,8 +68,9 @@ class TaskData:
             return None
         out = Path(folder) / SKIPPED_FILE
         out.parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["file", "reason"])
-            writer.writerows(self.skipped)
+        text = io.StringIO(newline="")
+        writer = csv.writer(text)
+        writer.writerow(["file", "reason"])
+        writer.writerows(self.skipped)
+        atomic_write_bytes(out, text.getvalue().encode("utf-8"))  # sweep shards write it at once
         return out
