@@ -92,3 +92,45 @@ def test_sync_batchnorm_benchmark_times_both_kinds_on_two_processes(tmp_path):
     assert all(t > 0 for t in report["seconds_per_step"].values())
     assert report["host_reads_per_step"] == {"plain": 0, "sync-free": 0}
     assert (tmp_path / next(tmp_path.glob("sync_batchnorm-*.json")).with_suffix(".md").name).exists()
+
+
+PEER_EXAMPLE = '''
+import pytorch_lightning as pl
+import torch
+import torchvision
+from torch import nn
+from lightly.loss import NTXentLoss
+from lightly.models.modules import SimCLRProjectionHead
+
+
+class SimCLR(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Sequential(*list(torchvision.models.resnet18().children())[:-1])
+        self.projection_head = SimCLRProjectionHead(512, 2048, 2048)
+        self.criterion = NTXentLoss()
+
+    def training_step(self, batch, batch_index):
+        x0, x1 = batch[0]
+        z0 = self.projection_head(self.backbone(x0).flatten(start_dim=1))
+        z1 = self.projection_head(self.backbone(x1).flatten(start_dim=1))
+        return self.criterion(z0, z1)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.06)
+
+
+raise SystemExit("the example's training ran")  # a script's module-level work: never run
+'''
+
+
+def test_peers_benchmark_times_an_example_module_without_running_its_script(tmp_path):
+    (tmp_path / "simclr.py").write_text(PEER_EXAMPLE)
+    proc = subprocess.run([sys.executable, "benchmarks/peers.py", "--examples", str(tmp_path), "--methods", "simclr",
+                           "--size", "32", "--batch", "2", "--warmup", "1", "--steps", "1", "--rounds", "2",
+                           "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(next((tmp_path / "out").glob("peers-*.json")).read_text())
+    (row,) = report["rows"]
+    assert row["method"] == "simclr" and len(row["rounds"]["ours"]) == len(row["rounds"]["theirs"]) == 2
+    assert row["ratio"] == row["ours_s"] / row["theirs_s"] and row["goal"] in ("PASS", "MISS")
