@@ -30,23 +30,31 @@ def store(tmp_path_factory):
     return phantom_store(tmp_path_factory, patients=8, size=32)  # 64 slices: 16 steps of 4
 
 
-def reads_of_a_run(name: str, store, folder, steps: int):
+def reads_of_a_run(name: str, store, folder, steps: int, every: int = 50):
     args = ["fit", "--config", str(method(name).quick_config), "--data.store", str(store),
             "--data.views", json.dumps(VIEWS[name]), "--data.batch_size", "4",
             "--data.num_workers", "0", "--data.augment_on", "device",
             "--trainer.max_epochs", "-1", "--trainer.max_steps", str(steps),
-            "--trainer.log_every_n_steps", "50", "--trainer.enable_model_summary", "false",
+            "--trainer.log_every_n_steps", str(every), "--trainer.enable_model_summary", "false",
             "--checkpoint.every_n_steps", "0", "--checkpoint.every_n_epochs", "0",
             "--trainer.default_root_dir", str(folder), *SMALL.get(name, [])]
     with HostReads() as reads:
-        pretrain_cli(name, args=args)
-    return reads.ops
+        cli = pretrain_cli(name, args=args)
+    reads.logged = set(cli.trainer.callback_metrics)
+    return reads
 
 
 @pytest.mark.parametrize("name", ["byol", "spark"])
 def test_a_step_reads_nothing_back_with_the_progress_bar_on(name, store, tmp_path):
     torch.manual_seed(0)
-    short = reads_of_a_run(name, store, tmp_path / "short", steps=3)
-    long = reads_of_a_run(name, store, tmp_path / "long", steps=11)
+    short = reads_of_a_run(name, store, tmp_path / "short", steps=3).ops
+    long = reads_of_a_run(name, store, tmp_path / "long", steps=11).ops
     per_step = {op: (long[op] - short[op]) / 8 for op in set(long) | set(short)}
     assert all(count == 0 for count in per_step.values()), per_step
+
+
+def test_schedule_values_are_logged_on_the_logger_s_steps_only(store, tmp_path):
+    """BYOL's tau is a Python float: logged every step, it would be copied to the device every step."""
+    assert {"train/loss", "train/tau"} <= reads_of_a_run("byol", store, tmp_path / "every", steps=3, every=1).logged
+    logged = reads_of_a_run("byol", store, tmp_path / "every-50", steps=3).logged
+    assert "train/loss" in logged and "train/tau" not in logged
