@@ -17,7 +17,8 @@ class StepRecord(pl.Callback):
         row = {"step": trainer.global_step, "epoch": trainer.current_epoch, "batch": batch_idx,
                "lr": trainer.optimizers[0].param_groups[0]["lr"], "loss": float(outputs["loss"]),
                "queue_sum": [float(q.bank.double().sum()) for q in queues],
-               "queue_position": [q.position for q in queues]}
+               "queue_position": [q.position for q in queues],
+               "views_sum": float(sum(v.double().sum() for v in batch))}
         if hasattr(module, "tau"):
             row["tau"] = module.tau(trainer.global_step)
         with open(self.path, "a") as f:

@@ -309,3 +309,48 @@ def test_a_late_requeue_signal_does_not_kill_a_rank_that_already_stopped(tmp_pat
         os.kill(os.getpid(), signal.SIGUSR1)  # would end the test process without the fix
     finally:
         signal.signal(signal.SIGUSR1, before)
+
+
+@pytest.mark.parametrize("method, every_n_steps", [("simclr", 0), ("byol", 4)])
+def test_a_run_resumed_from_an_end_of_epoch_checkpoint_takes_the_uninterrupted_steps(method, every_n_steps, store,
+                                                                                      tmp_path):
+    """The checkpoint of the step that ends epoch 0 (step 4 of 4 per epoch; written as the epoch
+    ends, or as that step ends when it is a multiple of every_n_steps): the resumed run starts
+    epoch 1 at its first batch, takes steps 5-12 as the uninterrupted run did, and no more."""
+    reference = tmp_path / "reference.jsonl"
+    pretrain_cli(method, args=command(method, store, tmp_path / "ref", reference, "--trainer.max_epochs", "3",
+                                   "--checkpoint.every_n_steps", "0", "--checkpoint.every_n_epochs", "0"))
+    expected = step_record.read(reference)
+    assert sorted(expected) == list(range(1, 13))
+
+    run, record = tmp_path / "run", tmp_path / "run.jsonl"
+    args = command(method, store, run, record, "--trainer.max_epochs", "3", "--checkpoint.every_n_steps",
+                   str(every_n_steps), "--checkpoint.every_n_epochs", "1", "--checkpoint.keep", "5")
+    kill_after_checkpoints([str(ROOT / "Pre-Training" / f"{method}.py"), *args], run, count=1)
+    assert run_checkpoints(run)[0].name == "epoch=0-step=4.ckpt"
+    lines_before = len(record.read_text().splitlines())
+    resumed = pretrain_cli(method, args=args)
+    assert resumed.trainer.global_step == 12
+    after = [json.loads(line) for line in record.read_text().splitlines()[lines_before:]]
+    assert [(r["step"], r["epoch"], r["batch"]) for r in after] == [
+        (s, expected[s]["epoch"], expected[s]["batch"]) for s in range(5, 13)]
+    for row in after:
+        want = expected[row["step"]]
+        assert row["views_sum"] == pytest.approx(want["views_sum"], rel=1e-9), (row, want)  # the same views
+        assert row["lr"] == pytest.approx(want["lr"], rel=1e-12), (row, want)
+        assert row["loss"] == pytest.approx(want["loss"], rel=1e-5, abs=1e-6), (row, want)
+    assert run_checkpoints(run)[0].name == "epoch=2-step=12.ckpt"
+
+
+def test_the_same_command_after_the_run_finished_takes_no_step(store, tmp_path):
+    """A finished run's newest checkpoint is the end of its last epoch: running the command again
+    (a requeued job whose run had just finished) must not train one step more."""
+    run, record = tmp_path / "run", tmp_path / "run.jsonl"
+    args = command("simclr", store, run, record, "--checkpoint.every_n_steps", "0", "--checkpoint.every_n_epochs", "1")
+    assert pretrain_cli("simclr", args=args).trainer.global_step == STEPS
+    finished = [p.name for p in run_checkpoints(run)]
+    lines = len(record.read_text().splitlines())
+    again = pretrain_cli("simclr", args=args)
+    assert again.trainer.global_step == STEPS
+    assert len(record.read_text().splitlines()) == lines  # no step recorded
+    assert [p.name for p in run_checkpoints(run)] == finished
