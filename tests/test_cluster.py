@@ -162,3 +162,4 @@ def test_every_rank_stops_when_rank_zero_finds_every_checkpoint_damaged(tmp_path
         callback.expect_resume(True)
         with pytest.raises(ResumeError, match="every checkpoint"):
             callback._agree_on_resume(rank(run, global_rank, strategy))
+

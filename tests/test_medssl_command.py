@@ -114,3 +114,15 @@ def test_round_trip_through_the_command(tmp_path, capsys):
 def test_download_asks_what_a_bare_name_is(capsys):
     assert main(["download", "spark"]) == 2
     assert "medssl download checkpoint spark" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["pretrain", "simclr", "fit"], ["finetune", "fit"]])
+def test_the_trainer_level_optimiser_options_are_gone(command, tmp_path):
+    """LightningCLI's ``--optimizer`` / ``--lr_scheduler`` would replace the method's optimiser
+    and schedule with a constant rate: one way to set it, ``--model.optimizer.*`` (pretrain)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "medssl", *command, "--optimizer", "SGD", "--print_config"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "--optimizer" in proc.stderr

@@ -86,7 +86,7 @@ def _cli(cli_class, args, run: bool, **kwargs) -> FineTuneCLI:
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         return cli_class(FineTune, TaskDataModule, trainer_class=FineTuneTrainer, args=args, run=run,
                          seed_everything_default=0, save_config_kwargs={"overwrite": True},
-                         trainer_defaults=trainer_defaults, **kwargs)
+                         trainer_defaults=trainer_defaults, auto_configure_optimizers=False, **kwargs)
 
 
 def finetune_cli(args=None, run: bool = True, verbose: bool = True, prog: str | None = None) -> FineTuneCLI:

@@ -96,6 +96,7 @@ def pretrain_cli(method: str | type, args=None, run: bool = True, prog: str | No
         return PretrainCLI(
             method, SliceStoreDataModule, args=args, run=run, seed_everything_default=0,
             save_config_kwargs={"overwrite": True}, parser_kwargs={"prog": prog} if prog else None,
+            auto_configure_optimizers=False,  # one way to set the optimiser: --model.optimizer.*
             trainer_defaults={"precision": default_precision(), "callbacks": [
                 LearningRateMonitor(logging_interval="step"),
                 ExportBackbone(),
