@@ -126,3 +126,24 @@ def test_the_trainer_level_optimiser_options_are_gone(command, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "medssl", *command, "--optimizer", "SGD", "--print_config"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "--optimizer" in proc.stderr
+
+
+def test_a_mistyped_input_path_is_an_error_and_writes_nothing(tmp_path):
+    real = tmp_path / "archive"
+    real.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "medssl", "ingest", str(real), str(tmp_path / "archiv"),
+                           "--out", str(tmp_path / "store")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"error: no such file or folder: {tmp_path / 'archiv'} (nothing written)"]
+    assert not (tmp_path / "store").exists()
+
+
+def test_inspecting_a_store_without_slices_is_not_a_success(tmp_path):
+    from medssl.data.store import SliceStoreWriter
+
+    with SliceStoreWriter(tmp_path / "empty", 16):  # every input skipped: a complete store of 0 slices
+        pass
+    proc = subprocess.run([sys.executable, "-m", "medssl", "inspect", str(tmp_path / "empty")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "holds no slices" in proc.stderr

@@ -52,6 +52,10 @@ def main(argv=None, prog: str | None = None) -> int:
     options = Options(size=args.size, modalities=tuple(m.upper() for m in args.modality),
                       clip=tuple(args.clip) if args.clip else None, thin=args.thin,
                       nifti_modality=args.nifti_modality.upper())
+    missing = [str(p) for p in args.inputs if not Path(p).exists()]
+    if missing:  # a mistyped path must not make an empty, valid store
+        print(f"error: no such file or folder: {', '.join(missing)} (nothing written)", file=sys.stderr)
+        return 1
     previous = signal.signal(signal.SIGTERM, _interrupt)  # e.g. a batch scheduler's time limit
     try:
         summary, table, errors = ingest(args.inputs, args.out or Path("."), options,

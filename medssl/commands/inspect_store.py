@@ -33,6 +33,10 @@ def main(argv=None, prog: str | None = None) -> int:
         if args.verify:  # every shard hashed whole; all the damaged ones named
             store.verify()
         print(describe_store(store))
+        if len(store) == 0:
+            print(f"error: {args.store}: the store holds no slices (was every input skipped? see its "
+                  "errors file, or ingest again)", file=sys.stderr)
+            return 1
         if args.verify:
             print("verify     all shard checksums match")
         if args.preview:
