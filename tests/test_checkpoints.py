@@ -365,3 +365,18 @@ def test_the_sweep_runs_imagenet_by_name_beside_random(tmp_path, monkeypatch):
     config.checkpoints = ("imagenet-resnet18",)  # random's run is the sweep's own test
     table = run_sweep(config, tmp_path / "results.csv", progress=False)
     assert list(zip(table.checkpoint, table.method)) == [("imagenet-resnet18", "imagenet")]
+
+
+def test_a_sweep_without_an_architecture_runs_random_init_on_the_checkpoints(tmp_path, monkeypatch):
+    torchvision_style(tmp_path).rename(tmp_path / RELEASED["imagenet-resnet18"].filename)
+    monkeypatch.setenv(CHECKPOINTS_ENV, str(tmp_path))
+    tasks = write_phantom_tasks(tmp_path / "tasks", size=32, counts=TaskCounts(4, 1, 1), progress=False)
+    config = SweepConfig({"organ": ("medmnist", str(tasks["organ"]))}, ("random", "imagenet-resnet18"),
+                         fractions=(1.0,), seeds=(0,), finetune=("--model.mode", "knn"))
+    check_inputs(config)
+    assert config.settings().model.arch == "resnet18"  # every run, random init included
+    other = tmp_path / "r50.pth"
+    torch.save(torchvision.models.resnet50().state_dict(), other)
+    mixed = SweepConfig(config.tasks, ("imagenet-resnet18", str(other)), finetune=("--model.mode", "knn"))
+    with pytest.raises(CheckpointError, match="different backbones.*resnet18.*resnet50"):
+        check_inputs(mixed)

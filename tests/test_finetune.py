@@ -100,8 +100,15 @@ def test_backbone_frozen_then_trained_at_its_own_lr(tmp_path, backbone_file, rec
 
 
 def test_wrong_architecture_fails_before_training(backbone_file):
-    with pytest.raises(CheckpointError, match="holds a resnet18 backbone"):
+    with pytest.raises(CheckpointError, match=r"holds a resnet18 backbone.*resnet50 was asked for.*"
+                                              r"--model.arch resnet18"):
         FineTune(num_classes=2, checkpoint=str(backbone_file), arch="resnet50")
+
+
+def test_the_architecture_comes_from_the_checkpoint(backbone_file):
+    model = FineTune(num_classes=3, checkpoint=str(backbone_file))  # the file holds a resnet18
+    assert model.arch == "resnet18" and model.model.fc.in_features == 512
+    assert FineTune(num_classes=3).arch == "resnet50"  # random init, nothing to read it from
 
 
 def test_training_fraction_takes_a_stratified_subset(tmp_path):

@@ -239,7 +239,8 @@ def read_backbone(source, arch: str | None = "resnet50", trust: bool = False,
         name = str(source).lower()
         others = released_alternatives(name, arch) if name in RELEASED and not Path(source).exists() else []
         raise CheckpointError(f"{path}: holds a {found_arch} backbone ({label}), but {arch} was "
-                              f"asked for: use arch='{found_arch}'"
+                              f"asked for: leave the architecture unset, or give {found_arch} "
+                              f"(--model.arch {found_arch})"
                               + (f", or the released {' / '.join(others)}" if others else ""))
     expected = expected_keys(arch)
     missing = sorted(set(expected) - set(trunk))

@@ -18,6 +18,7 @@ from .scores import SCORES
 
 MODES = ("finetune", "linear", "knn")
 FROZEN_MODES = ("linear", "knn")  # a classifier fit on the frozen backbone's features, no optimiser
+DEFAULT_ARCH = "resnet50"  # the backbone of a random-init run when none is given
 
 
 class FreezeBackbone(BaseFinetuning):
@@ -58,12 +59,16 @@ class FineTune(pl.LightningModule):
     - ``linear`` (frozen features): the linear probe (``medssl.downstream.linear_probe``): a
       logistic regression on the standardised features, its ``C`` chosen by validation accuracy.
 
+    ``arch``: the torchvision ResNet; unset, the checkpoint's (its architecture is in the file),
+    resnet50 for random initialisation. A given ``arch`` the checkpoint does not hold is an error
+    naming both.
+
     In the frozen modes nothing trains: one epoch, in eval mode, collects the features of the
     training images (``features``); validation collects its own, fits the classifier (the
     probe's ``C`` is chosen there) and logs its scores; testing uses that classifier, in memory.
     """
 
-    def __init__(self, num_classes: int, checkpoint: str | None = None, arch: str = "resnet50",
+    def __init__(self, num_classes: int, checkpoint: str | None = None, arch: str | None = None,
                  mode: str = "finetune", lr: float = 1e-4, weight_decay: float = 5e-4,
                  freeze_epochs: int = 10, backbone_lr: float = 1e-4, knn_k: int = K,
                  knn_temperature: float = TEMPERATURE, trust_checkpoint: bool = False):
@@ -77,8 +82,9 @@ class FineTune(pl.LightningModule):
             self.model, self.load_report = load_backbone(checkpoint, arch, num_classes,
                                                          trust=trust_checkpoint)
         else:
-            self.model = BACKBONES[arch][0](weights=None, num_classes=num_classes)
+            self.model = BACKBONES[arch or DEFAULT_ARCH][0](weights=None, num_classes=num_classes)
             self.load_report = None
+        self.arch = self.load_report.arch if self.load_report else (arch or DEFAULT_ARCH)
         self.frozen = mode in FROZEN_MODES
         if self.frozen:
             self.automatic_optimization = False

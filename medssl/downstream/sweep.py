@@ -26,7 +26,7 @@ import pandas as pd
 from jsonargparse import Namespace
 from tqdm.auto import tqdm
 
-from ..checkpoints import read_backbone
+from ..checkpoints import CheckpointError, read_backbone
 from .cli import finetune_cli, finetune_settings
 from .datamodule import TaskDataModule
 from .results import COLUMNS, KEY, append_row, read_results, read_sweep, repair, shard_files, writing  # noqa: F401
@@ -120,7 +120,8 @@ def scratch_folder(out: Path) -> Path:
 
 def check_inputs(config: SweepConfig, out: Path | None = None) -> dict[str, str]:
     """Load every task with the runs' data settings and every checkpoint once (errors name the
-    file); {checkpoint: method}.
+    file); {checkpoint: method}. Without ``--model.arch``, every run (random init included) gets
+    the checkpoints' architecture, which must then be one.
 
     The images each task leaves out are listed in ``<results folder>/<task>/skipped_images.csv``.
     """
@@ -130,10 +131,19 @@ def check_inputs(config: SweepConfig, out: Path | None = None) -> dict[str, str]
             with writing(out.parent / name):
                 task.write_skipped(out.parent / name)
     model = config.settings().model
-    methods = {}
+    methods, archs = {}, {}
     for ckpt in config.checkpoints:
-        methods[ckpt] = RANDOM if ckpt == RANDOM else (
-            read_backbone(ckpt, model.arch, model.trust_checkpoint)[1].method or "unknown")
+        if ckpt == RANDOM:
+            methods[ckpt] = RANDOM
+            continue
+        report = read_backbone(ckpt, model.arch, model.trust_checkpoint)[1]
+        methods[ckpt], archs[ckpt] = report.method or "unknown", report.arch
+    if model.arch is None and archs:  # every run, random init included, on the checkpoints' backbone
+        if len(set(archs.values())) > 1:
+            listing = ", ".join(f"{c}: {a}" for c, a in archs.items())
+            raise CheckpointError(f"the checkpoints hold different backbones ({listing}): sweep each "
+                                  "backbone on its own, or give --model.arch")
+        config.finetune = (*config.finetune, "--model.arch", next(iter(archs.values())))
     return methods
 
 
