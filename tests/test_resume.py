@@ -354,3 +354,27 @@ def test_the_same_command_after_the_run_finished_takes_no_step(store, tmp_path):
     assert again.trainer.global_step == STEPS
     assert len(record.read_text().splitlines()) == lines  # no step recorded
     assert [p.name for p in run_checkpoints(run)] == finished
+
+
+@pytest.mark.parametrize("stop, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_run_stopped_by_a_signal_exits_128_plus_it_and_says_how_to_resume(stop, status, store, tmp_path):
+    """A scheduler's SIGTERM or a Ctrl-C is not a finished run (Lightning's own exits were 0 and 1)."""
+    run, record = tmp_path / "run", tmp_path / "run.jsonl"
+    args = command("simclr", store, run, record, "--trainer.max_epochs", "50")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "Pre-Training" / "simclr.py"), *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not run_checkpoints(run) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(stop)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == status, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"stopped by {stop.name} at step ")
+    assert last.endswith("run the same command again to resume.")
+    step = int(last.split(" at step ")[1].split(";")[0])
+    newest = run_checkpoints(run)[0]
+    assert newest.name in last
+    if stop == signal.SIGTERM:  # saved at the step it stopped at
+        assert int(newest.stem.split("step=")[1]) == step

@@ -1,6 +1,7 @@
 """The LightningCLI shared by ``medssl pretrain`` and the pre-training scripts in ``Pre-Training/``."""
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from . import methods
 from .callbacks import ExportBackbone, LoggedStepsProgressBar
 from .cluster import cluster_plugin
 from .datamodule import SliceStoreDataModule
-from .resume import AtomicCheckpointIO, RunCheckpoints, run_checkpoints
+from .resume import STOPPED, AtomicCheckpointIO, RunCheckpoints, run_checkpoints, stopped_message
 
 RUNS_DIR = "runs"
 
@@ -86,10 +87,24 @@ def pretrain_cli(method: str | type, args=None, run: bool = True, prog: str | No
     Trainer defaults: bf16 mixed precision on GPUs that have it (32-bit elsewhere), the run in
     ``runs/<method>`` (TensorBoard logs, checkpoints, backbone), checkpoints every 1000 steps and
     every epoch written atomically, SLURM requeue on SIGUSR1, the learning rate logged, and the
-    backbone exported at the end.
+    backbone exported at the end. A run stopped by SIGTERM (a checkpoint at that step first) or
+    Ctrl-C exits with 128 + the signal's number and one line on how to resume.
     """
     if isinstance(method, str):
         method = methods.method(method).cls
+    STOPPED.clear()
+    try:
+        return _pretrain_cli(method, args, run, prog)
+    except (SystemExit, KeyboardInterrupt):  # Lightning's ends of a run a signal stopped
+        stopped = stopped_message()
+        if stopped is None:
+            raise
+        status, line = stopped
+        print(line, file=sys.stderr)
+        raise SystemExit(status) from None
+
+
+def _pretrain_cli(method, args, run: bool, prog: str | None) -> LightningCLI:
     with quiet_lightning(), warnings.catch_warnings():
         # args given in code replace the command line on purpose (medssl pretrain passes them)
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")

@@ -22,6 +22,7 @@ import torch
 from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from . import cluster
 
@@ -40,6 +41,7 @@ def step_seed(*keys: int) -> int:
                % 2**63)
 
 
+STOPPED: dict = {}  # how this process's run was stopped by a signal, for the exit status and message
 STEP_STREAM, VIEW_STREAM = 1, 2  # the step's draws and the device views', from the same key
 
 
@@ -170,6 +172,19 @@ class RunCheckpoints(Checkpoint):
     def on_train_end(self, trainer, module) -> None:
         self.save(trainer)
 
+    def on_exception(self, trainer, module, exception) -> None:
+        """SIGTERM (a scheduler's stop): Lightning stops at the next step boundary, where a
+        checkpoint is whole; Ctrl-C may land inside a step, so the newest checkpoint stays."""
+        if isinstance(exception, SIGTERMException):
+            self.save(trainer)
+            STOPPED.update(signal="SIGTERM", step=trainer.global_step)
+        elif isinstance(exception, KeyboardInterrupt):
+            STOPPED.update(signal="SIGINT", step=trainer.global_step)
+        else:
+            return
+        newest = run_checkpoints(trainer.default_root_dir)
+        STOPPED["checkpoint"] = newest[0].name if newest else None
+
     # --- how ------------------------------------------------------------------------------------
     def save(self, trainer: pl.Trainer) -> Path | None:
         """A checkpoint at the current step (once per step), then the old ones pruned."""
@@ -297,3 +312,14 @@ def stopping_for_requeue(trainer: pl.Trainer) -> bool:
     """The run stops because it was requeued: end-of-training work (the final backbone, pictures)
     is for the run that finishes, not for this one."""
     return any(isinstance(cb, RunCheckpoints) and cb.requeued for cb in trainer.callbacks)
+
+
+def stopped_message() -> tuple[int, str] | None:
+    """(exit status 128 + signal, one line on how to resume) if a signal stopped the run."""
+    if not STOPPED:
+        return None
+    number = getattr(signal, STOPPED["signal"])
+    where = (f"the newest checkpoint is {STOPPED['checkpoint']}" if STOPPED.get("checkpoint")
+             else "no checkpoint was written yet")
+    return 128 + number, (f"stopped by {STOPPED['signal']} at step {STOPPED['step']}; {where}: run the same "
+                          "command again to resume.")
