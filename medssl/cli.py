@@ -22,7 +22,7 @@ COMMANDS = {
     "download": ("download", "a public dataset or the study's released checkpoints"),
     "inspect": ("inspect", "describe and check a slice store or a checkpoint"),
     "phantom": ("phantom", "write the built-in phantom CT store and tasks"),
-    "doctor": ("doctor", "check that this machine trains every method correctly, and how fast"),
+    "doctor": ("doctor", "check that every method trains right here, and how fast"),
 }
 
 EPILOG = """examples:

@@ -49,7 +49,7 @@ def test_help_lists_every_command_on_one_line(capsys, monkeypatch):
 
 @pytest.mark.parametrize("args", [["ingest"], ["pretrain"], ["pretrain", "swav"], ["export"], ["finetune"],
                                   ["sweep"], ["report"], ["download"], ["download", "dataset"],
-                                  ["download", "checkpoint"], ["inspect"], ["phantom"]], ids=" ".join)
+                                  ["download", "checkpoint"], ["inspect"], ["phantom"], ["doctor"]], ids=" ".join)
 def test_every_command_has_help(args, capsys):
     assert main([*args, "--help"]) == 0
     assert f"usage: medssl {' '.join(args)}" in capsys.readouterr().out
