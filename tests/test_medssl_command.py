@@ -147,3 +147,39 @@ def test_inspecting_a_store_without_slices_is_not_a_success(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "medssl", "inspect", str(tmp_path / "empty")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1 and "holds no slices" in proc.stderr
+
+
+def one_line_error(proc) -> str:
+    lines = [line for line in proc.stderr.strip().splitlines() if line.startswith("error: ")]
+    assert proc.returncode == 1 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    return lines[0]
+
+
+def test_ordinary_mistakes_get_one_line_naming_the_file(tmp_path):
+    """A wrong store, a store smaller than a batch, a folder given as a checkpoint: one line, exit 1."""
+    quick = str(ROOT / "Pre-Training" / "configs" / "simclr_quick.yaml")
+    run = ["medssl", "pretrain", "simclr", "fit", "--config", quick, "--trainer.default_root_dir", str(tmp_path / "r")]
+    proc = subprocess.run([sys.executable, "-m", *run, "--data.store", str(tmp_path / "stor")],
+                          capture_output=True, text=True, timeout=300)
+    assert str(tmp_path / "stor") in one_line_error(proc)
+    store = phantom_store_path(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", *run, "--data.store", str(store), "--data.batch_size", "64"],
+                          capture_output=True, text=True, timeout=300)
+    assert "lower --data.batch_size (at most 16)" in one_line_error(proc)
+    from medssl.data.phantom_tasks import TaskCounts, write_phantom_tasks
+
+    tasks = write_phantom_tasks(tmp_path / "tasks", size=32, counts=TaskCounts(4, 1, 1), progress=False)
+    finetune = [sys.executable, "-m", "medssl", "finetune", "fit", "--data.kind", "medmnist"]
+    proc = subprocess.run([*finetune, "--data.path", str(tasks["organ"]), "--model.checkpoint", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert f"error: {tmp_path}: not a readable PyTorch checkpoint" in one_line_error(proc)
+    proc = subprocess.run([*finetune, "--data.path", str(tmp_path / "organ.npz")],  # a task file that is not there
+                          capture_output=True, text=True, timeout=300)
+    assert str(tmp_path / "organ.npz") in one_line_error(proc)
+
+
+def phantom_store_path(tmp_path):
+    from medssl.data.phantom import write_phantom_store
+
+    return write_phantom_store(tmp_path / "store", patients=2, slices_per_patient=8, size=32, seed=0, workers=1,
+                               progress=False).path

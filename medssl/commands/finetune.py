@@ -17,6 +17,8 @@ from __future__ import annotations
 
 def main(argv=None, prog: str | None = None) -> int:
     from ..downstream.cli import finetune_cli
+    from ..user_errors import one_line_errors
 
-    finetune_cli(argv, prog=prog)
+    with one_line_errors():  # a wrong path or file: one line naming it, exit status 1
+        finetune_cli(argv, prog=prog)
     return 0

@@ -16,6 +16,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from ..models.sync_batchnorm import SyncFreeBatchNorm
 from ..precision import default_precision
 from ..quiet import quiet_lightning
+from ..user_errors import one_line_errors
 from . import methods
 from .callbacks import ExportBackbone, LoggedStepsProgressBar
 from .cluster import cluster_plugin
@@ -94,7 +95,8 @@ def pretrain_cli(method: str | type, args=None, run: bool = True, prog: str | No
         method = methods.method(method).cls
     STOPPED.clear()
     try:
-        return _pretrain_cli(method, args, run, prog)
+        with one_line_errors():
+            return _pretrain_cli(method, args, run, prog)
     except (SystemExit, KeyboardInterrupt):  # Lightning's ends of a run a signal stopped
         stopped = stopped_message()
         if stopped is None:

@@ -11,7 +11,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..data.intensity import HUToIntensity
-from ..data.store import SliceStore
+from ..data.store import SliceStore, StoreError
 from .batch_views import BatchMultiView
 from .resume import VIEW_STREAM, run_seed, step_seed
 from .views import MultiView, ViewSpec
@@ -170,11 +170,11 @@ class SliceStoreDataModule(pl.LightningDataModule):
         if self.store is None:
             self.store = SliceStore(self.store_path)
             if self.store.units != "HU" and self.intensity.mode != "range":
-                raise ValueError(f"{self.store_path}: values are not HU (units={self.store.units}); "
-                                 "use intensity mode 'range' with low/high.")
+                raise StoreError(f"{self.store_path}: values are not HU (units={self.store.units}); "
+                                 "use --data.intensity.mode range with low/high.")
             if len(self.store) < self.batch_size and self.drop_last:
-                raise ValueError(f"{self.store_path}: {len(self.store)} slices, fewer than one "
-                                 f"batch of {self.batch_size}.")
+                raise StoreError(f"{self.store_path}: {len(self.store)} slices, fewer than one batch of "
+                                 f"{self.batch_size}: lower --data.batch_size (at most {len(self.store)}).")
 
     def views_on_device(self) -> bool:
         if self.augment_on != "auto":
