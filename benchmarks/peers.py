@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -30,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytorch_lightning as pl
+import reporting
 import torch
 
 from medssl.pretrain.methods import OptimizerConfig
@@ -184,8 +182,7 @@ def main(argv=None) -> int:
     for name in args.methods:
         print(f"timing {name} ...", flush=True)
         rows.append(measure(name, args, device))
-    machine = (torch.cuda.get_device_name().replace(" ", "_") if device.type == "cuda"
-               else f"{platform.machine()}-{os.cpu_count()}cpu")
+    machine = reporting.machine(device)
     command = " ".join(["python", "benchmarks/peers.py", *(argv if argv is not None else sys.argv[1:])])
     report = {"machine": machine, "command": command, "torch": torch.__version__,
               "settings": {k: str(v) for k, v in vars(args).items()}, "rows": rows}
@@ -198,11 +195,7 @@ def main(argv=None) -> int:
     for r in rows:
         lines.append(f"| {r['method']} | {r['example']} | {r['theirs_s'] * 1000:.0f} | {r['ours_s'] * 1000:.0f} | "
                      f"{r['ratio']:.2f}x | {r['goal']} | {'; '.join(r['differences']) or '-'} |")
-    args.out.mkdir(parents=True, exist_ok=True)
-    prefix = args.out / f"peers-{machine}"
-    prefix.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
-    prefix.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    reporting.write(args.out, "peers", report, lines)
     return 0
 
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import socket
 import statistics
 import sys
 import time
 from pathlib import Path
 
+import reporting
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -93,8 +93,7 @@ def main(argv=None) -> int:
     measured = json.loads(raw.read_text())
     raw.unlink()
     medians = {k: statistics.median(v) for k, v in measured["times"].items()}
-    machine = (torch.cuda.get_device_name().replace(" ", "_") if args.backend == "nccl"
-               else f"{platform.machine()}-{os.cpu_count()}cpu")
+    machine = reporting.machine("cuda" if args.backend == "nccl" else "cpu")
     report = {"machine": machine, "command": " ".join(["python", "benchmarks/sync_batchnorm.py", *sys.argv[1:]]),
               "torch": torch.__version__, "settings": vars(args) | {"out": str(args.out)},
               "seconds_per_step": medians, "rounds": measured["times"], "host_reads_per_step": measured["reads"],
@@ -105,10 +104,7 @@ def main(argv=None) -> int:
              "", "| BatchNorm | ms / step | host reads / step |", "|---|---|---|"]
     lines += [f"| {k} | {medians[k] * 1000:.1f} | {measured['reads'][k]} |" for k in KINDS]
     lines += ["", f"sync-free / plain: {report['ratio']:.2f}x"]
-    prefix = args.out / f"sync_batchnorm-{machine}"
-    prefix.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
-    prefix.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    reporting.write(args.out, "sync_batchnorm", report, lines)
     return 0
 
 
