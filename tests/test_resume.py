@@ -378,3 +378,11 @@ def test_a_run_stopped_by_a_signal_exits_128_plus_it_and_says_how_to_resume(stop
     assert newest.name in last
     if stop == signal.SIGTERM:  # saved at the step it stopped at
         assert int(newest.stem.split("step=")[1]) == step
+
+
+def test_a_config_epoch_limit_that_ends_the_run_before_max_steps_says_so(store, tmp_path):
+    args = command("simclr", store, tmp_path / "run", tmp_path / "r.jsonl", "--trainer.max_epochs", "1",
+                   "--trainer.max_steps", "20")
+    with pytest.warns(UserWarning, match="max_epochs 1 ends this run at step 4, before max_steps 20: give "
+                                         "--trainer.max_epochs -1"):
+        assert pretrain_cli("simclr", args=args).trainer.global_step == 4

@@ -156,6 +156,14 @@ class RunCheckpoints(Checkpoint):
         return Path(trainer.default_root_dir) / CHECKPOINT_DIR
 
     # --- when -----------------------------------------------------------------------------------
+    def on_train_start(self, trainer, module) -> None:
+        steps, epochs = trainer.max_steps, trainer.max_epochs
+        if steps > 0 and epochs is not None and epochs > 0:
+            ends = trainer.estimated_stepping_batches  # the first of the two limits
+            if ends < steps:
+                rank_zero_warn(f"max_epochs {epochs} ends this run at step {int(ends)}, before max_steps "
+                               f"{steps}: give --trainer.max_epochs -1 to train {steps} steps.")
+
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
         if self._requeue_requested(trainer, step):
