@@ -16,3 +16,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def umask_mode(path: str | os.PathLike) -> None:
+    """Give ``path`` the mode a new file gets from the user's umask (writers that create files
+    0600, as safetensors' does, would keep them from a group that shares the run)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)

@@ -1,6 +1,8 @@
 """Exported backbones in the formats people load: .pt, .safetensors, timm's folder."""
 import importlib.util
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -98,3 +100,14 @@ def test_export_command_writes_each_format(tmp_path):
         _, report = read_backbone(tmp_path / name, arch=None)
         assert report.format is CheckpointFormat.MEDSSL_EXPORT and report.metadata["steps"] == 10
         assert report.input.size == 48
+
+
+def test_a_safetensors_export_gets_the_users_file_mode(tmp_path):
+    previous = os.umask(0o027)  # a group that shares the runs reads them
+    try:
+        path = export_backbone(trained_looking("resnet18"), tmp_path / "b.safetensors", "safetensors", method="byol",
+                               arch="resnet18")
+        pt = export_backbone(trained_looking("resnet18"), tmp_path / "b.pt", method="byol", arch="resnet18")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640 == stat.S_IMODE(pt.stat().st_mode)

@@ -275,3 +275,12 @@ def test_workers_end_with_a_killed_parent_and_the_rerun_completes(tmp_path):
     for k in range(5):
         rows = store.manifest.index[store.manifest.series_uid == f"5.{k}"]
         np.testing.assert_array_equal(np.stack([store[i] for i in rows]), volume(seed=k))
+
+
+def test_an_empty_dicom_file_is_named_as_empty(tmp_path):
+    from medssl.data.errors import UnreadableInput
+    from medssl.data.ingest.dicom import read_header
+
+    (tmp_path / "slice.dcm").write_bytes(b"")
+    with pytest.raises(UnreadableInput, match=r"^empty file \(0 bytes\)$"):
+        read_header(tmp_path / "slice.dcm")

@@ -183,3 +183,24 @@ def phantom_store_path(tmp_path):
 
     return write_phantom_store(tmp_path / "store", patients=2, slices_per_patient=8, size=32, seed=0, workers=1,
                                progress=False).path
+
+
+def test_a_misspelled_method_gets_a_suggestion(capsys):
+    with pytest.raises(SystemExit) as stop:
+        from medssl.commands.pretrain import main as pretrain_main
+
+        pretrain_main(["simcrl", "fit"])
+    assert stop.value.code == 2
+    assert "unknown method 'simcrl'; did you mean 'simclr'?" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["ingest", "export", "sweep", "report", "download_dataset", "download_checkpoint",
+                                  "inspect_store", "inspect_checkpoint", "phantom", "doctor"])
+def test_every_option_a_user_sets_has_a_line_of_help(name):
+    import argparse
+    import importlib
+
+    ap = importlib.import_module(f"medssl.commands.{name}").parser()
+    bare = [a.option_strings or [a.dest] for a in ap._actions
+            if not isinstance(a, argparse._HelpAction) and not (a.help or "").strip()]
+    assert not bare, f"medssl {name}: options without help: {bare}"

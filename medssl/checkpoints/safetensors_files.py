@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from ..files import umask_mode
+
 METADATA_KEY = "medssl"
 TIMM_WEIGHTS, TIMM_CONFIG = "model.safetensors", "config.json"
 
@@ -34,6 +36,7 @@ def write_safetensors(state: dict[str, torch.Tensor], path: Path, metadata: dict
     tmp = path.with_name(path.name + ".tmp")
     save_file({k: v.contiguous() for k, v in state.items()}, str(tmp),
               metadata={"format": "pt", METADATA_KEY: json.dumps(metadata)})
+    umask_mode(tmp)
     os.replace(tmp, path)
     return path
 

@@ -23,7 +23,8 @@ from ..downstream.formats import FORMATS
 
 def parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    datasets = ap.add_subparsers(dest="dataset", required=True, metavar="dataset")
+    datasets = ap.add_subparsers(dest="dataset", required=True, metavar="dataset",
+                                 help="which dataset (each has its own options: DATASET --help)")
     for kind, task_format in FORMATS.items():
         for download in task_format.downloads:
             sub = datasets.add_parser(download.name, help=f"{download.title} (--data.kind {kind})")

@@ -24,7 +24,7 @@ SUFFIXES = {"pt": ".pt", "safetensors": ".safetensors", "timm": "_timm"}  # timm
 
 def parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("checkpoint", type=Path)
+    ap.add_argument("checkpoint", type=Path, help="a pre-training checkpoint (runs/NAME/checkpoints/*.ckpt)")
     ap.add_argument("--out", type=Path, help="default: <method>_backbone.pt (.safetensors, _timm/) "
                     "beside the checkpoint")
     ap.add_argument("--format", choices=FILE_FORMATS, default="pt",

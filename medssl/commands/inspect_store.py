@@ -19,7 +19,7 @@ from ..data.summary import describe_store
 
 def parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("store", type=Path)
+    ap.add_argument("store", type=Path, help="a slice store folder (medssl ingest --out)")
     ap.add_argument("--verify", action="store_true", help="check every shard's full checksum")
     ap.add_argument("--preview", type=Path, help="save a PNG grid of slices here")
     ap.add_argument("--window", default="lung", help="CT window of the preview (lung, abdomen, ...)")

@@ -24,10 +24,10 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap.add_argument("--task-size", type=int, default=64, help="image size of the COVID/brain tasks")
     ap.add_argument("--organ-size", type=int, default=28, choices=(28, 64, 128, 224),
                     help="image size of the organ task (MedMNIST sizes)")
-    ap.add_argument("--organ-per-class", type=int, default=60)
-    ap.add_argument("--covid-per-class", type=int, default=80)
-    ap.add_argument("--brain-per-class", type=int, default=60)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--organ-per-class", type=int, default=60, help="organ task images per class")
+    ap.add_argument("--covid-per-class", type=int, default=80, help="COVID task images per class")
+    ap.add_argument("--brain-per-class", type=int, default=60, help="brain task images per class")
+    ap.add_argument("--seed", type=int, default=0, help="the phantoms' random seed")
     ap.add_argument("--no-tasks", action="store_true", help="write only the pre-training store")
     ap.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     return ap

@@ -30,7 +30,14 @@ def main(argv=None, prog: str | None = None) -> int:
         print("\n".join(names))
         return 0
     # the method is this parser's; the rest (fit, --config, ...) is the LightningCLI's
-    method = parser(names, prog).parse_args(argv[:1]).method
+    ap = parser(names, prog)
+    if argv[:1] and not argv[0].startswith("-") and argv[0] not in names:
+        import difflib
+
+        close = difflib.get_close_matches(argv[0].lower(), names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        ap.error(f"unknown method {argv[0]!r}{hint} (registered: {', '.join(names)})")
+    method = ap.parse_args(argv[:1]).method
     from ..pretrain.cli import pretrain_cli
 
     pretrain_cli(method, args=argv[1:], prog=f"{prog or 'python -m medssl.pretrain'} {method}")

@@ -26,7 +26,7 @@ def show_warning(message, *_, **__):
 
 def parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("results", type=Path)
+    ap.add_argument("results", type=Path, help="a sweep's results.csv (its shards' files are read too)")
     ap.add_argument("--out", type=Path, help="default: a report/ folder beside results.csv")
     ap.add_argument("--baseline", help="the label, method or checkpoint to compare with (default: random init)")
     ap.add_argument("--metric", default="accuracy", choices=METRICS,

@@ -50,11 +50,15 @@ def show_warning(message, *_, **__):
 def parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                  allow_abbrev=False)
-    ap.add_argument("--task", type=parse_task, action="append", required=True)
-    ap.add_argument("--checkpoints", nargs="+", default=list(SweepConfig.checkpoints))
-    ap.add_argument("--fractions", nargs="+", type=float, default=list(SweepConfig.fractions))
-    ap.add_argument("--seeds", nargs="+", type=int, default=list(SweepConfig.seeds))
-    ap.add_argument("--out", default="results/results.csv")
+    ap.add_argument("--task", type=parse_task, action="append", required=True, metavar="NAME=KIND:PATH",
+                    help="a labelled task (KIND: covid, medmnist, brain, folder, csv); repeat for more")
+    ap.add_argument("--checkpoints", nargs="+", default=list(SweepConfig.checkpoints), metavar="CHECKPOINT",
+                    help="backbone files, released names, or random (default: %(default)s)")
+    ap.add_argument("--fractions", nargs="+", type=float, default=list(SweepConfig.fractions), metavar="F",
+                    help="training-set fractions, nested per seed (default: %(default)s)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=list(SweepConfig.seeds), metavar="SEED",
+                    help="subset and training seeds (default: %(default)s)")
+    ap.add_argument("--out", default="results/results.csv", help="the results table (default: %(default)s)")
     ap.add_argument("--shard", help="I/N: this worker's share of the runs (default: the SLURM job array's task, "
                     "else all)")
     return ap

@@ -72,6 +72,8 @@ def read_header(path: Path) -> dict:
 
 
 def _header(path: Path) -> dict:
+    if Path(path).stat().st_size == 0:
+        raise UnreadableInput(None, "empty file (0 bytes)")
     try:
         ds = read_dataset(path, stop_before_pixels=True, specific_tags=HEADER_TAGS)
     except Exception as err:  # pydicom raises many kinds on damaged files
