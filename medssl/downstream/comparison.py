@@ -6,6 +6,7 @@ checkpoints' scores are compared pair by pair (:mod:`.paired`); a seed one side 
 out and counted."""
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from .scores import METRICS
 RANDOM = "random"
 GROUP = ["task", "mode"]
 TOLERANCE = 1e-9  # means computed from the same numbers in another order differ by rounding
+MIN_SEEDS, MIN_TEST = 3, 30  # below either, a "labels saved" claim is too few to tell
 
 
 def label_checkpoints(results: pd.DataFrame) -> pd.DataFrame:
@@ -79,17 +81,29 @@ def t_interval(mean, std, count, confidence: float = 0.95):
     return mean - half, mean + half
 
 
+def test_images(confusion) -> float:
+    """The test-set size of a run: the sum of its confusion matrix (NaN if none)."""
+    try:
+        return float(np.asarray(json.loads(confusion)).sum())
+    except (TypeError, ValueError):
+        return float("nan")
+
+
 def summarise(results: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """Per task x mode x label x fraction: each metric's mean, std and t interval over seeds
-    (``<metric>_mean``, ``_std``, ``_low``, ``_high``), ``runs`` and ``n_train``."""
+    (``<metric>_mean``, ``_std``, ``_low``, ``_high``; the interval kept within the metric's
+    range, 0..1), ``runs``, ``n_train`` and ``n_test``."""
+    results = results.assign(n_test=results["confusion"].map(test_images) if "confusion" in results
+                             else float("nan"))
     grouped = results.groupby([*GROUP, "label", "method", "fraction"])
     table = grouped.size().rename("runs").to_frame()
     table["n_train"] = grouped["n_train"].mean()
+    table["n_test"] = grouped["n_test"].mean()
     for metric in METRICS:
         stats = grouped[metric].agg(["mean", "std", "count"])
         low, high = t_interval(stats["mean"], stats["std"], stats["count"], confidence)
         table[f"{metric}_mean"], table[f"{metric}_std"] = stats["mean"], stats["std"]
-        table[f"{metric}_low"], table[f"{metric}_high"] = low, high
+        table[f"{metric}_low"], table[f"{metric}_high"] = np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
     return table.reset_index()
 
 
@@ -111,7 +125,8 @@ def differences(results: pd.DataFrame, baseline: str, confidence: float = 0.95) 
             found = paired_difference(pairs[metric], pairs[f"{metric}_base"], confidence)
             rows.append({"task": task, "mode": mode, "label": label, "method": method, "fraction": fraction,
                          "n_train": runs.n_train.mean(), "metric": metric, "baseline": baseline,
-                         "mean": found.mean, "low": found.low, "high": found.high, "pairs": found.n,
+                         "mean": found.mean, "low": max(found.low, -1.0), "high": min(found.high, 1.0),
+                         "pairs": found.n,
                          "left_out": len(runs) + len(base) - 2 * found.n, "verdict": found.verdict})
     return pd.DataFrame(rows, columns=DIFFERENCE_COLUMNS)
 
@@ -171,6 +186,12 @@ def labels_saved_line(summary: pd.DataFrame, label: str, baseline: str, metric: 
     if reached.empty:
         return f"{display(label)} does not reach {goal}"
     fraction, n_train = reached.index[0], round(reached.n_train.iloc[0])
+    seeds = int(min(reached.runs.iloc[0], base.loc[reference, "runs"]))
+    n_test = min(reached.n_test.iloc[0], base.loc[reference, "n_test"]) if "n_test" in own else float("nan")
+    if seeds < MIN_SEEDS or not n_test >= MIN_TEST:
+        tested = "an unknown number of" if np.isnan(n_test) else f"{n_test:.0f}"
+        return (f"{display(label)} vs {goal}: too few to tell ({seeds} seeds, {tested} test images; a claim "
+                f"of labels saved needs {MIN_SEEDS} seeds and {MIN_TEST} test images)")
     if fraction == reference:
         return f"{display(label)} reaches {goal} only at that fraction: no labels saved"
     if fraction > reference:

@@ -174,15 +174,14 @@ def shard_files(path: str | os.PathLike) -> list[Path]:
 
 
 def read_sweep(path: str | os.PathLike) -> pd.DataFrame:
-    """The finished runs of a sweep: ``path`` and its shards' files (``shard_files``), each run
-    once (the first row of a run found, in that order)."""
+    """The finished runs of a sweep: ``path`` and its shards' files (``shard_files``), in that
+    order (a run found twice stays twice: the report keeps its last row and says so)."""
     path = Path(path)
     sources = [p for p in [path, *shard_files(path)] if p.is_file()]
     if not sources:
         raise ResultsError(f"{path}: no such results file (nor shard files {path.stem}.shard-*-of-*{path.suffix}).")
     tables = [read_results(p) for p in sources]
-    table = pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
-    return table.drop_duplicates(subset=KEY, keep="first").reset_index(drop=True)
+    return pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
 
 
 def repair(path: str | os.PathLike) -> pd.DataFrame:
