@@ -350,4 +350,5 @@ def test_command_exit_status_says_whether_anything_was_skipped(tmp_path):
     missing = subprocess.run([sys.executable, str(ROOT / "Pre-Training" / "preprocess.py"),
                               str(tmp_path / "nowhere"), "--out", str(tmp_path / "t")],
                              capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert missing.returncode == 2 and "input not found" in (tmp_path / "t" / "ingest_errors.csv").read_text()
+    assert missing.returncode == 1 and str(tmp_path / "nowhere") in missing.stderr  # a typo: not a store of 0
+    assert not (tmp_path / "t").exists()

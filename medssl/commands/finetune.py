@@ -17,8 +17,9 @@ from __future__ import annotations
 
 def main(argv=None, prog: str | None = None) -> int:
     from ..downstream.cli import finetune_cli
+    from ..exits import stopped_by_signal
     from ..user_errors import one_line_errors
 
-    with one_line_errors():  # a wrong path or file: one line naming it, exit status 1
-        finetune_cli(argv, prog=prog)
+    with one_line_errors(), stopped_by_signal("the fine-tune did not finish: run it again."):
+        finetune_cli(argv, prog=prog)  # a wrong path or file: one line naming it, exit status 1
     return 0

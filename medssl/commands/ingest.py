@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..data import StoreError
 from ..data.ingest import DEFAULT_THRESHOLD, IngestError, Options, ingest
+from ..exits import signal_status
 
 
 def parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -52,6 +53,7 @@ def main(argv=None, prog: str | None = None) -> int:
     options = Options(size=args.size, modalities=tuple(m.upper() for m in args.modality),
                       clip=tuple(args.clip) if args.clip else None, thin=args.thin,
                       nifti_modality=args.nifti_modality.upper())
+    STOPPED_BY_SIGTERM.clear()
     missing = [str(p) for p in args.inputs if not Path(p).exists()]
     if missing:  # a mistyped path must not make an empty, valid store
         print(f"error: no such file or folder: {', '.join(missing)} (nothing written)", file=sys.stderr)
@@ -62,9 +64,10 @@ def main(argv=None, prog: str | None = None) -> int:
                                         workers=args.workers, overwrite=args.overwrite,
                                         errors_report=args.errors, dry_run=args.dry_run)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: finished series are kept in {args.out}; run the same command "
+        stop = "SIGTERM" if STOPPED_BY_SIGTERM else "SIGINT"
+        print(f"\nstopped by {stop}; finished series are kept in {args.out}: run the same command "
               "again to finish.", file=sys.stderr)
-        return 130
+        return signal_status(signal.SIGTERM if STOPPED_BY_SIGTERM else signal.SIGINT)
     except (IngestError, StoreError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -81,7 +84,11 @@ def main(argv=None, prog: str | None = None) -> int:
     return 2 if summary.anything_skipped else 0
 
 
+STOPPED_BY_SIGTERM: list[int] = []
+
+
 def _interrupt(signum, frame):
+    STOPPED_BY_SIGTERM.append(signum)
     raise KeyboardInterrupt
 
 

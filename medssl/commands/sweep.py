@@ -33,6 +33,7 @@ from ..data.errors import UnreadableInput
 from ..downstream import TaskError
 from ..downstream.results import ResultsError
 from ..downstream.sweep import Shard, SweepConfig, run_sweep
+from ..exits import stopped_by_signal
 
 
 def parse_task(text: str):
@@ -76,7 +77,8 @@ def main(argv=None, prog: str | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = show_warning
-            table = run_sweep(config, args.out, shard=shard)
+            with stopped_by_signal(f"finished runs are kept in {args.out}: run the same command again to go on."):
+                table = run_sweep(config, args.out, shard=shard)
     except (TaskError, UnreadableInput, CheckpointError, ResultsError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
