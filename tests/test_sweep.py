@@ -101,11 +101,13 @@ def test_sweep_and_report_commands(setup, tmp_path):
     root, config = setup
     organ = config.tasks["organ"][1]
     cmd = [sys.executable, str(ROOT / "Downstream" / "sweep.py"), "--task", f"organ=medmnist:{organ}",
-           "--checkpoints", "random", "--fractions", "1.0", "--seeds", "0", "--model.arch", "resnet18",
+           "--checkpoints", "random", "--fractions", "1.0", "--seeds", "0", "1", "--model.arch", "resnet18",
            "--data.image_size", "32", "--data.batch_size", "16", "--trainer.max_epochs", "1",
            "--model.freeze_epochs", "0", "--data.num_workers", "0", "--out", str(tmp_path / "results.csv")]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    said = proc.stdout + proc.stderr
+    assert said.count("GPU available") == 1 and "2 runs in" in said  # once per sweep, not per run
     report = subprocess.run([sys.executable, str(ROOT / "Downstream" / "report.py"),
                              str(tmp_path / "results.csv")], capture_output=True, text=True,
                             cwd=ROOT, timeout=300)

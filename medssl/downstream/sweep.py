@@ -15,10 +15,13 @@ report) reads results.csv and every shard's file as one table, each run once.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
 import time
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,6 +171,29 @@ def run_one(config: SweepConfig, task: str, ckpt: str, fraction: float, seed: in
             "classes": json.dumps(list(cli.datamodule.load().classes))}  # the confusion rows' names
 
 
+@contextmanager
+def once_per_sweep(shown: set[str], first: bool):
+    """What every run would say alike (Lightning's device lines and tips, a task's skipped files),
+    said by the sweep's first run only: later runs keep Lightning's info lines to themselves and
+    show only warnings not shown before."""
+    loggers = [logging.getLogger(name) for name in ("pytorch_lightning", "lightning_fabric", "lightning")]
+    levels = [logger.level for logger in loggers]
+    if not first:
+        for logger in loggers:
+            logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+        for warning in caught:
+            if str(warning.message) not in shown:
+                shown.add(str(warning.message))
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+
+
 def all_runs(config: SweepConfig) -> list[tuple[str, str, float, int]]:
     """Every run of the sweep, in its fixed order (what shards split)."""
     return [(t, c, float(f), int(s)) for t in config.tasks for c in config.checkpoints
@@ -198,7 +224,10 @@ def run_sweep(config: SweepConfig, out: str | Path, progress: bool = True, shard
     plan = [(t, c, f, s) for i, (t, c, f, s) in enumerate(all_runs(config))
             if (shard is None or shard.takes(i)) and (t, c, mode, f, s) not in done]
     label = f"sweep shard {shard}" if shard else "sweep"
-    for task, ckpt, fraction, seed in tqdm(plan, desc=label, unit="run", disable=not progress):
-        append_row(own, run_one(config, task, ckpt, fraction, seed, methods[ckpt], scratch))
+    shown: set[str] = set()
+    for number, (task, ckpt, fraction, seed) in enumerate(tqdm(plan, desc=label, unit="run", disable=not progress)):
+        with once_per_sweep(shown, first=number == 0):
+            row = run_one(config, task, ckpt, fraction, seed, methods[ckpt], scratch)
+        append_row(own, row)
     shutil.rmtree(scratch, ignore_errors=True)
     return read_sweep(out)
