@@ -127,3 +127,14 @@ def test_a_sweep_run_is_the_fine_tune_command_at_its_fraction_seed_and_checkpoin
     assert run["data.backbone"] == run["model.checkpoint"] == "ckpt.pt"  # the data side learns it
     assert (run["data.fraction"], run["data.seed"], run["seed_everything"]) == (0.25, 2, 2)
     assert run["data.test_fraction"] == 0.3 and config.settings().model.lr == 0.001
+
+
+def test_the_sweep_command_s_help_loads_no_torch_and_its_defaults_are_the_sweep_s():
+    from medssl.commands import sweep as command
+
+    assert command.CHECKPOINTS == list(SweepConfig.checkpoints) and command.SEEDS == list(SweepConfig.seeds)
+    probe = ("import contextlib, io, sys\nfrom medssl.commands.sweep import main\n"
+             "with contextlib.redirect_stdout(io.StringIO()):\n    try:\n        main(['--help'])\n"
+             "    except SystemExit:\n        pass\nprint('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.stdout.strip() == "False", out.stderr[-2000:]

@@ -28,12 +28,12 @@ import argparse
 import sys
 import warnings
 
-from ..checkpoints import CheckpointError
-from ..data.errors import UnreadableInput
-from ..downstream import TaskError
-from ..downstream.results import ResultsError
-from ..downstream.sweep import Shard, SweepConfig, run_sweep
+from ..downstream.subsets import DEFAULT_FRACTIONS
 from ..exits import stopped_by_signal
+
+# the sweep's defaults (``SweepConfig``'s; tests/test_sweep.py holds them equal): --help and
+# parsing load no torch
+CHECKPOINTS, SEEDS = ["random"], [0, 1, 2]
 
 
 def parse_task(text: str):
@@ -53,11 +53,11 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
                                  allow_abbrev=False)
     ap.add_argument("--task", type=parse_task, action="append", required=True, metavar="NAME=KIND:PATH",
                     help="a labelled task (KIND: covid, medmnist, brain, folder, csv); repeat for more")
-    ap.add_argument("--checkpoints", nargs="+", default=list(SweepConfig.checkpoints), metavar="CHECKPOINT",
+    ap.add_argument("--checkpoints", nargs="+", default=CHECKPOINTS, metavar="CHECKPOINT",
                     help="backbone files, released names, or random (default: %(default)s)")
-    ap.add_argument("--fractions", nargs="+", type=float, default=list(SweepConfig.fractions), metavar="F",
+    ap.add_argument("--fractions", nargs="+", type=float, default=list(DEFAULT_FRACTIONS), metavar="F",
                     help="training-set fractions, nested per seed (default: %(default)s)")
-    ap.add_argument("--seeds", nargs="+", type=int, default=list(SweepConfig.seeds), metavar="SEED",
+    ap.add_argument("--seeds", nargs="+", type=int, default=SEEDS, metavar="SEED",
                     help="subset and training seeds (default: %(default)s)")
     ap.add_argument("--out", default="results/results.csv", help="the results table (default: %(default)s)")
     ap.add_argument("--shard", help="I/N: this worker's share of the runs (default: the SLURM job array's task, "
@@ -68,6 +68,12 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
 def main(argv=None, prog: str | None = None) -> int:
     ap = parser(prog)
     args, finetune = ap.parse_known_args(argv)
+    from ..checkpoints import CheckpointError
+    from ..data.errors import UnreadableInput
+    from ..downstream import TaskError
+    from ..downstream.results import ResultsError
+    from ..downstream.sweep import Shard, SweepConfig, run_sweep
+
     try:
         shard = Shard.parse(args.shard) if args.shard else Shard.from_slurm_array()
     except ValueError as err:
