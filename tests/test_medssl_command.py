@@ -2,6 +2,7 @@
 same functions, and a round trip through it (ingest DICOM -> inspect the store -> pre-train one
 step -> export the checkpoint -> inspect the backbone) with the documented exit statuses."""
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -204,3 +205,17 @@ def test_every_option_a_user_sets_has_a_line_of_help(name):
     bare = [a.option_strings or [a.dest] for a in ap._actions
             if not isinstance(a, argparse._HelpAction) and not (a.help or "").strip()]
     assert not bare, f"medssl {name}: options without help: {bare}"
+
+
+def test_the_fine_tune_command_s_help_explains_every_model_and_data_option():
+    proc = subprocess.run([sys.executable, "-m", "medssl", "finetune", "fit", "--help"], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode == 0
+    options = re.findall(r"^  (--(?:model|data)\.\w+)(?: \S+)?\s{2,}(.*)$", proc.stdout, re.M)
+    assert len(options) > 20
+    bare = [name for name, text in options if text.startswith("(type")]
+    assert not bare, f"options without a line of help: {bare}"
+    assert "--model.mode {finetune,linear,knn}" in proc.stdout and "lacks type and help" not in proc.stdout
+    about = subprocess.run([sys.executable, "-m", "medssl", "finetune", "--help"], capture_output=True, text=True,
+                           timeout=300)
+    assert "Fine-tune, or probe" in about.stdout and "Lightning Trainer command line tool" not in about.stdout

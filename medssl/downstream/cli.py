@@ -92,7 +92,9 @@ def _cli(cli_class, args, run: bool, **kwargs) -> FineTuneCLI:
 def finetune_cli(args=None, run: bool = True, verbose: bool = True, prog: str | None = None) -> FineTuneCLI:
     """``args``: the command line (default: ``sys.argv[1:]``); ``prog``: the command's name in
     ``--help`` (default: the script's)."""
-    return _cli(FineTuneCLI, args, run, verbose=verbose, parser_kwargs={"prog": prog} if prog else None)
+    about = {"description": "Fine-tune, or probe (linear, kNN), a pre-trained backbone on a labelled task; "
+             "'fit --help' lists every option, 'fit --print_config' every setting."}
+    return _cli(FineTuneCLI, args, run, verbose=verbose, parser_kwargs={**about, **({"prog": prog} if prog else {})})
 
 
 def finetune_settings(args) -> Namespace:

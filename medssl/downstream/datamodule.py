@@ -75,6 +75,25 @@ class TaskDataModule(pl.LightningDataModule):
     project default), whose recorded mapping ``input_mapping`` reads. ``intensity``
     (``HUToIntensity`` keyword arguments), ``mean`` and ``std`` replace the backbone's values
     (None: keep them), with an ``InputMappingWarning`` where they differ.
+
+    Args:
+        kind: the task's layout: covid, medmnist, brain, folder or csv.
+        path: the task's folder or file.
+        image_size: side the images are resized to.
+        batch_size: images per step.
+        fraction: share of the training split used (stratified, nested per seed).
+        seed: the subset's and the run's seed.
+        min_per_class: training images per class at least, whatever the fraction.
+        per_class: that many training images of each class, instead of a fraction.
+        augment: light augmentation (small shifts, rotations, flips) of training images.
+        num_workers: DataLoader worker processes.
+        val_fraction: validation share, for tasks without a validation split of their own.
+        test_fraction: test share, for tasks without a test split of their own.
+        mean: input normalisation mean; null: the backbone's recorded one.
+        std: input normalisation std; null: the backbone's recorded one.
+        intensity: HU windowing of DICOM inputs (HUToIntensity arguments); null: the backbone's.
+        backbone: the backbone file whose input mapping is used (set from model.checkpoint).
+        trust_backbone: run that file's pickled code (set from model.trust_checkpoint).
     """
 
     def __init__(self, kind: str, path: str, image_size: int = 224, batch_size: int = 64,

@@ -2,6 +2,8 @@
 (kNN vote, linear probe) on the same backbone."""
 from __future__ import annotations
 
+from typing import Literal
+
 import pytorch_lightning as pl
 import torch
 import torch.nn as nn
@@ -59,9 +61,20 @@ class FineTune(pl.LightningModule):
     - ``linear`` (frozen features): the linear probe (``medssl.downstream.linear_probe``): a
       logistic regression on the standardised features, its ``C`` chosen by validation accuracy.
 
-    ``arch``: the torchvision ResNet; unset, the checkpoint's (its architecture is in the file),
-    resnet50 for random initialisation. A given ``arch`` the checkpoint does not hold is an error
-    naming both.
+    Args:
+        num_classes: classes of the task (set from the data; no need to give it).
+        checkpoint: the backbone: a file (any format the loader reads), a released name, or
+            null for random initialisation.
+        arch: torchvision ResNet; unset: the checkpoint's (its architecture is in the file),
+            resnet50 for random initialisation. One the checkpoint does not hold is an error.
+        mode: finetune (the study's protocol), linear (a probe on frozen features) or knn.
+        lr: learning rate of the new head (finetune), Adam.
+        weight_decay: Adam's weight decay (finetune).
+        freeze_epochs: epochs with the backbone frozen but its BatchNorm affine training (finetune).
+        backbone_lr: learning rate of the backbone once unfrozen (finetune).
+        knn_k: neighbours of the kNN vote (knn).
+        knn_temperature: temperature of the kNN vote's weights (knn).
+        trust_checkpoint: run a checkpoint file's pickled code (only for files you trust).
 
     In the frozen modes nothing trains: one epoch, in eval mode, collects the features of the
     training images (``features``); validation collects its own, fits the classifier (the
@@ -69,7 +82,7 @@ class FineTune(pl.LightningModule):
     """
 
     def __init__(self, num_classes: int, checkpoint: str | None = None, arch: str | None = None,
-                 mode: str = "finetune", lr: float = 1e-4, weight_decay: float = 5e-4,
+                 mode: Literal["finetune", "linear", "knn"] = "finetune", lr: float = 1e-4, weight_decay: float = 5e-4,
                  freeze_epochs: int = 10, backbone_lr: float = 1e-4, knn_k: int = K,
                  knn_temperature: float = TEMPERATURE, trust_checkpoint: bool = False):
         super().__init__()

@@ -112,7 +112,10 @@ def _pretrain_cli(method, args, run: bool, prog: str | None) -> LightningCLI:
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         return PretrainCLI(
             method, SliceStoreDataModule, args=args, run=run, seed_everything_default=0,
-            save_config_kwargs={"overwrite": True}, parser_kwargs={"prog": prog} if prog else None,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"description": f"Pre-train a backbone with {method.method_name} on a slice store; 'fit "
+                           "--help' lists every option, 'fit --print_config' every setting.",
+                           **({"prog": prog} if prog else {})},
             auto_configure_optimizers=False,  # one way to set the optimiser: --model.optimizer.*
             trainer_defaults={"precision": default_precision(), "callbacks": [
                 LearningRateMonitor(logging_interval="step"),
