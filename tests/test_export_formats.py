@@ -95,7 +95,7 @@ def test_export_command_writes_each_format(tmp_path):
     spec = importlib.util.spec_from_file_location("export_script", ROOT / "Pre-Training" / "export.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    for fmt, name in (("safetensors", "byol_backbone.safetensors"), ("timm", "byol_backbone_timm")):
+    for fmt, name in (("safetensors", "byol_backbone_step10.safetensors"), ("timm", "byol_backbone_step10_timm")):
         assert script.main([str(tmp_path / "last.ckpt"), "--format", fmt]) == 0
         _, report = read_backbone(tmp_path / name, arch=None)
         assert report.format is CheckpointFormat.MEDSSL_EXPORT and report.metadata["steps"] == 10

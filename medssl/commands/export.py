@@ -25,8 +25,8 @@ SUFFIXES = {"pt": ".pt", "safetensors": ".safetensors", "timm": "_timm"}  # timm
 def parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", type=Path, help="a pre-training checkpoint (runs/NAME/checkpoints/*.ckpt)")
-    ap.add_argument("--out", type=Path, help="default: <method>_backbone.pt (.safetensors, _timm/) "
-                    "beside the checkpoint")
+    ap.add_argument("--out", type=Path, help="default: <method>_backbone_step<N>.pt (.safetensors, _timm/) "
+                    "beside the checkpoint (the step keeps it apart from the run's own final export)")
     ap.add_argument("--format", choices=FILE_FORMATS, default="pt",
                     help="pt (torch.save), safetensors, or timm (a folder timm.create_model "
                     "('local-dir:FOLDER') reads); default: pt")
@@ -46,7 +46,8 @@ def main(argv=None, prog: str | None = None) -> int:
         return 1
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=True)  # ours: plain types
     model.fc = torch.nn.Identity()
-    out = args.out or args.checkpoint.parent / f"{report.method}_backbone{SUFFIXES[args.format]}"
+    name = f"{report.method}_backbone_step{ckpt['global_step']}{SUFFIXES[args.format]}"
+    out = args.out or args.checkpoint.parent / name
     export_pretrained(model, out, method=report.method, arch=report.arch, epoch=ckpt["epoch"],
                       step=ckpt["global_step"], model_config=ckpt.get("hyper_parameters", {}),
                       data_config=ckpt.get("datamodule_hyper_parameters", {}), file_format=args.format)
