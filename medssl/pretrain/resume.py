@@ -163,6 +163,13 @@ class RunCheckpoints(Checkpoint):
             if ends < steps:
                 rank_zero_warn(f"max_epochs {epochs} ends this run at step {int(ends)}, before max_steps "
                                f"{steps}: give --trainer.max_epochs -1 to train {steps} steps.")
+        total = trainer.estimated_stepping_batches
+        every = trainer.log_every_n_steps
+        if total != float("inf") and 1 < total < 2 * every:  # a short run would log its loss once or never
+            trainer.log_every_n_steps = max(1, int(total) // 4)
+            rank_zero_info(f"this run has {int(total)} steps: the loss is logged every "
+                           f"{trainer.log_every_n_steps} steps (log_every_n_steps {every} would log it "
+                           f"{int(total) // every} times).")
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
