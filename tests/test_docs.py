@@ -196,3 +196,16 @@ def test_protocol_page_agrees_with_the_configs():
                 assert same(cell, value), f"{folder}/{name}: {key[1]} is {value}, the page says {cell}"
                 compared += 1
     assert compared > 80
+
+
+def test_the_readme_states_the_exit_status_rule():
+    import signal
+
+    from medssl.exits import COULD_NOT_RUN, FINISHED, SKIPPED, signal_status
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| exit status |"):].split("\n\n")[0]
+    rows = dict(re.findall(r"^\| `?([^|`]+?)`? \| ([^|]+) \|$", table, re.M))
+    assert rows[str(FINISHED)].startswith("finished") and rows[str(COULD_NOT_RUN)].startswith("could not run")
+    assert rows[str(SKIPPED)].startswith("finished, with items skipped")
+    assert "128 + signal" in rows and signal_status(signal.SIGTERM) == 143 and signal_status(signal.SIGINT) == 130

@@ -22,7 +22,7 @@ def rows(text: str) -> dict[str, list[str]]:
 
 def test_the_table_has_every_check_for_every_method(report):
     status, text = report
-    assert status in (0, 1)
+    assert status in (0, 2)  # 2: a method to look at (CPU speed ratios)
     table = rows(text)
     assert set(table) == {"simclr", "spark", "barlowtwins"}
     assert "precision bf16-mixed" in text and "requeue not armed" in text and "DDP: 2 processes" in text

@@ -3,16 +3,12 @@ skipped, 128 + signal when a signal stopped it, with one line on how to go on.""
 from __future__ import annotations
 
 import os
-import re
 import signal
-from pathlib import Path
 
 import pytest
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from medssl.exits import COULD_NOT_RUN, FINISHED, SKIPPED, signal_status, stopped_by_signal
-
-ROOT = Path(__file__).resolve().parents[1]
+from medssl.exits import stopped_by_signal
 
 
 def test_lightnings_sigterm_exit_becomes_143_with_the_way_on(capsys):
@@ -37,11 +33,3 @@ def test_ctrl_c_becomes_130_also_where_lightning_turns_it_into_exit_1(capsys):
         raise SystemExit(1)  # no signal: another exit, kept
     assert stop.value.code == 1
 
-
-def test_the_readme_states_the_rule():
-    readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("| exit status |"):].split("\n\n")[0]
-    rows = dict(re.findall(r"^\| `?([^|`]+?)`? \| ([^|]+) \|$", table, re.M))
-    assert rows[str(FINISHED)].startswith("finished") and rows[str(COULD_NOT_RUN)].startswith("could not run")
-    assert rows[str(SKIPPED)].startswith("finished, with items skipped")
-    assert "128 + signal" in rows and signal_status(signal.SIGTERM) == 143 and signal_status(signal.SIGINT) == 130

@@ -7,8 +7,8 @@ On a GPU node run it before the first long job: each method's loss under the run
 against float32, host reads per step, graph breaks under torch.compile (--compile), images/s,
 peak memory and the step time over its bare backbone passes, DDP against one process (--ddp N;
 default: every GPU when there are two or more), and whether SLURM requeue is armed. The table
-is written to --out too: attach it to a bug report. Exit status 0 when every method is OK, 1
-when one needs a look (its verdict says why).
+is written to --out too: attach it to a bug report. Exit status 0 when every method is OK, 2
+when one needs a look (its verdict says why), 1 when the check could not run.
 """
 from __future__ import annotations
 
@@ -50,4 +50,4 @@ def main(argv=None, prog: str | None = None) -> int:
     for row in rows:
         print(f"{row['method']}: {row['verdict']}")
     print(f"written: {args.out}")
-    return 0 if all(row["verdict"] == "OK" for row in rows) else 1
+    return 0 if all(row["verdict"] == "OK" for row in rows) else 2
