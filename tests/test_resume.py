@@ -388,11 +388,8 @@ def test_a_config_epoch_limit_that_ends_the_run_before_max_steps_says_so(store, 
         assert pretrain_cli("simclr", args=args).trainer.global_step == 4
 
 
-def test_a_short_run_logs_its_loss_more_often_than_the_config_says(store, tmp_path):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
+def test_a_short_run_says_how_to_see_its_loss(store, tmp_path):
     args = command("simclr", store, tmp_path / "run", tmp_path / "r.jsonl", "--trainer.log_every_n_steps", "50")
-    cli = pretrain_cli("simclr", args=args)  # 8 steps
-    assert cli.trainer.log_every_n_steps == 2
-    events = EventAccumulator(str(tmp_path / "run")).Reload()
-    assert len(events.Scalars("train/loss")) >= 3
+    with pytest.warns(UserWarning, match="this run has 8 steps and logs its loss every 50: 0 points in "
+                                         "TensorBoard; give --trainer.log_every_n_steps 1"):
+        pretrain_cli("simclr", args=args)

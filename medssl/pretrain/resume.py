@@ -166,10 +166,9 @@ class RunCheckpoints(Checkpoint):
         total = trainer.estimated_stepping_batches
         every = trainer.log_every_n_steps
         if total != float("inf") and 1 < total < 2 * every:  # a short run would log its loss once or never
-            trainer.log_every_n_steps = max(1, int(total) // 4)
-            rank_zero_info(f"this run has {int(total)} steps: the loss is logged every "
-                           f"{trainer.log_every_n_steps} steps (log_every_n_steps {every} would log it "
-                           f"{int(total) // every} times).")
+            rank_zero_warn(f"this run has {int(total)} steps and logs its loss every {every}: "
+                           f"{int(total) // every} points in TensorBoard; give --trainer.log_every_n_steps "
+                           f"{max(1, int(total) // 10)} to see it fall.")
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
