@@ -362,8 +362,10 @@ def test_a_run_stopped_by_a_signal_exits_128_plus_it_and_says_how_to_resume(stop
     run, record = tmp_path / "run", tmp_path / "run.jsonl"
     args = command("simclr", store, run, record, "--trainer.max_epochs", "50")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    # a process started in the background inherits SIGINT ignored, and Python then leaves it so
     proc = subprocess.Popen([sys.executable, str(ROOT / "Pre-Training" / "simclr.py"), *args], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while not run_checkpoints(run) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
