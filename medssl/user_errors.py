@@ -14,8 +14,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from .data.store import StoreError
     from .downstream.results import ResultsError
     from .downstream.task_data import TaskError
+    from .pretrain.resume import ResumeError
 
-    return CheckpointError, UnreadableInput, IngestError, StoreError, ResultsError, TaskError
+    return CheckpointError, UnreadableInput, IngestError, StoreError, ResultsError, TaskError, ResumeError
 
 
 def user_error_in(err: BaseException) -> BaseException | None:
