@@ -112,8 +112,12 @@ class Shard:
 def finished_runs(path: Path) -> set[tuple]:
     """Keys of the complete rows of ``path``, after setting its incomplete rows aside."""
     done = repair(path)
-    return {(r.task, str(r.checkpoint), r.mode, float(r.fraction), int(r.seed))
-            for r in done.itertuples()}
+    return run_keys(done)
+
+
+def run_keys(table: pd.DataFrame) -> set[tuple]:
+    """The (task, checkpoint, mode, fraction, seed) of each row of a results table."""
+    return {(r.task, str(r.checkpoint), r.mode, float(r.fraction), int(r.seed)) for r in table.itertuples()}
 
 
 def scratch_folder(out: Path) -> Path:
@@ -205,8 +209,7 @@ def finished_elsewhere(out: Path, own: Path) -> set[tuple]:
     done = set()
     for path in [out, *shard_files(out)]:
         if path != own and path.is_file():
-            done |= {(r.task, str(r.checkpoint), r.mode, float(r.fraction), int(r.seed))
-                     for r in read_results(path).itertuples()}
+            done |= run_keys(read_results(path))
     return done
 
 
