@@ -126,11 +126,93 @@ raise SystemExit("the example's training ran")  # a script's module-level work: 
 
 def test_peers_benchmark_times_an_example_module_without_running_its_script(tmp_path):
     (tmp_path / "simclr.py").write_text(PEER_EXAMPLE)
-    proc = subprocess.run([sys.executable, "benchmarks/peers.py", "--examples", str(tmp_path), "--methods", "simclr",
+    proc = subprocess.run([sys.executable, "benchmarks/peers.py", "--lightly", str(tmp_path), "--methods", "simclr",
                            "--size", "32", "--batch", "2", "--warmup", "1", "--steps", "1", "--rounds", "2",
                            "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(next((tmp_path / "out").glob("peers-*.json")).read_text())
+    report = json.loads(next((tmp_path / "out").glob("peers-lightly-*.json")).read_text())
     (row,) = report["rows"]
     assert row["method"] == "simclr" and len(row["rounds"]["ours"]) == len(row["rounds"]["theirs"]) == 2
     assert row["ratio"] == row["ours_s"] / row["theirs_s"] and row["goal"] in ("PASS", "MISS")
+
+
+SOLO_METHODS = '''
+import torch
+import pytorch_lightning as pl
+import torchvision
+
+STEPS = []
+
+
+class BYOL(pl.LightningModule):
+    """solo-learn's shape: a method built from a config; training_step takes [indexes, views, targets];
+    a momentum updater stepped outside the training step."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = torchvision.models.resnet18(num_classes=cfg.method_kwargs.proj_output_dim)
+        self.momentum_backbone = torchvision.models.resnet18(num_classes=cfg.method_kwargs.proj_output_dim)
+        self.momentum_updater = Updater()
+        self.started = False
+
+    @staticmethod
+    def add_and_assert_specific_cfg(cfg):
+        assert cfg.data.num_large_crops == 2 and cfg.optimizer.batch_size == 2
+        return cfg
+
+    @property
+    def momentum_pairs(self):
+        return [(self.backbone, self.momentum_backbone)]
+
+    def on_train_start(self):
+        assert self.trainer is None  # no Trainer: world size 1
+        self.started = True
+
+    def training_step(self, batch, batch_idx):
+        indexes, views, targets = batch
+        assert self.started and len(views) == 2 and targets.shape == indexes.shape == (2,)
+        STEPS.append(batch_idx)
+        z = [self.backbone(v) for v in views]
+        return -torch.nn.functional.cosine_similarity(z[0], z[1]).mean()
+
+    def configure_optimizers(self):
+        assert self.cfg.scheduler.name == "none"
+        return torch.optim.SGD(self.parameters(), lr=self.cfg.optimizer.lr, **self.cfg.optimizer.kwargs)
+
+
+class Updater:
+    updates = 0
+
+    def update(self, online, momentum):
+        Updater.updates += 1
+
+    def update_tau(self, cur_step, max_steps):
+        assert cur_step < max_steps and Updater.updates == cur_step + 1
+        with open(__file__ + ".steps", "a") as steps:
+            steps.write(f"{cur_step}\\n")
+'''
+
+
+def test_peers_benchmark_steps_a_solo_learn_method_from_its_config(tmp_path):
+    methods = tmp_path / "solo-learn" / "solo" / "methods"
+    methods.mkdir(parents=True)
+    (methods.parent / "__init__.py").write_text("")
+    (methods / "__init__.py").write_text(SOLO_METHODS)
+    proc = subprocess.run([sys.executable, "benchmarks/peers.py", "--solo-learn", str(tmp_path / "solo-learn"),
+                           "--methods", "byol", "--size", "32", "--batch", "2", "--warmup", "1", "--steps", "1",
+                           "--rounds", "2", "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(next((tmp_path / "out").glob("peers-solo-learn-*.json")).read_text())
+    (row,) = report["rows"]
+    assert report["peer"] == "solo-learn" and row["module"] == "BYOL" and len(row["rounds"]["theirs"]) == 2
+    assert "online linear classifier" in " ".join(row["differences"])
+    # the teacher follows every step: 1 warm-up step and 2 rounds of 1
+    assert (methods / "__init__.py.steps").read_text().split() == ["0", "1", "2"]
+
+
+def test_peers_benchmark_names_a_folder_that_is_not_the_peer(tmp_path):
+    proc = subprocess.run([sys.executable, "benchmarks/peers.py", "--solo-learn", str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2 and f"--solo-learn {tmp_path}: no solo/methods there" in proc.stderr
