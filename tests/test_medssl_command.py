@@ -9,8 +9,10 @@ import sys
 from importlib.metadata import entry_points, version
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from medssl.cli import COMMANDS, main
 from medssl.data.phantom import phantom_volume
@@ -64,6 +66,17 @@ def test_pretrain_lists_the_registered_methods(capsys):
     assert main(["pretrain", "no-such-method", "fit"]) == 2
     err = capsys.readouterr().err
     assert all(name in err for name in method_names()), err
+
+
+@pytest.mark.parametrize("args", [["pretrain", "--list"], ["pretrain", "--help"], ["pretrain", "simclr-x"]],
+                         ids=" ".join)
+def test_listing_and_naming_methods_imports_no_torch(args):
+    probe = (f"import contextlib, io, sys; from medssl.cli import main\n"
+             f"with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+             f"    code = main({args!r})\n"
+             "print(code, sorted(m for m in ('torch', 'pytorch_lightning') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.stdout.splitlines()[-1] in ("0 []", "2 []"), out.stderr
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -177,6 +190,13 @@ def test_ordinary_mistakes_get_one_line_naming_the_file(tmp_path):
     proc = subprocess.run([*finetune, "--data.path", str(tmp_path / "organ.npz")],  # a task file that is not there
                           capture_output=True, text=True, timeout=300)
     assert str(tmp_path / "organ.npz") in one_line_error(proc)
+    only = tmp_path / "only" / "normal"  # a labelled folder with one class
+    only.mkdir(parents=True)
+    for i in range(4):
+        Image.fromarray(np.full((16, 16), 40 * i, np.uint8)).save(only / f"{i}.png")
+    proc = subprocess.run([sys.executable, "-m", "medssl", "finetune", "fit", "--data.kind", "folder",
+                           "--data.path", str(only.parent)], capture_output=True, text=True, timeout=300)
+    assert "at least two classes" in one_line_error(proc) and str(only.parent) in one_line_error(proc)
 
 
 def phantom_store_path(tmp_path):

@@ -127,6 +127,20 @@ def test_registering_another_class_under_a_taken_name_is_refused():
     assert METHODS["swav"].cls.__name__ == "SwAV"
 
 
+def test_a_method_registered_by_its_import_path_is_imported_when_used_and_must_bear_its_name():
+    entry = register_method("medssl.pretrain.methods.simclr:SimCLR", name="contrastive")
+    try:
+        with pytest.raises(ValueError, match="registered as 'contrastive' but names itself 'simclr'"):
+            entry.cls
+    finally:
+        unregister_method("contrastive")
+    with pytest.raises(ValueError, match="give 'module:Class' and name="):
+        register_method("medssl.pretrain.methods.simclr:SimCLR")
+    with pytest.raises(ValueError, match="already registered: medssl.pretrain.methods.swav:SwAV"):
+        register_method("medssl.pretrain.methods.byol:BYOL", name="swav")
+    assert method("swav").cls is register_method("medssl.pretrain.methods.swav:SwAV", name="swav").cls
+
+
 @pytest.mark.parametrize("cls", [BYOL, MoCoV2, DINO])  # DINO: a head deepcopy refuses, built twice
 def test_momentum_methods_declare_their_pairs_with_unchanged_state_dict_names(cls):
     module = cls(arch="resnet18", hidden_dim=32, out_dim=8)

@@ -10,6 +10,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from medssl.downstream.paired import paired_difference
@@ -220,6 +221,37 @@ def test_a_label_has_one_colour_in_every_figure(tmp_path, monkeypatch):
     assert all(len(colours) == 1 for colours in seen.values()), seen
     assert seen["random init"] == {"#000000"}
     assert len({next(iter(c)) for c in seen.values()}) == 4  # no two labels share one
+
+
+def test_every_column_names_its_training_and_test_images(study, tmp_path):
+    text = write_report(study, tmp_path / "report")["table"].read_text()
+    # run() scores seeds 0, 1, 2 on confusions of 40, 41 and 42 test images
+    assert "| label | 100 % (252 train, 41 test) | 25 % (63 train, 41 test) | 5 % (13 train, 41 test) | " in text
+    rows = [run("random", 0.5, seed=0), {**run("spark", 0.6, seed=0), "confusion": "[[20, 5], [0, 5]]"}]
+    text = write_report(write(tmp_path / "mixed.csv", rows), tmp_path / "mixed")["table"].read_text()
+    assert "| label | 100 % (252 train, 30-40 test) |" in text  # checkpoints scored on other test sets
+
+
+def test_the_training_size_axis_labels_do_not_overlap(tmp_path, monkeypatch):
+    sizes = {0.02: 10, 0.022: 11, 0.024: 12, 0.08: 40, 0.084: 42, 0.5: 200, 1.0: 400}
+    monkeypatch.setitem(globals(), "N_TRAIN", sizes)
+    rows = [run(m, 0.5 + 0.01 * seed + (0.05 if m == "spark" else 0), f, seed)
+            for f in sizes for seed in range(3) for m in ("random", "spark")]
+    boxes = {}
+    save = Figure.savefig
+
+    def record(fig, path, *args, **kwargs):
+        out = save(fig, path, *args, **kwargs)
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        boxes[Path(path).name] = [[(t.get_text(), t.get_window_extent(renderer)) for t in ax.get_xticklabels()
+                                   if t.get_visible() and t.get_text()] for ax in fig.axes]
+        return out
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    write_report(write(tmp_path / "results.csv", rows), tmp_path / "report")
+    for axis in boxes["organ_metrics.png"]:
+        assert [text for text, _ in axis] == ["10", "40", "200", "400"]  # 11, 12 and 42 would touch
+        assert all(a.x1 < b.x0 for (_, a), (_, b) in zip(axis, axis[1:])), axis
 
 
 def confusion_axes(monkeypatch):

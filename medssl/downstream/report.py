@@ -60,8 +60,8 @@ class Report:
             name = self.group_name(task, mode)
             lines += [f"## {task}, {mode}", "", f"![{name}]({name}_metrics.png)", ""]
             fractions = sorted(part.fraction.unique(), reverse=True)
-            header = ["| label | " + " | ".join(f"{percent(f)} (n={round(part[part.fraction == f].n_train.mean())})"
-                                                for f in fractions) + " |", "|---|" + "---:|" * len(fractions)]
+            header = ["| label | " + " | ".join(_sizes(part[part.fraction == f], f) for f in fractions) + " |",
+                      "|---|" + "---:|" * len(fractions)]
             labels = sorted(part.label.unique(), key=lambda label: (label != self.baseline, label))
             for metric in METRICS:
                 lines += [f"### {metric}: mean +- std over seeds", "", *header]
@@ -105,6 +105,19 @@ class Report:
             runs = self.results[(self.results.task == task) & (self.results["mode"] == mode)]
             paths[f"confusion_{name}"] = plot_confusions(runs, palette, self.baseline, out / f"{name}_confusion.png")
         return paths
+
+
+def _sizes(part: pd.DataFrame, fraction: float) -> str:
+    """A column's heading: the fraction, its training images and the test images every figure
+    under it was scored on."""
+    tested = part.n_test.dropna()
+    if tested.empty:
+        test = "test size unknown"
+    elif tested.min() == tested.max():
+        test = f"{tested.iloc[0]:.0f} test"
+    else:
+        test = f"{tested.min():.0f}-{tested.max():.0f} test"
+    return f"{percent(fraction)} ({round(part.n_train.mean())} train, {test})"
 
 
 def _mean_std(row: pd.Series, metric: str) -> str:

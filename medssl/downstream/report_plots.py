@@ -8,6 +8,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib import ticker
 from matplotlib.figure import Figure
 
 from .comparison import display, percent
@@ -17,6 +18,7 @@ from .scores import METRICS
 BASELINE_COLOUR = "black"
 NAME_CHARS = 24  # a longer class name is cut short (with an ellipsis) on the confusion axes
 TICK_CHAR = 0.06  # inches per character of a 7 pt tick label, to size the confusion figure
+MIN_TICK_RATIO = 1.35  # training-set sizes closer than this share one label on the log axis
 
 
 def colours(labels, baseline: str | None) -> dict[str, tuple]:
@@ -30,8 +32,17 @@ def colours(labels, baseline: str | None) -> dict[str, tuple]:
     return mapping
 
 
-def _x_axis(ax) -> None:
+def _x_axis(ax, sizes) -> None:
+    """A log axis labelled at the training-set sizes, one label where two would touch."""
     ax.set_xscale("log")
+    kept = []
+    for n in sorted({int(n) for n in sizes}):
+        if not kept or n / kept[-1] >= MIN_TICK_RATIO:
+            kept.append(n)
+    ax.xaxis.set_major_locator(ticker.FixedLocator(kept))
+    ax.xaxis.set_major_formatter(ticker.FixedFormatter([str(n) for n in kept]))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.tick_params(axis="x", labelsize=8)
     ax.set_xlabel("training images")
     ax.grid(alpha=0.3)
 
@@ -51,7 +62,7 @@ def plot_scores(summary: pd.DataFrame, diffs: pd.DataFrame | None, baseline: str
                     zorder=3 if label == baseline else 2)  # the baseline on top
             ax.fill_between(part.n_train, part[f"{metric}_low"], part[f"{metric}_high"], color=palette[label],
                             alpha=0.15)
-        _x_axis(ax)
+        _x_axis(ax, summary.n_train)
         ax.set_title(metric)
     axes[0][0].legend(fontsize=8)
     if rows == 2:
@@ -61,7 +72,7 @@ def plot_scores(summary: pd.DataFrame, diffs: pd.DataFrame | None, baseline: str
                 part = diffs[(diffs.label == label) & (diffs.metric == metric)].sort_values("n_train")
                 ax.plot(part.n_train, part["mean"], marker="o", color=palette[label], label=display(label))
                 ax.fill_between(part.n_train, part["low"], part["high"], color=palette[label], alpha=0.15)
-            _x_axis(ax)
+            _x_axis(ax, diffs.n_train)
             ax.set_title(f"{metric}: difference to {display(baseline)}", fontsize=9)
     fig.suptitle(f"{title}: mean and 95 % interval over seeds" + ("; differences paired by seed" if rows == 2 else ""))
     fig.tight_layout()

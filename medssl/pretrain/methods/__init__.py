@@ -1,27 +1,31 @@
-"""One LightningModule per pre-training method, and the registry that lists them."""
-from .barlowtwins import BarlowTwins
-from .base import PretrainMethod
-from .byol import BYOL
-from .dino import DINO
-from .mocov2 import MoCoV2
-from .momentum import MomentumMethod
-from .optimizer import OptimizerConfig
+"""One LightningModule per pre-training method, and the registry that lists them.
+
+The classes are imported when first used (``from medssl.pretrain.methods import SimCLR``), so
+that listing the methods (``medssl pretrain --list``, ``--help``) needs no torch.
+"""
+from importlib import import_module
+
 from .registry import METHODS, MethodEntry, method, method_names, register_method, unregister_method
-from .simclr import SimCLR
-from .spark import SparK
-from .swav import SwAV
-from .vicreg import VICReg
 
 # The registry: one line per method (configs: Pre-Training/configs/<name>.yaml, <name>_quick.yaml).
-register_method(SwAV)
-register_method(MoCoV2)
-register_method(BYOL)
-register_method(SparK)
-register_method(DINO)
-register_method(SimCLR)
-register_method(BarlowTwins)
-register_method(VICReg)
+register_method("medssl.pretrain.methods.swav:SwAV", name="swav")
+register_method("medssl.pretrain.methods.mocov2:MoCoV2", name="mocov2")
+register_method("medssl.pretrain.methods.byol:BYOL", name="byol")
+register_method("medssl.pretrain.methods.spark:SparK", name="spark")
+register_method("medssl.pretrain.methods.dino:DINO", name="dino")
+register_method("medssl.pretrain.methods.simclr:SimCLR", name="simclr")
+register_method("medssl.pretrain.methods.barlowtwins:BarlowTwins", name="barlowtwins")
+register_method("medssl.pretrain.methods.vicreg:VICReg", name="vicreg")
 
-__all__ = ["PretrainMethod", "MomentumMethod", "OptimizerConfig", "SwAV", "MoCoV2", "BYOL", "SparK",
-           "DINO", "SimCLR", "BarlowTwins", "VICReg", "METHODS", "MethodEntry", "method", "method_names",
-           "register_method", "unregister_method"]
+_MODULES = {"PretrainMethod": "base", "MomentumMethod": "momentum", "OptimizerConfig": "optimizer", "SwAV": "swav",
+            "MoCoV2": "mocov2", "BYOL": "byol", "SparK": "spark", "DINO": "dino", "SimCLR": "simclr",
+            "BarlowTwins": "barlowtwins", "VICReg": "vicreg"}
+
+
+def __getattr__(name: str):
+    if name in _MODULES:
+        return getattr(import_module(f".{_MODULES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [*_MODULES, "METHODS", "MethodEntry", "method", "method_names", "register_method", "unregister_method"]
