@@ -3,6 +3,7 @@ multi-frame CT, series split over several files, and the same data given more th
 import csv
 import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import warnings
@@ -42,6 +43,35 @@ def errors_of(store_path):
     return [r for r in rows if r["run"] == rows[-1]["run"]] if rows else []
 
 
+def duplicates_of(store_path):
+    """The duplicates report's rows of the latest run: (file, kept, series_uid, instance)."""
+    with open(Path(store_path) / "ingest_duplicates.csv") as f:
+        rows = list(csv.DictReader(f))
+    return [(r["file"], r["kept"], r["series_uid"], r["instance"]) for r in rows
+            if r["run"] == rows[-1]["run"]] if rows else []
+
+
+def listed_once(store_path):
+    """Each copy the summary counts is a row of the duplicates report or, unreadable, of the
+    errors report."""
+    summary = json.loads((Path(store_path) / "ingest_summary.json").read_text())
+    return summary["duplicates_ignored"] == len(duplicates_of(store_path)) + summary["copies_unreadable"]
+
+
+def counting_decodes(monkeypatch):
+    """The files whose pixels ingestion decodes (in this process: workers=1), in order."""
+    from medssl.data.ingest import dicom
+
+    decoded, real = [], dicom.read_pixels
+
+    def read_pixels(path, *args, **kwargs):
+        decoded.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(dicom, "read_pixels", read_pixels)
+    return decoded
+
+
 def run_ingest(inputs, out, **options):
     summary, _, errors = ingest(inputs, out, Options(**options), workers=1, progress=False)
     return summary, SliceStore(out), errors
@@ -50,7 +80,8 @@ def run_ingest(inputs, out, **options):
 def store_digest(path):
     """Hash of every file of a store (slices, manifest; not the reports of the run)."""
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(path).rglob("*"))
-            if p.is_file() and p.name not in ("ingest_summary.json", "ingest_errors.csv")}
+            if p.is_file() and p.name not in ("ingest_summary.json", "ingest_errors.csv",
+                                              "ingest_duplicates.csv")}
 
 
 def pydicom_files():
@@ -154,12 +185,14 @@ def test_every_pydicom_file_is_stored_skipped_with_a_reason_or_ignored(tmp_path,
     row = manifest.index[manifest.source == str(tree / "test_files" / "CT_small.dcm")][0]
     resized = SliceStore(out)[row]
     assert resized.shape == (64, 64) and abs(float(resized.mean()) - float(expected.mean())) < 20
+    assert listed_once(out)
 
     before = store_digest(out)
     capsys.readouterr()
     assert main(argv) == 2
     assert "series were already done" in capsys.readouterr().out
     assert store_digest(out) == before  # same shards and manifest, no duplicates
+    assert listed_once(out)
     assert [(e["file"], e["reason"]) for e in errors_of(out)] == [(e["file"], e["reason"]) for e in errors]
 
 
@@ -294,6 +327,9 @@ def test_copies_of_a_multiframe_file_are_one_series(tmp_path):
     summary, store, errors = run_ingest([tmp_path / "in"], tmp_path / "s", size=128)
     assert not errors and len(store) == 3 and summary.duplicates_ignored == 1
     assert store.manifest.position_mm.tolist() == pytest.approx(z)
+    [(file, kept, _, _)] = duplicates_of(tmp_path / "s")
+    assert {file, kept} == {str(tmp_path / "in" / "one" / "x.dcm"), str(tmp_path / "in" / "x-copy.dcm")}
+    assert set(store.manifest.source.str.split("#").str[0]) == {kept}
 
 
 def test_same_frames_under_another_uid_are_one_series(tmp_path):
@@ -303,6 +339,10 @@ def test_same_frames_under_another_uid_are_one_series(tmp_path):
     enhanced_ct(tmp_path / "in" / "b.dcm", z, [2, 1, 0], series_uid=uid)  # same content, new UID
     summary, store, errors = run_ingest([tmp_path / "in"], tmp_path / "s", size=128)
     assert not errors and len(store) == 3 and summary.duplicates_ignored == 3
+    repeated = duplicates_of(tmp_path / "s")
+    assert sorted(file for file, *_ in repeated) == [f"{tmp_path / 'in' / 'b.dcm'}#frame{k}" for k in range(3)]
+    assert sorted(kept for _, kept, *_ in repeated) == sorted(store.manifest.source)  # a.dcm's frames
+    assert all(uid_ == uid and what.startswith("slice at ") for _, _, uid_, what in repeated)
     hu = ct_small_hu()
     np.testing.assert_array_equal(np.stack(list(store)), np.stack([hu + 10 * j for j in range(3)]))
 
@@ -325,8 +365,136 @@ def test_damaged_copy_of_an_instance_falls_back_to_the_good_copy(tmp_path):
     damaged = tmp_path / "a" / files[1].name  # walked first
     damaged.write_bytes(files[1].read_bytes()[:-100])
     summary, store, errors = run_ingest([tmp_path / "a", tmp_path / "b"], tmp_path / "s", size=16)
-    assert not errors and len(store) == 3 and summary.duplicates_ignored == 1
+    assert [file for file, _ in errors] == [str(damaged)]  # listed, though another copy was used
+    assert len(store) == 3 and summary.duplicates_ignored == 1 and summary.copies_unreadable == 1
+    assert store.manifest.source.tolist() == list(map(str, files))
     assert (np.stack(list(store)) == 30).all()
+    assert duplicates_of(tmp_path / "s") == []  # the damaged copy is a row of the errors report only
+
+
+def ct_small_series(folder, n, *, spacing=5.0):
+    """CT_small as a series of its own: ``n`` instances (IM1.dcm ...), ``spacing`` mm apart."""
+    folder.mkdir(parents=True, exist_ok=True)
+    series_uid, files = generate_uid(), []
+    for k in range(n):
+        ds = pydicom.dcmread(CT_SMALL)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.SeriesInstanceUID = series_uid
+        ds.InstanceNumber = k + 1
+        ds.ImagePositionPatient = [*ds.ImagePositionPatient[:2], ds.ImagePositionPatient[2] + k * spacing]
+        files.append(folder / f"IM{k + 1}.dcm")
+        ds.save_as(files[-1])
+    return files
+
+
+@pytest.mark.parametrize("truncated_first", [True, False], ids=["truncated-first", "good-first"])
+def test_unreadable_copy_of_an_instance_is_reported_and_the_manifest_names_the_good_one(
+        tmp_path, capsys, monkeypatch, truncated_first):
+    """One instance in two files, a good copy and one cut in half (header whole, pixel data cut).
+    The copies are read in reading order until one decodes: the slice comes from the good copy
+    either way. Truncated first: it was read and failed, so it is a row of the errors report (exit
+    status 2). Good first: the truncated copy is never read, so it is an ignored copy, a row of
+    the duplicates report (exit status 0). Each copy is a row of one report, never both."""
+    series = ct_small_series(tmp_path / "in" / "2-series", 3)
+    copy = tmp_path / "in" / "1-copies" / "IM2.dcm"  # walked before the series' own folder
+    copy.parent.mkdir()
+    shutil.copy(series[1], copy)
+    truncated, good = (copy, series[1]) if truncated_first else (series[1], copy)
+    data = truncated.read_bytes()
+    truncated.write_bytes(data[:len(data) // 2])
+    assert pydicom.dcmread(truncated, stop_before_pixels=True).SOPInstanceUID  # the header reads
+    sop = str(pydicom.dcmread(good, stop_before_pixels=True).SOPInstanceUID)
+    decoded = counting_decodes(monkeypatch)
+
+    summary, store, errors = run_ingest([tmp_path / "in"], tmp_path / "s", size=128)
+    assert len(store) == 3 and summary.series_written == 1 and summary.series_skipped == 0
+    assert store.manifest.source.tolist() == [str(series[0]), str(good), str(series[2])]
+    np.testing.assert_array_equal(store[1], store[0])  # CT_small's pixels, like the others
+    assert [(e["file"], e["reason"]) for e in errors_of(tmp_path / "s")] == errors
+    assert summary.duplicates_ignored == 1 and listed_once(tmp_path / "s")
+    written = json.loads((tmp_path / "s" / "ingest_summary.json").read_text())
+    assert written["errors_report"] == str(tmp_path / "s" / "ingest_errors.csv")
+    assert written["duplicates_report"] == str(tmp_path / "s" / "ingest_duplicates.csv")
+    if truncated_first:
+        assert decoded == list(map(str, [series[0], truncated, good, series[2]]))
+        [(file, reason)] = errors
+        assert file == str(truncated) and "cannot decode pixel data" in reason and str(good) in reason
+        assert duplicates_of(tmp_path / "s") == []
+        assert summary.copies_unreadable == 1 and summary.skipped == 1  # listed: exit status 2
+    else:
+        assert decoded == list(map(str, [series[0], good, series[2]]))  # the truncated one: never
+        assert errors == [] and summary.copies_unreadable == 0 and not summary.anything_skipped
+        assert duplicates_of(tmp_path / "s") == [(str(truncated), str(good), store.manifest.series_uid[0], sop)]
+
+    capsys.readouterr()
+    out = tmp_path / "t"
+    status = preprocess_main()([str(tmp_path / "in"), "--out", str(out), "--size", "128", "--workers", "1"])
+    printed = capsys.readouterr().out
+    found = "ignored    1 copies of DICOM files or slices already found"
+    if truncated_first:
+        assert status == 2 and f"{found} (1 unreadable: in {out / 'ingest_errors.csv'})\n" in printed
+    else:
+        assert status == 0 and f"{found}: listed in {out / 'ingest_duplicates.csv'}\n" in printed
+        assert "unreadable: in" not in printed and "\nskipped" not in printed
+    assert SliceStore(out).manifest.source.tolist() == store.manifest.source.tolist()
+
+
+def test_instance_with_no_readable_copy_skips_its_series_and_names_every_copy(tmp_path, capsys):
+    series = ct_small_series(tmp_path / "in" / "2-series", 3)
+    copies = tmp_path / "in" / "1-copies"
+    copies.mkdir()
+    for k in (1, 2):
+        shutil.copy(series[k], copies / series[k].name)
+    for path in (copies / "IM2.dcm", series[1]):
+        path.write_bytes(path.read_bytes()[:20000])
+    summary, store, errors = run_ingest([tmp_path / "in"], tmp_path / "s", size=128)
+    assert len(store) == 0 and summary.series_skipped == 1
+    assert [file for file, _ in errors] == [str(copies / "IM2.dcm"), str(series[1])]  # the first read, its copy
+    assert "series" in errors[0][1] and "skipped" in errors[0][1]
+    assert "cannot decode pixel data" in errors[1][1] and "no copy of it can be read" in errors[1][1]
+    # IM3 is never read (its series stops at IM2): its second copy is listed, nothing kept
+    sop = str(pydicom.dcmread(series[2], stop_before_pixels=True).SOPInstanceUID)
+    uid = str(pydicom.dcmread(series[2], stop_before_pixels=True).SeriesInstanceUID)
+    assert duplicates_of(tmp_path / "s") == [(str(series[2]), "", uid, sop)]
+    assert summary.duplicates_ignored == 2 and summary.copies_unreadable == 1 and listed_once(tmp_path / "s")
+
+    capsys.readouterr()
+    out = tmp_path / "t"
+    assert preprocess_main()([str(tmp_path / "in"), "--out", str(out), "--size", "128", "--workers", "1"]) == 2
+    assert (f"ignored    2 copies of DICOM files or slices already found: 1 listed in "
+            f"{out / 'ingest_duplicates.csv'} (1 unreadable: in {out / 'ingest_errors.csv'})\n"
+            ) in capsys.readouterr().out
+
+
+def test_series_given_twice_is_read_once_and_every_ignored_copy_is_listed(tmp_path, capsys, monkeypatch):
+    """An archive given twice: each instance is decoded once, from its first copy; the second
+    copies are never read, each a row of the duplicates report; not an error (exit status 0)."""
+    first = ct_small_series(tmp_path / "in" / "a", 3)
+    shutil.copytree(tmp_path / "in" / "a", tmp_path / "in" / "b")
+    second = [tmp_path / "in" / "b" / f.name for f in first]
+    decoded = counting_decodes(monkeypatch)
+    out = tmp_path / "s"
+    argv = [str(tmp_path / "in"), "--out", str(out), "--size", "64", "--workers", "1"]
+    assert preprocess_main()(argv) == 0
+    assert decoded == list(map(str, first))  # each instance once, from its first copy
+    printed = capsys.readouterr().out
+    assert (f"ignored    3 copies of DICOM files or slices already found: listed in "
+            f"{out / 'ingest_duplicates.csv'}\n") in printed
+    assert "unreadable: in" not in printed and "\nskipped" not in printed
+    store = SliceStore(out)
+    assert store.manifest.source.tolist() == list(map(str, first))
+    uid = store.manifest.series_uid[0]
+    sops = [str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in first]
+    listed = [(str(b), str(a), uid, sop) for a, b, sop in zip(first, second, sops)]
+    assert duplicates_of(out) == listed and errors_of(out) == [] and listed_once(out)
+    assert not json.loads((out / "ingest_summary.json").read_text())["skipped"]
+
+    decoded.clear()  # run again: nothing to do, nothing decoded, the copies listed again
+    assert preprocess_main()(argv) == 0
+    assert decoded == [] and "(1 series were already done)" in capsys.readouterr().out
+    assert duplicates_of(out) == listed and listed_once(out)
+    with open(out / "ingest_duplicates.csv") as f:
+        assert len({r["run"] for r in csv.DictReader(f)}) == 2  # one run stamp per run, appended
 
 
 # --- 7. the same input given more than once ----------------------------------------------------

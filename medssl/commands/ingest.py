@@ -6,7 +6,9 @@
 
 DICOM files are grouped into series by SeriesInstanceUID (wherever they lie), CT kept by default,
 slices ordered along the slice normal and converted to Hounsfield units with the modality LUT.
-Unreadable files and broken series are skipped and listed in STORE/ingest_errors.csv.
+Unreadable files and broken series are skipped and listed in STORE/ingest_errors.csv; copies
+of a DICOM instance (or slice) already found, and not used, are listed in
+STORE/ingest_duplicates.csv.
 Interrupted? Run the same command again: finished series are kept, the rest is done.
 (python Pre-Training/preprocess.py is the same command.)
 
@@ -112,6 +114,19 @@ def print_summary(s) -> None:
     if s.non_image_files_ignored:
         print(f"ignored    {s.non_image_files_ignored} non-image files (XML, text, ...)")
     if s.duplicates_ignored:
-        print(f"ignored    {s.duplicates_ignored} copies of DICOM files or slices already found")
+        print(f"ignored    {s.duplicates_ignored} copies of DICOM files or slices already found"
+              + _where_copies_are_listed(s))
     if s.skipped:
         print(f"skipped    {s.skipped} inputs ({s.series_skipped} whole series); reasons in {s.errors_report}")
+
+
+def _where_copies_are_listed(s) -> str:
+    """": listed in DUPLICATES" (those not read), "(K unreadable: in ERRORS)" (those read that
+    could not be): each copy is a row of one of the two reports."""
+    listed = s.duplicates_ignored - s.copies_unreadable
+    where = ""
+    if listed:
+        where = f": {f'{listed} ' if s.copies_unreadable else ''}listed in {s.duplicates_report}"
+    if s.copies_unreadable:
+        where += f" ({s.copies_unreadable} unreadable: in {s.errors_report})"
+    return where

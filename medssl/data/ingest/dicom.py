@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +111,8 @@ def _header(path: Path) -> dict:
 
 def drop_duplicate_instances(headers: list[dict]) -> tuple[list[dict], int]:
     """One header per DICOM instance (SOPInstanceUID); the other files holding it become
-    ``copies`` of the first (read when it cannot be). Returns (headers, copies found)."""
+    ``copies`` of the first, in reading order (read, in turn, only while those before cannot be).
+    Returns (headers, copies found)."""
     unique, first_of, copies = [], {}, 0
     for h in headers:
         key = (h["series_uid"], h["sop_uid"], h["rows"], h["cols"], h["frames"])
@@ -131,7 +132,12 @@ class SeriesPlan:
     uid: str
     slices: list[dict]  # file, frame (None: a single-frame file), source, position, spacing
     headers: dict[str, dict]  # file -> header
-    duplicates: int = 0  # slices dropped as copies of others
+    repeated: list = field(default_factory=list)  # (slice, slice kept instead): same position and values
+
+    @property
+    def duplicates(self) -> int:
+        """Slices dropped as copies of others."""
+        return len(self.repeated)
 
     @property
     def first(self) -> dict:
@@ -140,10 +146,6 @@ class SeriesPlan:
     @property
     def positions(self) -> list[float]:
         return [s["position"] for s in self.slices]
-
-    @property
-    def sources(self) -> list[str]:
-        return [s["source"] for s in self.slices]
 
     @property
     def spacing(self) -> list[float]:
@@ -195,7 +197,7 @@ def order_series(headers: list[dict]) -> SeriesPlan:
         for s in slices:
             s["position"] = float(np.dot(s["position"], normal))
         slices.sort(key=lambda s: s["position"])
-        slices, duplicates = _drop_repeated_slices(slices, by_file)
+        slices, repeated = _drop_repeated_slices(slices, by_file)
         _check_spacing(slices)
     else:
         if all(s["instance"] is not None for s in slices):
@@ -204,18 +206,19 @@ def order_series(headers: list[dict]) -> SeriesPlan:
             slices.sort(key=lambda s: (s["file"], s["frame"] or 0))
         for s in slices:
             s["position"] = np.nan
-        duplicates = 0
-    return SeriesPlan(uid, slices, by_file, duplicates)
+        repeated = []
+    return SeriesPlan(uid, slices, by_file, repeated)
 
 
 def _same_position(a: dict, b: dict) -> bool:
     return abs(a["position"] - b["position"]) < 1e-3
 
 
-def _drop_repeated_slices(slices: list[dict], headers: dict) -> tuple[list[dict], int]:
+def _drop_repeated_slices(slices: list[dict], headers: dict) -> tuple[list[dict], list]:
     """Keep one of several slices at one position when they hold the same values; UnreadableInput
-    naming both files otherwise."""
-    kept, dropped, files = [slices[0]], 0, {}
+    naming both files otherwise. Returns the slices kept and (slice, slice kept instead) of the
+    others."""
+    kept, dropped, files = [slices[0]], [], {}
     for s in slices[1:]:
         if not _same_position(kept[-1], s):
             kept.append(s)
@@ -228,14 +231,14 @@ def _drop_repeated_slices(slices: list[dict], headers: dict) -> tuple[list[dict]
             raise UnreadableInput(s["file"], f"{reason} ({err.reason})") from err
         if not same:
             raise UnreadableInput(s["file"], f"{reason} hold different values")
-        dropped += 1
+        dropped.append((s, first))
     return kept, dropped
 
 
 def _slice_values(s: dict, headers: dict, files: dict) -> np.ndarray:
     if s["file"] not in files:  # each file read once
         h = headers[s["file"]]
-        files[s["file"]] = read_file(h, h["modality"], s["orientation"])
+        files[s["file"]], _ = read_file(h, h["modality"], s["orientation"])
     return files[s["file"]][s["frame"] or 0]
 
 
@@ -253,30 +256,70 @@ def _check_spacing(slices: list[dict]) -> None:
                               f"between {_name(slices[i])} and {_name(slices[i + 1])}")
 
 
-def read_file(header: dict, modality: str, orientation=None) -> np.ndarray:
-    """read_pixels of a file, or of a copy of it (the same instance elsewhere) if it fails."""
-    try:
-        return read_pixels(header["file"], modality, orientation)
-    except UnreadableInput as err:
-        for copy in header["copies"]:
-            try:
-                return read_pixels(copy, modality, orientation)
-            except UnreadableInput:
-                continue
-        raise err
+def read_file(header: dict, modality: str, orientation=None,
+              unreadable: list | None = None) -> tuple[np.ndarray, str]:
+    """read_pixels of the first copy of an instance that can be read (its file, then its other
+    copies in reading order), and that copy's path; the copies after it are not read. (file,
+    reason) of each copy that could not be read is added to ``unreadable``, except the file's
+    own (the error raised when no copy can be read: the caller names it)."""
+    instance, failed = f"instance {header['sop_uid']}", []
+    for path in [header["file"], *header["copies"]]:
+        try:
+            values = read_pixels(path, modality, orientation)
+        except UnreadableInput as err:
+            failed.append(err)
+            continue
+        if unreadable is not None:
+            unreadable += [(e.path, f"{e.reason}; a copy of {instance}, read from {path} instead")
+                           for e in failed]
+        return values, path
+    if unreadable is not None:
+        unreadable += [(e.path, f"{e.reason}; a copy of {instance}: no copy of it can be read")
+                       for e in failed[1:]]
+    raise failed[0]
 
 
-def read_series(plan: SeriesPlan) -> np.ndarray:
-    """All slices of a series as float32 (n, rows, cols), in plan order."""
+def read_series(plan: SeriesPlan, unreadable: list | None = None,
+                read_from: dict | None = None) -> tuple[np.ndarray, list[str]]:
+    """All slices of a series as float32 (n, rows, cols), in plan order, and each slice's source:
+    the file its pixels came from (a copy of the planned one if that cannot be read). (file,
+    reason) of the copies of an instance that cannot be read are added to ``unreadable``, and
+    each planned file read to ``read_from`` (file -> the copy read), even if the series then
+    fails."""
     modality = plan.first["modality"]
-    files: dict[str, np.ndarray] = {}
-    parts = []
+    files: dict[str, tuple[np.ndarray, str]] = {}
+    read_from = {} if read_from is None else read_from
+    parts, sources = [], []
     for s in plan.slices:
         if s["file"] not in files:
             try:
-                files[s["file"]] = read_file(plan.headers[s["file"]], modality, s["orientation"])
+                files[s["file"]] = read_file(plan.headers[s["file"]], modality, s["orientation"],
+                                             unreadable)
             except UnreadableInput as err:
                 raise UnreadableInput(s["file"], f"{err.reason}; series {plan.uid} skipped (a slice "
                                                  "would be missing)") from err
-        parts.append(files[s["file"]][s["frame"] or 0])
-    return np.stack(parts).astype(np.float32, copy=False)
+            read_from[s["file"]] = files[s["file"]][1]
+        values, source = files[s["file"]]
+        parts.append(values[s["frame"] or 0])
+        sources.append(source + s["source"][len(s["file"]):])  # with its #frameK
+    return np.stack(parts).astype(np.float32, copy=False), sources
+
+
+def ignored_copies(plan: SeriesPlan, read_from: dict, unreadable=(), stored: bool = True) -> list:
+    """(file, kept, series_uid, instance) of each copy of the plan's instances, and each repeated
+    slice, that was not used: for an instance read (``read_from``: planned file -> copy read),
+    the copies other than the one read and those in ``unreadable`` ((file, reason), listed in the
+    errors report instead); for one not read, its other copies. ``kept`` is the copy read, empty
+    unless the series is ``stored``."""
+    failed = {file for file, _ in unreadable}
+    rows = []
+    for h in plan.headers.values():
+        read = read_from.get(h["file"])
+        others = h["copies"] if read is None else [f for f in [h["file"], *h["copies"]] if f != read]
+        rows += [(f, read if stored and read else "", plan.uid, h["sop_uid"])
+                 for f in others if f not in failed]
+    for s, first in plan.repeated:
+        read = read_from.get(first["file"])
+        kept = read + first["source"][len(first["file"]):] if stored and read else ""
+        rows.append((s["source"], kept, plan.uid, f"slice at {s['position']:.2f} mm"))
+    return rows

@@ -3,6 +3,8 @@
 Every series (DICOM series, NIfTI file, chunk of an image folder) is one group of the store
 writer, so an interrupted run resumes by series. Bad inputs are skipped and listed in
 ``STORE/ingest_errors.csv`` (run, file, reason; every run appends its rows); the run goes on.
+Copies of a DICOM instance (or slice) that were not used are listed in
+``STORE/ingest_duplicates.csv`` (run, file, kept, series_uid, instance), appended the same way.
 A rerun also takes the files added to an image folder since the last one (see ``image_items``).
 """
 from __future__ import annotations
@@ -23,15 +25,16 @@ from ..dicom_pixels import AIR_HU, one_line
 from ..errors import UnreadableInput
 from ..store import SliceStore, SliceStoreWriter, stored_settings
 from . import thin
-from .dicom import SeriesPlan, drop_duplicate_instances, order_series, read_header, read_series
+from .dicom import SeriesPlan, drop_duplicate_instances, ignored_copies, order_series, read_header, read_series
 from .discover import discover
 from .images import read_image
 from .nifti import read_volume
-from .report import ErrorsReport
+from .report import DuplicatesReport, ErrorsReport
 from .resample import fit_to_size, to_int16
 from .workers import init_worker
 
 ERRORS_FILE = "ingest_errors.csv"
+DUPLICATES_FILE = "ingest_duplicates.csv"
 SUMMARY_FILE = "ingest_summary.json"
 IMAGE_CHUNK = 256
 
@@ -74,9 +77,12 @@ class Summary:
     skipped: int = 0  # rows of the errors report: files or series that could not be ingested
     series_skipped: int = 0
     non_image_files_ignored: int = 0
-    duplicates_ignored: int = 0  # copies of DICOM instances or slices already found elsewhere
+    # copies of DICOM instances or slices already found elsewhere, each listed in one report:
+    duplicates_ignored: int = 0  # all of them; those not read are rows of the duplicates report,
+    copies_unreadable: int = 0  # those read that could not be: rows of the errors report
     series_of_other_modalities: dict = field(default_factory=dict)
     errors_report: str = ""
+    duplicates_report: str = ""
 
     @property
     def anything_skipped(self) -> bool:
@@ -98,10 +104,12 @@ def _header_or_reason(path):
 
 
 def plan(inputs, options: Options, pool=None, progress=True):
-    """Items to ingest, (file, reason) of inputs that cannot be, and what was ignored."""
+    """Items to ingest, (file, reason) of inputs that cannot be, and what was ignored (its
+    ``copies``: rows of the duplicates report for the copies in series not planned)."""
     found = discover(inputs)
     errors = [(str(p), "input not found") for p in found.missing]
-    ignored = {"non_image_files": len(found.other), "other_modalities": Counter(), "duplicates": 0}
+    ignored = {"non_image_files": len(found.other), "other_modalities": Counter(), "duplicates": 0,
+               "copies": []}
     if found.images and (found.dicom or found.nifti):
         raise IngestError("inputs mix image files (values not HU) with DICOM/NIfTI scans: "
                           "ingest them into separate stores.")
@@ -167,16 +175,20 @@ def _dicom_items(headers, options, errors, ignored):
     items = []
     for uid, members in series.items():
         modality = members[0]["modality"]
+        unused = [(c, "", uid, h["sop_uid"]) for h in members for c in h["copies"]]
         if modality not in options.modalities:
             ignored["other_modalities"][modality or "unknown"] += 1
+            ignored["copies"] += unused
             continue
         if not members[0]["rows"]:
             errors += [(h["file"], f"no image in this {modality} file") for h in members]
+            ignored["copies"] += unused
             continue
         try:
             series_plan = order_series(members)
         except UnreadableInput as err:
             errors.append((err.path or str(Path(members[0]["file"]).parent), f"series {uid}: {err.reason}"))
+            ignored["copies"] += unused
             continue
         ignored["duplicates"] += series_plan.duplicates
         items.append(Item("dicom", uid, str(Path(members[0]["file"]).parent), modality,
@@ -201,27 +213,38 @@ def _finish(values, fill, options: Options):
 
 
 def convert(item: Item, options: Options):
-    """-> (item, integer slices or None, manifest rows, dropped count, [(file, reason)])"""
+    """-> (item, integer slices or None, manifest rows, dropped count, [(file, reason)],
+    ([rows of the duplicates report], how many of the errors are copies that could not be read))"""
     try:
         if item.kind == "dicom":
             return _convert_dicom(item, options)
         if item.kind == "nifti":
-            return _convert_nifti(item, options)
-        return _convert_images(item, options)
+            return *_convert_nifti(item, options), ([], 0)
+        return *_convert_images(item, options), ([], 0)
     except UnreadableInput as err:
-        return item, None, [], 0, [(err.path or item.label, err.reason)]
+        copies = ignored_copies(item.payload, {}, stored=False) if item.kind == "dicom" else []
+        return item, None, [], 0, [(err.path or item.label, err.reason)], (copies, 0)
 
 
 def _convert_dicom(item: Item, options: Options):
+    """A stored series' only errors are the copies of its instances that could not be read."""
     plan_: SeriesPlan = item.payload
-    values = read_series(plan_)
+    unreadable = []  # (file, reason) of copies of an instance that cannot be read
+    read_from = {}  # planned file -> the copy read
+    try:
+        values, sources = read_series(plan_, unreadable, read_from)
+    except UnreadableInput as err:
+        copies = ignored_copies(plan_, read_from, unreadable, stored=False)
+        return (item, None, [], 0, [(err.path or item.label, err.reason)] + unreadable,
+                (copies, len(unreadable)))
     fill = AIR_HU if item.modality == "CT" else float(values.min())
     slices, kept, factor = _finish(values, fill, options)
-    sources, positions = plan_.sources, plan_.positions
+    positions = plan_.positions
     spacing = [s * factor for s in plan_.spacing]
     rows = _rows(item, [sources[i] for i in kept], [positions[i] for i in kept], spacing,
                  plan_.first["patient_id"], kept)
-    return item, slices, rows, len(values) - len(kept), []
+    copies = ignored_copies(plan_, read_from, unreadable)
+    return item, slices, rows, len(values) - len(kept), unreadable, (copies, len(unreadable))
 
 
 def _convert_nifti(item: Item, options: Options):
@@ -311,6 +334,22 @@ def _ordered(pool, fn, items, ahead):
 
 
 # --- the run -------------------------------------------------------------------------------
+def _copies_in_stored_series(done, writer: SliceStoreWriter) -> list:
+    """Rows of the duplicates report for the DICOM series stored by an earlier run: the copy
+    kept is the one the manifest names."""
+    plans = [i.payload for i in done if i.kind == "dicom"]
+    plans = [p for p in plans if p.repeated or any(h["copies"] for h in p.headers.values())]
+    if not plans:
+        return []
+    stored = set(writer.written_rows().source.astype(str).str.replace(r"#frame\d+$", "", regex=True))
+    rows = []
+    for p in plans:
+        read_from = {h["file"]: next((f for f in [h["file"], *h["copies"]] if f in stored), None)
+                     for h in p.headers.values()}
+        rows += ignored_copies(p, {k: v for k, v in read_from.items() if v})
+    return rows
+
+
 def dtype_for(items, out, overwrite: bool) -> str:
     """uint16 for image files (8- and 16-bit values as they are), int16 for scans; a store that
     is resumed keeps its own."""
@@ -369,17 +408,24 @@ def ingest(inputs, out, options: Options = Options(), *, workers: int | None = N
                                   dtype=dtype_for(items, out, overwrite))
         report_path = Path(errors_report) if errors_report else out / ERRORS_FILE
         summary.errors_report = str(report_path)
+        summary.duplicates_report = str(out / DUPLICATES_FILE)
         items, images_done = _skip_stored_images(items, writer)
         todo = [i for i in items if i.group not in writer.done_groups]
         summary.series_already_done = len(items) - len(todo) + images_done
-        with ErrorsReport(report_path) as report, writer:
+        with (ErrorsReport(report_path) as report,
+              DuplicatesReport(summary.duplicates_report, run=report.run) as duplicates, writer):
             report.add(errors)
+            duplicates.add(ignored["copies"])
+            duplicates.add(_copies_in_stored_series(
+                [i for i in items if i.group in writer.done_groups], writer))
             bar = tqdm(total=sum(i.slices for i in todo) or None, desc="ingesting", unit="slice",
                        disable=not progress)
-            for item, slices, rows, dropped, item_errors in _ordered(
+            for item, slices, rows, dropped, item_errors, (copies, unreadable) in _ordered(
                     pool, partial(convert, options=options), todo, ahead=2 * workers):
                 report.add(item_errors)
                 errors += item_errors
+                duplicates.add(copies)
+                summary.copies_unreadable += unreadable
                 if slices is not None:
                     slices, rows, unfit = _fitting(slices, rows, writer.dtype)
                     report.add(unfit)

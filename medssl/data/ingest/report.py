@@ -1,4 +1,6 @@
-"""The errors report of ingestion runs: one CSV row per skipped input, kept across runs."""
+"""The reports of ingestion runs, kept across runs: one CSV row per skipped input
+(``ErrorsReport``), one per copy of a DICOM instance or slice that was not used
+(``DuplicatesReport``)."""
 from __future__ import annotations
 
 import csv
@@ -6,25 +8,51 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 COLUMNS = ["run", "file", "reason"]
+DUPLICATE_COLUMNS = ["run", "file", "kept", "series_uid", "instance"]
 
 
-class ErrorsReport:
-    """Appends (file, reason) rows, stamped with this run's start time (UTC), to a CSV file.
+class RunReport:
+    """Appends rows, stamped with this run's start time (UTC) or the ``run`` given (that of
+    another report of the same run), to a CSV file with ``columns`` (the first is ``run``).
 
     Rows of earlier runs stay: the file is the history of every run; a run's own rows are
     those with its ``run`` value. Each row is flushed as it is written.
     """
 
-    def __init__(self, path: str | Path):
+    columns = ["run"]
+
+    def __init__(self, path: str | Path, run: str | None = None):
         self.path = Path(path)
-        self.run = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        self.run = run or datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         self._upgrade_older_report()
         new = not self.path.is_file() or self.path.stat().st_size == 0
         self._file = open(self.path, "a", newline="")
         self._csv = csv.writer(self._file)
         if new:
-            self._csv.writerow(COLUMNS)
+            self._csv.writerow(self.columns)
             self._file.flush()
+
+    def _upgrade_older_report(self) -> None:
+        """Nothing to do: a report with no older layout."""
+
+    def add(self, rows) -> None:
+        self._csv.writerows([self.run, *row] for row in rows)
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class ErrorsReport(RunReport):
+    """(file, reason) of every input skipped: ``ingest_errors.csv``."""
+
+    columns = COLUMNS
 
     def _upgrade_older_report(self) -> None:
         """A report written without the run column: give its rows an empty run."""
@@ -38,15 +66,12 @@ class ErrorsReport:
         with open(self.path, "w", newline="") as f:
             csv.writer(f).writerows([COLUMNS] + [[""] + row for row in body])
 
-    def add(self, errors) -> None:
-        self._csv.writerows([self.run, file, reason] for file, reason in errors)
-        self._file.flush()
 
-    def close(self) -> None:
-        self._file.close()
+class DuplicatesReport(RunReport):
+    """(file, kept, series_uid, instance) of every copy of a DICOM instance, or slice, that was
+    not used: ``ingest_duplicates.csv``. ``kept`` is the file the instance's (or slice's) pixels
+    were read from and stored, empty when its series was not stored (another modality, or
+    skipped: see the errors report); ``instance`` its SOPInstanceUID, or for a slice that repeats
+    another of the series (same position, same values) "slice at P mm"."""
 
-    def __enter__(self) -> "ErrorsReport":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    columns = DUPLICATE_COLUMNS
