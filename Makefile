@@ -16,7 +16,7 @@ DEMO_SIZE ?= 64
 # the fine-tuning schedule of the demo and the learning benchmark
 FINETUNE_SCHEDULE ?= Downstream/configs/finetune_quick.yaml
 
-.PHONY: demo test lint install clean-demo
+.PHONY: demo test test-fast lint install clean-demo
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,9 +27,15 @@ install: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 
-test: lint
+# the whole suite (what CI runs, with lint); test-fast leaves out the tests marked slow
+# (subprocesses, DDP, SIGKILL, benchmarks, long training): the edit-test loop, a few minutes
+test: $(STAMP)
 	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
 
 demo: $(STAMP)
 	$(PY) Pre-Training/make_phantom.py --out $(DEMO)/phantom

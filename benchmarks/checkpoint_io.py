@@ -2,7 +2,7 @@
 and the read-back check made before a resume, for each method on a ResNet-50 with an
 optimizer state of two moments per parameter (Adam / LAMB; SGD and LARS keep one).
 
-    python benchmarks/checkpoint_io.py [--arch resnet50] [--folder /tmp] [--repeats 3]
+    python -m benchmarks.checkpoint_io [--arch resnet50] [--folder /tmp] [--repeats 3]
 
 Each figure is the median of ``--repeats``. Run it on the file system the runs write to: a
 cluster's shared file system is usually the slow part.
@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from medssl.pretrain.methods import METHODS, method_names
+from benchmarks import common
+from medssl.pretrain.methods import METHODS
 from medssl.pretrain.resume import AtomicCheckpointIO, checkpoint_problem
 
 
@@ -49,7 +50,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(dir=args.folder) as tmp:
         print(f"| method | checkpoint (MB) | atomic write (s) | read-back check (s) |  ({args.arch})")
         print("|---|---:|---:|---:|")
-        for method in method_names():
+        for method in common.methods():
             r = measure(method, args.arch, Path(tmp), args.repeats)
             print(f"| {r['method']} | {r['mb']:.0f} | {r['write_s']:.2f} | {r['check_s']:.2f} |")
 

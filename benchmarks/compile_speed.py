@@ -1,7 +1,7 @@
 """torch.compile against eager per method: step time, compilation time, graph breaks.
 
-    python benchmarks/compile_speed.py                                           # CPU
-    python benchmarks/compile_speed.py --arch resnet50 --size 224 --batch 128 \\
+    python -m benchmarks.compile_speed                                           # CPU
+    python -m benchmarks.compile_speed --arch resnet50 --size 224 --batch 128 \\
         --precision bf16-mixed --channels-last                                   # GPU
 
 Each method trains on synthetic in-memory views (those of train_throughput.py: the study's
@@ -16,7 +16,6 @@ step by step (SparK's differ: compiled code draws its masks from another random 
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -26,23 +25,13 @@ from pathlib import Path
 
 import torch
 
-HERE = Path(__file__).resolve().parent
-
-
-def throughput():
-    sys.path.insert(0, str(HERE))
-    try:
-        import train_throughput
-    finally:
-        sys.path.remove(str(HERE))
-    return train_throughput
+from benchmarks import common
+from benchmarks import train_throughput as bench
 
 
 def run_one(args, method: str, compile: bool) -> dict:
     """One training run: each step's time and loss."""
     import pytorch_lightning as pl
-
-    bench = throughput()
 
     class Clock(pl.Callback):
         def __init__(self):
@@ -100,14 +89,15 @@ def measure(methods: list[str], *, arch: str, size: int, batch: int, precision: 
     ``threads``: CPU threads of eager and compiled code alike (default: torch's)."""
     results = []
     for method in methods:
-        cmd = [sys.executable, __file__, "--single", method, "--arch", arch, "--size", str(size),
-               "--batch", str(batch), "--precision", precision, "--steps", str(steps),
-               "--warmup", str(warmup), "--rounds", str(rounds)] + ["--channels-last"] * channels_last
+        cmd = common.python_command("compile_speed", "--single", method, "--arch", arch, "--size", str(size),
+                                    "--batch", str(batch), "--precision", precision, "--steps", str(steps),
+                                    "--warmup", str(warmup), "--rounds", str(rounds),
+                                    *["--channels-last"] * channels_last)
         with tempfile.TemporaryDirectory(prefix="medssl-inductor-") as cache:
             env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
             if threads:
                 env["OMP_NUM_THREADS"] = str(threads)
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            proc = subprocess.run(cmd, cwd=common.ROOT, capture_output=True, text=True, env=env)
         found = [json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
         if proc.returncode or len(found) != 1:
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -138,9 +128,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=4, help="after the first, compiled runs reuse the compiled code")
     ap.add_argument("--threads", type=int, help="CPU threads (OMP_NUM_THREADS) of both; default: torch's")
-    methods = throughput().registered()
-    ap.add_argument("--methods", nargs="+", choices=methods, default=methods)
-    ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--methods", nargs="+", choices=common.methods(), default=common.methods())
+    ap.add_argument("--out", type=Path, default=common.RESULTS)
     ap.add_argument("--single", help=argparse.SUPPRESS)  # the measuring process
     args = ap.parse_args()
     if args.single:
@@ -158,10 +147,9 @@ def main():
         print(f"{method:8s} eager {r['eager_step_s']:.3f} s  compiled {r['compiled_step_s']:.3f} s  "
               f"{r['ratio']:.2f}x  compilation {r['compile_s']:.0f} s  graphs {r['graphs']}  "
               f"breaks {r['graph_breaks']}", flush=True)
-    device = (torch.cuda.get_device_name() if torch.cuda.is_available()
-              else f"{platform.machine()}-{os.cpu_count()}cpu")
-    command = " ".join(["python", "benchmarks/compile_speed.py", *sys.argv[1:]])
-    text = "\n".join([
+    device = common.machine(readable=True)
+    command = common.command("compile_speed")
+    lines = [
         f"# torch.compile vs eager on {device}: {args.arch}, {args.size} px, batch {args.batch}, "
         f"{args.precision}{', channels_last' if args.channels_last else ''}"
         f"{f', {args.threads} CPU thread(s)' if args.threads else ''}", "",
@@ -173,15 +161,10 @@ def main():
         "- loss difference: relative, eager vs compiled run from the same weights and views, at the "
         "first step and the largest over all steps (SparK's masks come from another random stream "
         "when compiled)", "",
-        *table(rows)]) + "\n"
-    tag = f"compile-{device.replace(' ', '_')}-{args.arch}-{args.size}px-{args.precision}"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{tag}.md").write_text(text)
-    (args.out / f"{tag}.json").write_text(json.dumps(
-        {"command": command, "device": device, "torch": torch.__version__,
-         "args": {k: v for k, v in vars(args).items() if k not in ("out", "single")}, "results": rows},
-        indent=1) + "\n")
-    print(text)
+        *table(rows)]
+    report = {"command": command, "device": device, "torch": torch.__version__,
+              "args": {k: v for k, v in vars(args).items() if k not in ("out", "single")}, "results": rows}
+    common.write(args.out, f"compile-{common.machine()}-{args.arch}-{args.size}px-{args.precision}", report, lines)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Each method pre-trains once on the phantom store with its quick config for a lon
 minutes for SparK, SimCLR and MoCo v2, 20 for the others by default), and its backbone is exported
 as the run's training time passes each mark (``medssl.pretrain.callbacks.ExportAtMinutes``: 2.5, 5,
 10, 20, 40 minutes) and at the end. Every backbone is scored as in the learning benchmark
-(``benchmarks/learning.py``): frozen features by kNN and the linear probe, and fine-tuning (the
+(``python -m benchmarks.learning``): frozen features by kNN and the linear probe, and fine-tuning (the
 dear protocol: by default the organ task only, 3 seeds), each paired with random init. The report
 gives, per method and protocol, the difference to random init against pre-training minutes,
 steps and images seen, and the first mark at which its 95 % interval clears zero.
@@ -12,8 +12,8 @@ steps and images seen, and the first mark at which its 95 % interval clears zero
 The marks lie on one run, whose schedules (learning rate, momentum, weight decay) stretch over
 its whole budget: the backbone at 10 minutes of a 60-minute run is not a 10-minute run's.
 
-    python benchmarks/curves.py                                   # resumable; hours on a CPU
-    python benchmarks/curves.py --methods spark --minutes 60 --finetune-seeds 3
+    python -m benchmarks.curves                                   # resumable; hours on a CPU
+    python -m benchmarks.curves --methods spark --minutes 60 --finetune-seeds 3
 
 Runs and scores are kept in ``--work`` (``learning-work`` by default: the phantom data and the
 random-init scores are the learning benchmark's). Written: benchmarks/results/
@@ -26,9 +26,16 @@ import json
 import sys
 from pathlib import Path
 
-import learning
 import torch
 import yaml
+
+from benchmarks import common
+from benchmarks.learning import GOAL_LABELS, label
+from benchmarks.learning.comparison import compare
+from benchmarks.learning.figures import panels, save
+from benchmarks.learning.options import finetune_plan, scoring_arguments
+from benchmarks.learning.pretraining import phantom, pretrain
+from benchmarks.learning.scoring import evaluate
 
 LONG = ("spark", "simclr", "mocov2")  # 60 minutes; the others 20
 MARKS = (2.5, 5.0, 10.0, 20.0, 40.0)
@@ -63,7 +70,7 @@ def curves(comparison: dict, marks: dict, method: str) -> dict:
     out = {}
     for minutes, info in sorted(marks.items()):
         for row in comparison[f"{method}@{minutes:g}min"]["rows"]:
-            key = f"{row['task']}/{row['probe']}/{learning.label(row['labels'])}"
+            key = f"{row['task']}/{row['probe']}/{label(row['labels'])}"
             out.setdefault(key, []).append({"minutes": minutes, "steps": info["steps"], "images": info["images"],
                                             **{k: row[k] for k in ("difference", "low", "high", "accuracy",
                                                                    "random")}})
@@ -75,8 +82,8 @@ def markdown(report: dict) -> str:
     ft = s["finetune"]
     lines = [f"# Learning curves on {report['machine']}", "", f"- command: `{report['command']}`",
              f"- {report['device']}; torch {report['torch']}; {report['date']}",
-             f"- frozen features: {', '.join(map(learning.label, s['labels']))} labels per class, {s['seeds']} seeds; "
-             f"fine-tuning: tasks {', '.join(ft['tasks'])}, {', '.join(map(learning.label, ft['labels']))} "
+             f"- frozen features: {', '.join(map(label, s['labels']))} labels per class, {s['seeds']} seeds; "
+             f"fine-tuning: tasks {', '.join(ft['tasks'])}, {', '.join(map(label, ft['labels']))} "
              f"labels per class, {len(ft['seeds'])} seeds, schedule {ft['schedule_settings']}",
              f"- CPU time: pre-training {report['cpu_minutes']['pretraining']:.0f} min, fine-tuning "
              f"{report['cpu_minutes']['finetuning']:.0f} min", "",
@@ -97,11 +104,9 @@ def markdown(report: dict) -> str:
 
 
 def plot(report: dict, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
     keys = sorted({k for e in report["methods"].values() for k in e["curves"]
                    if k.startswith("organ/")}) or sorted({k for e in report["methods"].values() for k in e["curves"]})
-    fig, axes = learning.panels(len(keys), 3, (4.2, 3.2))
+    fig, axes = panels(len(keys), 3, (4.2, 3.2))
     for ax, key in zip(axes.flat, keys):
         for method, entry in report["methods"].items():
             points = entry["curves"].get(key)
@@ -115,32 +120,29 @@ def plot(report: dict, path: Path) -> Path:
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("accuracy - random init")
     axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--methods", nargs="+", choices=learning.registered(), default=learning.registered())
+    ap.add_argument("--methods", nargs="+", choices=common.methods(), default=common.methods())
     ap.add_argument("--minutes", type=float, help="pre-training budget of every method (default: 60 for "
                     f"{', '.join(LONG)}, 20 for the others)")
     ap.add_argument("--marks", nargs="+", type=float, default=list(MARKS), help="minutes at which backbones are kept")
-    learning.scoring_arguments(ap, labels=list(learning.GOAL_LABELS), finetune_labels=[5], finetune_seeds=3,
-                               finetune_tasks=["organ"], work="learning-work")
+    scoring_arguments(ap, labels=list(GOAL_LABELS), finetune_labels=[5], finetune_seeds=3, finetune_tasks=["organ"],
+                      work="learning-work")
     args = ap.parse_args(argv)
-    torch.set_num_threads(learning.cores())
-    root = learning.phantom(args.work)
+    torch.set_num_threads(common.cores())
+    root = phantom(args.work)
     seeds = list(range(args.seeds))
-    plan = learning.finetune_plan(args)
+    plan = finetune_plan(args)
     methods, pre_seconds, ft_seconds = {}, 0.0, {}
     for method in args.methods:
         minutes = budget(method, args.minutes)
-        config = args.configs.resolve() / f"{method}_quick.yaml"
+        config = common.quick_config(method, args.configs)
         run_dir = args.work / "curves" / method
         marks_arg = json.dumps([m for m in args.marks if m < minutes])
-        run = learning.pretrain(method, config, root / "store", run_dir, minutes, args.workers, extra=(
+        run = pretrain(method, config, root / "store", run_dir, minutes, args.workers, extra=(
             "--trainer.callbacks+=medssl.pretrain.callbacks.ExportAtMinutes", "--trainer.callbacks.minutes",
             marks_arg))
         pre_seconds += run["seconds"]
@@ -150,21 +152,18 @@ def main(argv=None) -> int:
             info["images"] = info["steps"] * batch
         arch = yaml.safe_load(config.read_text())["model"]["arch"]
         backbones = {f"{method}@{m:g}min": info["backbone"] for m, info in marks.items()}
-        results = learning.evaluate(backbones, arch, root / "tasks", args.labels, seeds, args.work, plan)
+        results = evaluate(backbones, arch, root / "tasks", args.labels, seeds, args.work, plan)
         ft_seconds.update({name: entry.get("finetune_seconds", 0) for name, entry in results.items()})
-        comparison = learning.compare(results, list(backbones))
+        comparison = compare(results, list(backbones))
         methods[method] = {"minutes": minutes, "marks": {f"{m:g}": info for m, info in marks.items()},
                            "curves": curves(comparison, marks, method), "loss": run["loss"]}
-    report = {**learning.report_header("curves.py", argv),
+    report = {**common.header("curves", argv),
               "settings": {"labels": args.labels, "seeds": args.seeds, "finetune": plan, "methods": args.methods},
               "cpu_minutes": {"pretraining": pre_seconds / 60, "finetuning": sum(ft_seconds.values()) / 60},
               "methods": methods}
-    args.out.mkdir(parents=True, exist_ok=True)
-    prefix = args.out / f"curves-{report['machine']}"
-    prefix.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
     text = markdown(report)
-    prefix.with_suffix(".md").write_text(text)
-    print(f"picture    {plot(report, prefix.with_suffix('.png'))}")
+    prefix = common.write(args.out, f"curves-{report['machine']}", report, text, echo=False)
+    print(f"picture    {plot(report, prefix.with_name(prefix.name + '.png'))}")
     print(text)
     return 0
 

@@ -1,6 +1,6 @@
 """Input pipeline: augmented views/s from the slice store vs one PNG per slice read with PIL.
 
-    python benchmarks/data_pipeline.py [--slices 512] [--slice-size 256] [--size 224] [--workers 2]
+    python -m benchmarks.data_pipeline [--slices 512] [--slice-size 256] [--size 224] [--workers 2]
 
 Same slices, same view spec (the study's MoCo v2 / BYOL views), same DataLoader settings and
 worker count, same run. Three pipelines:
@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2 as T
@@ -32,9 +31,8 @@ from medssl.data.phantom import write_phantom_store
 from medssl.data.store import SliceStore
 from medssl.pretrain.batch_views import BatchMultiView
 from medssl.pretrain.datamodule import SliceValues, SliceViews
+from medssl.pretrain.methods import method
 from medssl.pretrain.views import MultiView, ViewSpec, blur_kernel_size, blur_sigma_px
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def study_views(specs: list[dict]) -> MultiView:
@@ -88,8 +86,8 @@ def views_per_second(dataset: Dataset, *, batch_size: int, workers: int, repeats
 
 
 def mocov2_views(size: int) -> list[dict]:
-    config = yaml.safe_load((ROOT / "Pre-Training" / "configs" / "mocov2.yaml").read_text())
-    return [{**v, "size": size} for v in config["data"]["views"]]
+    """The study's MoCo v2 views (its full config's, from the registry) at ``size``."""
+    return [{**v, "size": size} for v in method("mocov2").data_config()["views"]]
 
 
 def measure(*, slices: int, size: int, workers: int, repeats: int, batch_size: int,

@@ -1,7 +1,7 @@
 """Ingestion throughput: our command vs a faithful re-creation of the study's original script,
 on the same synthetic DICOM tree, same machine, same run.
 
-    python benchmarks/ingest.py [--series 20] [--slices 100] [--repeats 3] [--workers 2]
+    python -m benchmarks.ingest [--series 20] [--slices 100] [--repeats 3] [--workers 2]
 
 The tree is laid out like LIDC-IDRI (PATIENT/study/series/*.dcm plus an XML file per series),
 512x512 int16 CT slices (phantom anatomy with fresh scanner noise per slice). The original
@@ -10,9 +10,7 @@ slope/intercept, per-slice min-max to 8 bit, one PNG per slice, one process.
 Each figure is the median of --repeats timed runs after the tree is in the page cache.
 """
 import argparse
-import json
 import os
-import platform
 import shutil
 import statistics
 import tempfile
@@ -24,6 +22,7 @@ import pydicom
 from PIL import Image
 from scipy import ndimage
 
+from benchmarks import common
 from medssl.data import SliceStore
 from medssl.data.ingest import Options, ingest
 from medssl.data.phantom import phantom_volume
@@ -113,21 +112,17 @@ def main():
     ap.add_argument("--slices", type=int, default=100, help="slices per series")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workers", type=int, default=os.cpu_count())
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--out", type=Path, default=common.RESULTS)
     args = ap.parse_args()
 
     report = measure(series=args.series, slices=args.slices, repeats=args.repeats, workers=args.workers)
     results = report["slices_per_s"]
-    machine = f"{platform.machine()}-{os.cpu_count()}cpu"
+    machine = common.machine("cpu")
     base = results["original_png8_single_process"]
     lines = [f"# Ingestion on {machine}: {report['slices']} DICOM slices of 512x512 ({args.series} series), "
              f"median of {args.repeats}", "", "| pipeline | slices/s | vs original |", "|---|---:|---:|"]
     lines += [f"| {k} | {v:,.0f} | {v / base:.1f}x |" for k, v in results.items()]
-    text = "\n".join(lines) + "\n"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"ingest-{machine}.md").write_text(text)
-    (args.out / f"ingest-{machine}.json").write_text(json.dumps({"machine": machine, **report}, indent=1) + "\n")
-    print(text)
+    common.write(args.out, f"ingest-{machine}", {"machine": machine, **report}, lines)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """What the online linear probe and the embedding picture (medssl/pretrain/online_eval.py) cost a
 pre-training run: the same run with and without them, ResNet-18 on a phantom store.
 
-    python benchmarks/online_probe.py                          # ~2 min on 2 CPU cores
-    python benchmarks/online_probe.py --method spark --size 128
+    python -m benchmarks.online_probe                          # ~2 min on 2 CPU cores
+    python -m benchmarks.online_probe --method spark --size 128
 
 Both do their work outside the training step: the probe at the end of each epoch (one no-grad
 pass of the labelled set through the backbone, then a few hundred steps of a linear layer),
@@ -21,9 +21,6 @@ rest of the machine only ever slows a round down); the overhead is the median of
 ratios, each taken within one run.
 """
 import argparse
-import json
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -31,6 +28,8 @@ from pathlib import Path
 
 import torch
 import yaml
+
+from benchmarks import common
 
 GOAL = 0.05  # the probe's share of training time, at most
 DEMO_RATIO = 357 / 1280  # labelled images used per training image of an epoch, in the demo
@@ -46,7 +45,7 @@ def make_data(folder: Path, slices: int, labelled_ratio: float) -> tuple[Path, P
     """A phantom store of ``slices`` slices and the phantom organ task with about
     ``labelled_ratio`` x ``slices`` images in its train + test splits (the monitors' set)."""
     from medssl.data.phantom import write_phantom_store
-    from medssl.data.phantom_tasks import TaskCounts, write_phantom_tasks
+    from medssl.downstream.phantom_tasks import TaskCounts, write_phantom_tasks
 
     store = write_phantom_store(folder / "store", patients=max(1, slices // 32), slices_per_patient=32,
                                 size=64, seed=0, workers=1, progress=False).path
@@ -126,7 +125,7 @@ def main():
                     help="labelled images per training image of an epoch (default: the demo's)")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--precision", default="32-true")
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--out", type=Path, default=common.RESULTS)
     args = ap.parse_args()
 
     from medssl.pretrain.labelled_set import load_labelled
@@ -149,10 +148,9 @@ def main():
     shares = [(w["epoch_end_s"] - wo["epoch_end_s"]) / w["epoch_s"] for w, wo in zip(rounds["with"], rounds["without"])]
     overhead = statistics.median(shares)
     step_change = best["with"]["step_s"] / best["without"]["step_s"] - 1
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{platform.machine()}-{os.cpu_count()}cpu"
-    machine = device.replace(" ", "_")
-    command = "python benchmarks/online_probe.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out")
+    device, machine = common.machine(readable=True), common.machine()
+    command = common.command("online_probe", [word for k, v in vars(args).items() if k != "out"
+                                              for word in (f"--{k.replace('_', '-')}", str(v))])
     verdict = "PASS" if overhead <= GOAL else "MISS"
     lines = [f"# Online linear probe and embedding picture on {device}: resnet18, {args.method} views at "
              f"{args.size} px, batch {args.batch}, {args.steps_per_epoch} steps per epoch, {labelled_images} "
@@ -169,17 +167,13 @@ def main():
              f"(rounds: {', '.join(f'{100 * s:.1f} %' for s in shares)}; goal <= {100 * GOAL:.0f} %): {verdict}.",
              f"Training step with vs without: {100 * step_change:+.1f} % (noise: the monitors do nothing in a step).",
              f"Embedding picture: {picture_s:.2f} s once, at the end of training."]
-    text = "\n".join(lines) + "\n"
     report = {"machine": machine, "device": device, "command": command, "torch": torch.__version__,
               "args": {k: v for k, v in vars(args).items() if k != "out"}, "labelled_images": labelled_images,
               "rounds": rounds, "best": best, "probe_s_per_epoch": probe_s, "picture_s": picture_s,
               "overhead": overhead, "overhead_per_round": shares, "step_change": step_change,
               "goal_result": {"goal": "probe time / training time", "measured": round(overhead, 4),
                               "target": f"<= {GOAL}", "passed": overhead <= GOAL}}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"online_probe-{machine}.json").write_text(json.dumps(report, indent=1) + "\n")
-    (args.out / f"online_probe-{machine}.md").write_text(text)
-    print(text)
+    common.write(args.out, f"online_probe-{machine}", report, lines)
 
 
 if __name__ == "__main__":

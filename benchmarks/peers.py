@@ -4,8 +4,8 @@ and solo-learn.
     git clone https://github.com/lightly-ai/lightly /tmp/lightly           # outside this repository
     git clone https://github.com/vturrisi/solo-learn /tmp/solo-learn
     pip install lightning einops omegaconf                                 # what solo-learn imports
-    python benchmarks/peers.py --lightly /tmp/lightly/examples/pytorch_lightning --solo-learn /tmp/solo-learn
-    python benchmarks/peers.py --lightly ... --size 224 --batch 128 --precision bf16-mixed   # a GPU
+    python -m benchmarks.peers --lightly /tmp/lightly/examples/pytorch_lightning --solo-learn /tmp/solo-learn
+    python -m benchmarks.peers --lightly ... --size 224 --batch 128 --precision bf16-mixed   # a GPU
 
 lightly's ``examples/pytorch_lightning/<method>.py`` are scripts that build a LightningModule and
 train it on CIFAR-10; only their imports and class definitions are run here. solo-learn's methods
@@ -33,13 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytorch_lightning as pl
-import reporting
 import torch
 
+from benchmarks import common
 from medssl.pretrain.methods import OptimizerConfig
 from medssl.pretrain.methods import method as registered_method
 
-HERE = Path(__file__).resolve().parent
 GOAL = 1.0
 
 
@@ -276,7 +275,7 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--steps", type=int, default=3, help="steps per round")
     ap.add_argument("--rounds", type=int, default=4)
-    ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--out", type=Path, default=common.RESULTS)
     args = ap.parse_args(argv)
     args.local_size = args.local_size or max(16, args.size * 96 // 224)
     sources = {peer: getattr(args, peer.replace("-", "_")) for peer in PEERS}
@@ -289,8 +288,8 @@ def main(argv=None) -> int:
     if "solo-learn" in sources and not (sources["solo-learn"] / "solo" / "methods").is_dir():
         ap.error(f"--solo-learn {sources['solo-learn']}: no solo/methods there; give a solo-learn checkout")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    machine = reporting.machine(device)
-    command = " ".join(["python", "benchmarks/peers.py", *(argv if argv is not None else sys.argv[1:])])
+    machine = common.machine(device)
+    command = common.command("peers", argv)
     for peer, source in sources.items():
         rows = []
         for name in args.methods:
@@ -307,7 +306,7 @@ def main(argv=None) -> int:
         for r in rows:
             lines.append(f"| {r['method']} | {r['module']} | {r['theirs_s'] * 1000:.0f} | {r['ours_s'] * 1000:.0f} | "
                          f"{r['ratio']:.2f}x | {r['goal']} | {'; '.join(r['differences']) or '-'} |")
-        reporting.write(args.out, f"peers-{peer}", report, lines)
+        common.write(args.out, f"peers-{peer}-{machine}", report, lines)
     return 0
 
 

@@ -1,8 +1,8 @@
 """The benchmark suite: data pipeline, training throughput per method, end-to-end pre-training,
 ingestion and torch.compile, written to <out>/<machine>.json and <out>/<machine>.md.
 
-    python benchmarks/run.py            # this machine's defaults (GPU figures on CUDA)
-    python benchmarks/run.py --quick    # the CPU subset: a few minutes on 2 cores (no compile)
+    python -m benchmarks.run            # this machine's defaults (GPU figures on CUDA)
+    python -m benchmarks.run --quick    # the CPU subset: a few minutes on 2 cores (no compile)
 
 Sections (--sections):
   data    slice store + views vs one PNG file per slice (benchmarks/data_pipeline.py), the
@@ -19,11 +19,8 @@ Every figure is a median over timed steps or runs after warm-up. A failing secti
 with its error and the others still run; the exit status is then 1.
 """
 import argparse
-import importlib.util
-import json
 import os
 import platform
-import shlex
 import sys
 import tempfile
 import time
@@ -33,9 +30,9 @@ from pathlib import Path
 
 import torch
 
+from benchmarks import common
 from medssl.pretrain.overhead import OVERHEAD_GOAL
 
-HERE = Path(__file__).resolve().parent
 SECTIONS = ("data", "train", "e2e", "ingest", "compile")
 QUICK_E2E = ("mocov2", "spark")
 BARE_GOAL = OVERHEAD_GOAL  # method step / its bare-passes step, at most
@@ -53,22 +50,6 @@ PROFILES = {
                   workers=2, warmup=2, steps=3, rounds=2, repeats=3,
                   data_size=224, data_slices=64, store_slices=256, ingest_series=3, ingest_slices=16),
 }
-
-
-def load_benchmark(name: str):
-    """benchmarks/<name>.py as a module, or None when there is no such file."""
-    path = HERE / f"{name}.py"
-    if not path.exists():
-        return None
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def benchmark_methods() -> list[str]:
-    """The methods measured: every registered one (medssl.pretrain.methods.registry)."""
-    return load_benchmark("train_throughput").registered()
 
 
 def goal(name: str, measured: float, target: float, better: str, applies: bool = True) -> dict:
@@ -93,15 +74,15 @@ def train_options(opts) -> dict:
                 warmup=opts.warmup)
 
 
-# --- sections: each returns its JSON record -------------------------------------------------
+# --- sections: each returns its JSON record (each imports its benchmark: one that fails to
+# import fails its section only) ---------------------------------------------------------------
 def data_section(opts, sections: dict) -> dict:
-    pipeline = load_benchmark("data_pipeline")
-    if pipeline is None:
-        return {"status": "skipped", "reason": "benchmarks/data_pipeline.py does not exist yet"}
-    # the study's views, whatever the model size
-    views, _ = load_benchmark("train_throughput").config_views("mocov2", opts.data_size)
-    result = pipeline.measure(slices=opts.data_slices, size=opts.data_size, workers=opts.workers,
-                              repeats=opts.repeats, batch_size=opts.batch, views=views)
+    from benchmarks import data_pipeline
+    from medssl.pretrain.overhead import config_views
+
+    views, _ = config_views("mocov2", opts.data_size)  # the study's views, whatever the model size
+    result = data_pipeline.measure(slices=opts.data_slices, size=opts.data_size, workers=opts.workers,
+                                   repeats=opts.repeats, batch_size=opts.batch, views=views)
     result["goal_result"] = goal("store views/s / PNG views/s", result["ratio"], result["goal"], ">=")
     print(f"  store {result['store_views_per_s']:,.0f} views/s, PNG {result['png_views_per_s']:,.0f} "
           f"views/s: {result['ratio']:.1f}x ({verdict(result['goal_result'])})", flush=True)
@@ -119,7 +100,8 @@ def method_record(method: str, result: dict, baseline: dict, supervised: dict, a
 
 
 def train_section(opts, sections: dict) -> dict:
-    throughput = load_benchmark("train_throughput")
+    from benchmarks import train_throughput as throughput
+
     # A method and its baseline alternate for --rounds rounds in one process; each keeps its
     # fastest round (interference from the rest of the machine only ever slows a round down).
     groups = [["supervised"]] + [[m, throughput.baseline(m)] * opts.rounds for m in opts.methods]
@@ -153,9 +135,10 @@ def train_section(opts, sections: dict) -> dict:
 
 
 def e2e_section(opts, sections: dict) -> dict:
+    from benchmarks import train_throughput as throughput
     from medssl.data.phantom import write_phantom_store
+    from medssl.pretrain.overhead import config_views
 
-    throughput = load_benchmark("train_throughput")
     synthetic = sections.get("train", {}).get("methods", {})
     methods = [m for m in opts.methods if not opts.quick or m in QUICK_E2E]
     slices = max(opts.store_slices, opts.batch * (opts.warmup + opts.steps + 1))  # no epoch end
@@ -167,7 +150,7 @@ def e2e_section(opts, sections: dict) -> dict:
                                     size=store_size, seed=0, workers=opts.workers, progress=False)
         print(f"  phantom store: {len(store)} slices of {store_size} px", flush=True)
         for method in methods:
-            views, intensity = throughput.config_views(method, opts.size)
+            views, intensity = config_views(method, opts.size)
             try:
                 (result,) = throughput.measure([method], **train_options(opts), store=store.path, views=views,
                                                intensity=intensity, workers=opts.workers)
@@ -191,8 +174,10 @@ def e2e_section(opts, sections: dict) -> dict:
 
 
 def ingest_section(opts, sections: dict) -> dict:
-    result = load_benchmark("ingest").measure(series=opts.ingest_series, slices=opts.ingest_slices,
-                                              repeats=opts.repeats, workers=opts.workers)
+    from benchmarks import ingest
+
+    result = ingest.measure(series=opts.ingest_series, slices=opts.ingest_slices, repeats=opts.repeats,
+                            workers=opts.workers)
     base = result["slices_per_s"]["original_png8_single_process"]
     result["vs_original"] = {k: round(v / base, 2) for k, v in result["slices_per_s"].items()}
     for name, value in result["slices_per_s"].items():
@@ -201,7 +186,8 @@ def ingest_section(opts, sections: dict) -> dict:
 
 
 def compile_section(opts, sections: dict) -> dict:
-    speed = load_benchmark("compile_speed")
+    from benchmarks import compile_speed as speed
+
     on_gpu = torch.cuda.is_available()
     results, errors = {}, {}
     for method in opts.methods:
@@ -322,9 +308,6 @@ def markdown(report: dict) -> str:
              "- goals: " + ", ".join(f"{n} {v}" for v, n in counts.items())]
     for name, record in report["sections"].items():
         lines += ["", f"## {TITLES[name]}", ""]
-        if record["status"] == "skipped":
-            lines.append(f"Skipped: {record['reason']}.")
-            continue
         if "error" in record:
             lines.append(f"FAILED: `{record['error']}`")
             continue
@@ -346,13 +329,12 @@ def parse_args():
     ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False)
     ap.add_argument("--workers", type=int, help="DataLoader / ingestion worker processes")
     ap.add_argument("--sections", nargs="+", choices=SECTIONS, help="default: all (--quick: all but compile)")
-    methods = benchmark_methods()
-    ap.add_argument("--methods", nargs="+", choices=methods, default=methods)
+    ap.add_argument("--methods", nargs="+", choices=common.methods(), default=common.methods())
     ap.add_argument("--steps", type=int, help="timed steps per measurement")
     ap.add_argument("--warmup", type=int, help="untimed steps before them")
     ap.add_argument("--rounds", type=int, help="alternating rounds of each method and its baseline")
     ap.add_argument("--repeats", type=int, help="timed runs of the data and ingestion figures")
-    ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--out", type=Path, default=common.RESULTS)
     ap.add_argument("--one-process", action="store_true", help=argparse.SUPPRESS)  # smoke tests only
     opts = ap.parse_args()
     profile = PROFILES["quick" if opts.quick else "cuda" if torch.cuda.is_available() else "cpu"]
@@ -364,12 +346,6 @@ def parse_args():
     if min(opts.warmup, opts.steps, opts.rounds, opts.repeats) < 1:
         ap.error("--warmup, --steps, --rounds and --repeats must be at least 1")
     return opts
-
-
-def machine_name(quick: bool) -> str:
-    name = (torch.cuda.get_device_name().replace(" ", "_") if torch.cuda.is_available()
-            else f"{platform.machine()}-{os.cpu_count()}cpu")
-    return name + ("-quick" if quick else "")
 
 
 def device_name() -> str:
@@ -390,18 +366,14 @@ def main() -> int:
     opts = parse_args()
     settings = {k: getattr(opts, k) for k in ("quick", "arch", "size", "batch", "precision", "channels_last",
                                               "compile", "workers", "warmup", "steps", "rounds", "repeats", "methods")}
-    report = {"machine": machine_name(opts.quick), "device": device_name(), "torch": torch.__version__,
-              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "command": shlex.join(["python", *sys.argv]),
-              "settings": settings, "sections": {}}
+    report = {"machine": common.machine() + ("-quick" if opts.quick else ""), "device": device_name(),
+              "torch": torch.__version__, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "command": common.command("run"), "settings": settings, "sections": {}}
     print(f"benchmarks on {report['device']}: " + ", ".join(f"{k} {v}" for k, v in settings.items()), flush=True)
     for name in opts.sections:
         run_section(name, opts, report["sections"])
-    opts.out.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = (opts.out / f"{report['machine']}.{ext}" for ext in ("json", "md"))
-    json_path.write_text(json.dumps(report, indent=1) + "\n")
-    md_path.write_text(markdown(report))
-    print(f"wrote {json_path} and {md_path}")
+    prefix = common.write(opts.out, report["machine"], report, markdown(report), echo=False)
+    print(f"wrote {prefix}.json and {prefix}.md")
     return int(any(r["status"] == "failed" for r in report["sections"].values()))
 
 

@@ -1,15 +1,12 @@
 """Slice-store throughput: write, sequential read, random read, and random read through a
 DataLoader with worker processes; 16-bit PNG-per-slice files as a baseline in the same run.
 
-    python benchmarks/store_io.py [--slices 2000] [--size 256] [--repeats 3] [--workers 2]
+    python -m benchmarks.store_io [--slices 2000] [--size 256] [--repeats 3] [--workers 2]
 
 Each figure is the median of ``--repeats`` timed runs after one warm-up. Reads are from the page
 cache (the store was just written), which is what many-epoch training sees once data fits in RAM.
 """
 import argparse
-import json
-import os
-import platform
 import shutil
 import statistics
 import tempfile
@@ -21,6 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from benchmarks import common
 from medssl.data import SliceStore, SliceStoreWriter
 
 
@@ -57,7 +55,7 @@ def main():
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--out", type=Path, default=common.RESULTS)
     args = ap.parse_args()
 
     n, size = args.slices, args.size
@@ -100,19 +98,15 @@ def main():
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    machine = f"{platform.machine()}-{os.cpu_count()}cpu"
+    machine = common.machine("cpu")
     report = {"machine": machine, "slices": n, "size": size, "repeats": args.repeats,
               "torch": torch.__version__, "slices_per_s": {k: round(v, 1) for k, v in results.items()}}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"store_io-{machine}.json").write_text(json.dumps(report, indent=1) + "\n")
     lines = [f"# Slice store I/O on {machine} ({n} slices of {size}x{size} int16, median of "
              f"{args.repeats})", "", "| what | slices/s |", "|---|---:|"]
     lines += [f"| {k} | {v:,.0f} |" for k, v in results.items()]
     ratio = results[f"store_read_loader_{args.workers}_workers"] / results[f"png16_read_loader_{args.workers}_workers"]
     lines += ["", f"store vs 16-bit PNG per slice, DataLoader reads: {ratio:.1f}x"]
-    text = "\n".join(lines) + "\n"
-    (args.out / f"store_io-{machine}.md").write_text(text)
-    print(text)
+    common.write(args.out, f"store_io-{machine}", report, lines)
 
 
 if __name__ == "__main__":

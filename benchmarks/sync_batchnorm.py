@@ -2,7 +2,7 @@
 (each process its own statistics) against ``SyncFreeBatchNorm`` (``trainer.sync_batchnorm:
 true``), on two processes, in alternating rounds, with the host reads counted per step.
 
-    python benchmarks/sync_batchnorm.py [--arch resnet18] [--size 64] [--batch 8] [--steps 10]
+    python -m benchmarks.sync_batchnorm [--arch resnet18] [--size 64] [--batch 8] [--steps 10]
                                         [--rounds 3] [--backend gloo]
 
 On a CPU the two processes talk over gloo; on a machine with two GPUs give ``--backend nccl``
@@ -21,16 +21,15 @@ import sys
 import time
 from pathlib import Path
 
-import reporting
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from benchmarks import common
 from medssl.host_reads import HostReads
 from medssl.models import build_backbone
 from medssl.models.sync_batchnorm import convert
 
-HERE = Path(__file__).resolve().parent
 KINDS = ("plain", "sync-free")
 
 
@@ -82,7 +81,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--backend", choices=["gloo", "nccl"], default="gloo")
-    ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--out", type=Path, default=common.RESULTS)
     args = ap.parse_args(argv)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -93,8 +92,8 @@ def main(argv=None) -> int:
     measured = json.loads(raw.read_text())
     raw.unlink()
     medians = {k: statistics.median(v) for k, v in measured["times"].items()}
-    machine = reporting.machine("cuda" if args.backend == "nccl" else "cpu")
-    report = {"machine": machine, "command": " ".join(["python", "benchmarks/sync_batchnorm.py", *sys.argv[1:]]),
+    machine = common.machine("cuda" if args.backend == "nccl" else "cpu")
+    report = {"machine": machine, "command": common.command("sync_batchnorm", argv),
               "torch": torch.__version__, "settings": vars(args) | {"out": str(args.out)},
               "seconds_per_step": medians, "rounds": measured["times"], "host_reads_per_step": measured["reads"],
               "ratio": medians["sync-free"] / medians["plain"]}
@@ -104,7 +103,7 @@ def main(argv=None) -> int:
              "", "| BatchNorm | ms / step | host reads / step |", "|---|---|---|"]
     lines += [f"| {k} | {medians[k] * 1000:.1f} | {measured['reads'][k]} |" for k in KINDS]
     lines += ["", f"sync-free / plain: {report['ratio']:.2f}x"]
-    reporting.write(args.out, "sync_batchnorm", report, lines)
+    common.write(args.out, f"sync_batchnorm-{machine}", report, lines)
     return 0
 
 

@@ -1,7 +1,7 @@
 """Pre-training throughput per method vs a plain supervised step of the same backbone and batch.
 
-    python benchmarks/train_throughput.py --arch resnet50 --size 64 --batch 32            # CPU
-    python benchmarks/train_throughput.py --arch resnet50 --size 224 --batch 128 \\
+    python -m benchmarks.train_throughput --arch resnet50 --size 64 --batch 32            # CPU
+    python -m benchmarks.train_throughput --arch resnet50 --size 224 --batch 128 \\
         --precision bf16-mixed --channels-last                                            # GPU
 
 Synthetic views already in memory (this measures the training step, not the input pipeline),
@@ -19,8 +19,6 @@ is batch / median step-to-step interval (waits for data count).
 """
 import argparse
 import json
-import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -30,27 +28,13 @@ from pathlib import Path
 
 import torch
 
-from medssl.pretrain.overhead import (  # noqa: F401  (compile_speed.py uses them through here)
-    BARE_PASSES,
-    BASELINES,
-    bare_passes,
-    build,
-    config_views,
-    join,
-    view_shapes,
-)
-
-
-def registered() -> list[str]:
-    """The registered pre-training methods (medssl.pretrain.methods.registry)."""
-    from medssl.pretrain.methods import method_names
-
-    return method_names()
+from benchmarks import common
+from medssl.pretrain.overhead import BASELINES, build, view_shapes
 
 
 def method_names() -> list[str]:
     """What this benchmark can run: the supervised step, every registered method, SparK dense."""
-    return ["supervised", *registered(), "spark_dense"]
+    return ["supervised", *common.methods(), "spark_dense"]
 
 
 def baseline(method: str) -> str:
@@ -133,13 +117,14 @@ def measure(methods: list[str], *, arch: str, size: int, batch: int, precision: 
             workers: int = 0) -> list[dict]:
     """Time ``methods`` one after another in one fresh process (the first one's peak memory is
     its own); with ``store``, on views of that slice store made by SliceStoreDataModule."""
-    cmd = [sys.executable, __file__, "--single", *methods, "--arch", arch, "--size", str(size),
-           "--batch", str(batch), "--precision", precision, "--steps", str(steps), "--warmup", str(warmup)]
+    cmd = common.python_command("train_throughput", "--single", *methods, "--arch", arch, "--size", str(size),
+                                "--batch", str(batch), "--precision", precision, "--steps", str(steps),
+                                "--warmup", str(warmup))
     cmd += ["--channels-last"] * channels_last + ["--compile"] * compile
     if store:
         cmd += ["--store", str(store), "--views", json.dumps(views), "--intensity", json.dumps(intensity),
                 "--workers", str(workers)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=common.ROOT, capture_output=True, text=True)
     results = [json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode or len(results) != len(methods):
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -158,8 +143,8 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--methods", nargs="+", default=method_names(),
-                    help=f"of {', '.join(method_names())} and bare_<method> (see BARE_PASSES)")
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+                    help=f"of {', '.join(method_names())} and bare_<method> (medssl.pretrain.overhead.BARE_PASSES)")
+    ap.add_argument("--out", type=Path, default=common.RESULTS)
     ap.add_argument("--single", nargs="+", help=argparse.SUPPRESS)  # the measuring process
     ap.add_argument("--store", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--views", help=argparse.SUPPRESS)
@@ -181,7 +166,7 @@ def main():
         print(f"{method:10s} {rows[-1]['images_per_s']:8.1f} img/s  peak {rows[-1]['peak_memory_mib']:.0f} MiB",
               flush=True)
     base = next((r for r in rows if r["method"] == "supervised"), None)
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{platform.machine()}-{os.cpu_count()}cpu"
+    device = common.machine(readable=True)
     title = (f"# Pre-training throughput on {device}: {args.arch}, {args.size} px, batch {args.batch}, "
              f"{args.precision}{', channels_last' if args.channels_last else ''}"
              f"{', compiled' if args.compile else ''}")
@@ -195,13 +180,8 @@ def main():
     if "spark" in by and "spark_dense" in by:
         lines.append(f"\nSparK step vs the same encoder + decoder run densely: "
                      f"{by['spark']['step_s'] / by['spark_dense']['step_s']:.2f}x (goal <= 1.15x)")
-    text = "\n".join(lines) + "\n"
-    tag = f"train-{device.replace(' ', '_')}-{args.arch}-{args.size}px-{args.precision}"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{tag}.md").write_text(text)
-    (args.out / f"{tag}.json").write_text(json.dumps({"args": {k: v for k, v in vars(args).items() if k != "out"},
-                                                      "device": device, "results": rows}, indent=1) + "\n")
-    print(text)
+    report = {"args": {k: v for k, v in vars(args).items() if k != "out"}, "device": device, "results": rows}
+    common.write(args.out, f"train-{common.machine()}-{args.arch}-{args.size}px-{args.precision}", report, lines)
 
 
 if __name__ == "__main__":

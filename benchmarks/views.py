@@ -3,14 +3,14 @@
 Each method pre-trains on the phantom slice store with its quick config changed in one respect at a
 time (VARIANTS: no flips, no rotation, the full HU range instead of random windows, larger crops,
 and all the CT-aware choices together), for the same budget, and each backbone is scored as in the
-learning benchmark (``benchmarks/learning.py``): on the organ task with 5 and 10 labels per class,
+learning benchmark (``python -m benchmarks.learning``): on the organ task with 5 and 10 labels per class,
 by fine-tuning (the study's protocol, the short schedule), the kNN vote and the linear probe,
 paired with random init. It also counts laterality errors: organ test images of a left or right
 organ that the linear probe puts in the mirror class (lung-left as lung-right, ...), since a
 flipped slice shows the other side's anatomy.
 
-    python benchmarks/views.py --methods simclr spark --steps 500
-    python benchmarks/views.py --methods simclr --variants as-is no-flips --steps 200 --work /tmp/views
+    python -m benchmarks.views --methods simclr spark --steps 500
+    python -m benchmarks.views --methods simclr --variants as-is no-flips --steps 200 --work /tmp/views
 
 Variants are compared at the same number of steps (``--steps``, default 500): a time budget
 (``--minutes``) gives a variant fewer steps whenever something else shares the cores.
@@ -25,10 +25,19 @@ import json
 import sys
 from pathlib import Path
 
-import learning
 import numpy as np
 import torch
 import yaml
+
+from benchmarks import common
+from benchmarks.learning import GOAL_LABELS, PROTOCOLS, TASKS
+from benchmarks.learning.cache import safe_name
+from benchmarks.learning.comparison import compare, row_of
+from benchmarks.learning.options import finetune_plan, scoring_arguments
+from benchmarks.learning.pretraining import phantom, pretrain
+from benchmarks.learning.probes import features, input_of
+from benchmarks.learning.scoring import evaluate
+from medssl.files import atomic_write_bytes
 
 MIRRORS = (("kidney-left", "kidney-right"), ("lung-left", "lung-right"))
 
@@ -67,9 +76,10 @@ VARIANTS = {  # name: (change to the quick config, what it tests)
 }
 
 
-def variant_config(method: str, variant: str, configs: Path, folder: Path) -> Path:
-    """The method's quick config with ``variant``'s change, written to ``folder``."""
-    config = yaml.safe_load((configs / f"{method}_quick.yaml").read_text())
+def variant_config(method: str, variant: str, configs: Path | None, folder: Path) -> Path:
+    """The method's quick config (in ``configs``, None: the registry's) with ``variant``'s change,
+    written to ``folder``."""
+    config = yaml.safe_load(common.quick_config(method, configs).read_text())
     change = VARIANTS[variant][0]
     if change is not None:
         change(config)
@@ -88,14 +98,14 @@ def laterality_errors(checkpoint: str | None, arch: str, tasks_dir: Path, per_cl
     from medssl.downstream.subsets import per_class_subsets
     from medssl.downstream.tasks import load_task
 
-    kind, path = learning.TASKS["organ"]
+    kind, path = TASKS["organ"]
     task = load_task(kind, tasks_dir / path, progress=False)
     index = {name: i for i, name in enumerate(task.classes)}
     pairs = [(index[a], index[b], f"{a} / {b}") for a, b in MIRRORS if a in index and b in index]
     out = {name: [] for _, _, name in pairs}
-    feats = learning.features(checkpoint, arch, task, mapping) if checkpoint else None
+    feats = features(checkpoint, arch, task, mapping) if checkpoint else None
     for seed in seeds:
-        f = feats or learning.features(None, arch, task, mapping, init_seed=seed)
+        f = feats or features(None, arch, task, mapping, init_seed=seed)
         (xtr, ytr), val, (xte, yte) = f["train"], f["val"], f["test"]
         pick = per_class_subsets(ytr, [per_class], seed)[per_class]
         probe = LinearProbe(torch.from_numpy(xtr[pick]), torch.from_numpy(ytr[pick]), len(task.classes),
@@ -109,8 +119,6 @@ def laterality_errors(checkpoint: str | None, arch: str, tasks_dir: Path, per_cl
 
 def kept(path: Path, compute) -> dict:
     """``compute()``, kept in ``path`` (JSON) for the next run."""
-    from medssl.files import atomic_write_bytes
-
     if path.exists():
         return json.loads(path.read_text())
     value = compute()
@@ -138,13 +146,13 @@ def markdown(report: dict) -> str:
              f"({s['seeds']} seeds); laterality: left/right organ test images the linear probe puts in the mirror "
              f"class, with {s['labels'][0]} labels per class", "",
              "| method | variant | steps | " + " | ".join(
-                 f"{p} {n}/class" for p in learning.PROTOCOLS for n in s["labels"]) + " | laterality errors |",
-             "|---|---|---:|" + "---|" * (len(learning.PROTOCOLS) * len(s["labels"]) + 1)]
+                 f"{p} {n}/class" for p in PROTOCOLS for n in s["labels"]) + " | laterality errors |",
+             "|---|---|---:|" + "---|" * (len(PROTOCOLS) * len(s["labels"]) + 1)]
     for name, entry in report["entries"].items():
         cells = []
-        for p in learning.PROTOCOLS:
+        for p in PROTOCOLS:
             for n in s["labels"]:
-                r = learning.row_of(entry["comparison"], "organ", p, n)
+                r = row_of(entry["comparison"], "organ", p, n)
                 cells.append("" if r is None else f"{r['difference']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}]")
         cells.append(f"{total_errors(entry['laterality']):.1f} of {entry['laterality']['tested']}")
         lines.append(f"| {entry['method']} | {entry['variant']} | {entry['steps']} | " + " | ".join(cells) + " |")
@@ -159,50 +167,44 @@ def markdown(report: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--methods", nargs="+", choices=learning.registered(), default=["simclr", "spark"])
+    ap.add_argument("--methods", nargs="+", choices=common.methods(), default=["simclr", "spark"])
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     ap.add_argument("--steps", type=int, default=500, help="pre-training steps per method and variant: the same "
                     "for every variant, whatever else shares the machine")
     ap.add_argument("--minutes", type=float, help="pre-training time per method and variant instead of --steps")
-    learning.scoring_arguments(ap, labels=list(learning.GOAL_LABELS), finetune_labels=list(learning.GOAL_LABELS),
-                               finetune_seeds=5, finetune_tasks=["organ"], work="views-work")
+    scoring_arguments(ap, labels=list(GOAL_LABELS), finetune_labels=list(GOAL_LABELS), finetune_seeds=5,
+                      finetune_tasks=["organ"], work="views-work")
     args = ap.parse_args(argv)
-    torch.set_num_threads(learning.cores())
-    root = learning.phantom(args.work)
+    torch.set_num_threads(common.cores())
+    root = phantom(args.work)
     seeds = list(range(args.seeds))
-    plan = learning.finetune_plan(args)
+    plan = finetune_plan(args)
     entries, random_lat = {}, {}
     for method in args.methods:
         for variant in args.variants:
             name = f"{method}-{variant}"
-            config = variant_config(method, variant, args.configs.resolve(), args.work / "configs")
-            pre = learning.pretrain(method, config, root / "store", args.work / "pretrain" / name, args.minutes,
-                                    args.workers, None if args.minutes else args.steps)
+            config = variant_config(method, variant, args.configs, args.work / "configs")
+            pre = pretrain(method, config, root / "store", args.work / "pretrain" / name, args.minutes,
+                           args.workers, None if args.minutes else args.steps)
             arch = yaml.safe_load(config.read_text())["model"]["arch"]
-            results = learning.evaluate({name: pre["backbone"]}, arch, root / "tasks", args.labels, seeds,
-                                        args.work, plan)
+            results = evaluate({name: pre["backbone"]}, arch, root / "tasks", args.labels, seeds, args.work, plan)
             baseline = results[name]["baseline"]
-            mapping = learning.input_of(pre["backbone"])
+            mapping = input_of(pre["backbone"])
             scores = args.work / "scores"
             entries[name] = {"method": method, "variant": variant, "steps": pre["steps"], "baseline": baseline,
-                             "comparison": learning.compare(results, [name])[name],
-                             "laterality": kept(scores / f"laterality-{learning.safe_name(name)}.json", lambda: (
+                             "comparison": compare(results, [name])[name],
+                             "laterality": kept(scores / f"laterality-{safe_name(name)}.json", lambda: (
                                  laterality_errors(pre["backbone"], arch, root / "tasks", args.labels[0], seeds,
                                                    mapping)))}
             if baseline not in random_lat:
-                random_lat[baseline] = kept(scores / f"laterality-{learning.safe_name(baseline)}.json", lambda: (
+                random_lat[baseline] = kept(scores / f"laterality-{safe_name(baseline)}.json", lambda: (
                     laterality_errors(None, arch, root / "tasks", args.labels[0], seeds, mapping)))
-    report = {**learning.report_header("views.py", argv),
+    report = {**common.header("views", argv),
               "settings": {"minutes": args.minutes, "steps": args.steps, "labels": args.labels, "seeds": args.seeds,
                            "finetune": plan, "variants": args.variants,
                            "methods": args.methods},
               "entries": entries, "random_laterality": random_lat}
-    args.out.mkdir(parents=True, exist_ok=True)
-    prefix = args.out / f"views-{report['machine']}"
-    prefix.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
-    text = markdown(report)
-    prefix.with_suffix(".md").write_text(text)
-    print(text)
+    common.write(args.out, f"views-{report['machine']}", report, markdown(report))
     return 0
 
 

@@ -1,5 +1,8 @@
 """The registered pre-training methods as the tests see them: every test that runs each method
-parametrizes over the registry; a method without small settings here runs with its quick config's."""
+parametrizes over the registry and builds it with the method's own ``TINY`` settings (its class
+attribute), changing only what the test is about."""
+import json
+
 from medssl.pretrain.methods import method
 
 
@@ -13,10 +16,20 @@ def view_sizes(views: list[dict]) -> list[int]:
     return [v["size"] for v in views for _ in range(v.get("count", 2))]
 
 
-def build(name: str, small: dict[str, dict], **extra):
-    """The method on ResNet-18 with the test's small settings for it (none for a method the
-    test does not know: its defaults)."""
-    return method(name).cls(arch="resnet18", **small.get(name, {}), **extra)
+def tiny(name: str, **changes) -> dict:
+    """The method's ``TINY`` constructor arguments, ``changes`` over them."""
+    return {**method(name).cls.TINY, **changes}
+
+
+def build(name: str, **changes):
+    """The method on ResNet-18 with its tiny settings (``changes`` over them)."""
+    return method(name).cls(arch="resnet18", **tiny(name, **changes))
+
+
+def tiny_arguments(name: str, **changes) -> list[str]:
+    """The method's tiny settings as command-line options (``--model.hidden_dim 64 ...``)."""
+    return [arg for key, value in tiny(name, **changes).items()
+            for arg in (f"--model.{key}", value if isinstance(value, str) else json.dumps(value))]
 
 
 def without_warmup(name: str):

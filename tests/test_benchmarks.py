@@ -3,27 +3,29 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from medssl.pretrain.overhead import BASELINES
+
+pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-BASELINES = {"swav": "bare_swav", "mocov2": "bare_mocov2", "byol": "bare_byol", "spark": "spark_dense",
-             "dino": "bare_dino", "simclr": "bare_simclr", "barlowtwins": "bare_barlowtwins",
-             "vicreg": "bare_vicreg"}
 
 
 def test_benchmark_suite_writes_json_and_markdown(tmp_path):
     # the smallest run: 1 warm-up + 1 timed step of batch 2, every module in one process
     proc = subprocess.run(
-        [sys.executable, "benchmarks/run.py", "--quick", "--arch", "resnet18", "--size", "64",
+        [sys.executable, "-m", "benchmarks.run", "--quick", "--arch", "resnet18", "--size", "64",
          "--batch", "2", "--warmup", "1", "--steps", "1", "--rounds", "1", "--repeats", "1", "--one-process",
          "--sections", "train", "ingest", "--out", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=900)  # about 4 minutes on 2 busy cores
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (report,) = [json.loads(p.read_text()) for p in tmp_path.glob("*-quick.json")]
-    assert report["command"].startswith("python benchmarks/run.py --quick")
+    assert report["command"].startswith("python -m benchmarks.run --quick")
     assert report["torch"] and report["device"] and report["date"]
 
     train = report["sections"]["train"]
     assert train["status"] == "ok" and train["supervised"]["images_per_s"] > 0
-    assert {m: r["baseline"] for m, r in train["methods"].items()} == BASELINES
+    assert {m: r["baseline"] for m, r in train["methods"].items()} == BASELINES  # every method has its bare passes
     for result in train["methods"].values():
         assert result["images_per_s"] > 0 and result["baseline_images_per_s"] > 0
         assert result["peak_memory_mib"] > 0 and result["ratio"] > 0
@@ -42,17 +44,13 @@ def test_benchmark_suite_writes_json_and_markdown(tmp_path):
 def test_bare_passes_run_the_method_backbone_and_projection_head_without_its_loss():
     import torch
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import train_throughput
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
     from medssl.pretrain.methods import MoCoV2
+    from medssl.pretrain.overhead import bare_passes
 
     def shapes(module):
         return [tuple(p.shape) for p in module.parameters()]
 
-    bare = train_throughput.bare_passes("mocov2", "resnet18")
+    bare = bare_passes("mocov2", "resnet18")
     real = MoCoV2(arch="resnet18")
     assert shapes(bare.head) == shapes(real.projection_head) == shapes(bare.head_momentum)
     assert shapes(bare.backbone) == shapes(bare.backbone_momentum) == shapes(real.backbone)
@@ -60,16 +58,13 @@ def test_bare_passes_run_the_method_backbone_and_projection_head_without_its_los
     loss, _ = bare.training_loss([torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32)])
     loss.backward()
     assert bare.head.layers[0].weight.grad.abs().sum() > 0 and bare.backbone.conv1.weight.grad.abs().sum() > 0
-    supervised = train_throughput.bare_passes("supervised", "resnet18")
+    supervised = bare_passes("supervised", "resnet18")
     assert isinstance(supervised.head, torch.nn.Linear) and supervised.backbone_momentum is None
 
 
 def test_data_pipeline_benchmark_compares_the_same_views(tmp_path):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import data_pipeline
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    from benchmarks import data_pipeline
+
     views = data_pipeline.mocov2_views(32)
     blur = [type(step.transforms[0]).__name__ for step in data_pipeline.study_views(views).pipelines[0][0].transforms
             if type(step).__name__ == "RandomApply"]
@@ -83,7 +78,7 @@ def test_data_pipeline_benchmark_compares_the_same_views(tmp_path):
 
 
 def test_sync_batchnorm_benchmark_times_both_kinds_on_two_processes(tmp_path):
-    proc = subprocess.run([sys.executable, "benchmarks/sync_batchnorm.py", "--size", "32", "--batch", "2",
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.sync_batchnorm", "--size", "32", "--batch", "2",
                            "--steps", "1", "--rounds", "1", "--out", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -126,7 +121,7 @@ raise SystemExit("the example's training ran")  # a script's module-level work: 
 
 def test_peers_benchmark_times_an_example_module_without_running_its_script(tmp_path):
     (tmp_path / "simclr.py").write_text(PEER_EXAMPLE)
-    proc = subprocess.run([sys.executable, "benchmarks/peers.py", "--lightly", str(tmp_path), "--methods", "simclr",
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.peers", "--lightly", str(tmp_path), "--methods", "simclr",
                            "--size", "32", "--batch", "2", "--warmup", "1", "--steps", "1", "--rounds", "2",
                            "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -199,7 +194,7 @@ def test_peers_benchmark_steps_a_solo_learn_method_from_its_config(tmp_path):
     methods.mkdir(parents=True)
     (methods.parent / "__init__.py").write_text("")
     (methods / "__init__.py").write_text(SOLO_METHODS)
-    proc = subprocess.run([sys.executable, "benchmarks/peers.py", "--solo-learn", str(tmp_path / "solo-learn"),
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.peers", "--solo-learn", str(tmp_path / "solo-learn"),
                            "--methods", "byol", "--size", "32", "--batch", "2", "--warmup", "1", "--steps", "1",
                            "--rounds", "2", "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True,
                           timeout=600)
@@ -213,6 +208,6 @@ def test_peers_benchmark_steps_a_solo_learn_method_from_its_config(tmp_path):
 
 
 def test_peers_benchmark_names_a_folder_that_is_not_the_peer(tmp_path):
-    proc = subprocess.run([sys.executable, "benchmarks/peers.py", "--solo-learn", str(tmp_path)], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.peers", "--solo-learn", str(tmp_path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2 and f"--solo-learn {tmp_path}: no solo/methods there" in proc.stderr

@@ -27,7 +27,7 @@ from medssl.checkpoints import (
 )
 from medssl.checkpoints.export import export_backbone
 from medssl.data.input_mapping import IMAGENET_INPUT
-from medssl.data.phantom_tasks import TaskCounts, write_phantom_tasks
+from medssl.downstream.phantom_tasks import TaskCounts, write_phantom_tasks
 from medssl.downstream.sweep import SweepConfig, check_inputs, run_sweep
 from medssl.pretrain.methods import method_names
 
@@ -82,6 +82,7 @@ def layouts(sd):
 
 @pytest.mark.parametrize("name", ["SparK release", "SwAV release", "MoCo release", "BYOL release",
                                   "torchvision", "ImageNet classifier", "DDP module.", "lightly backbone."])
+@pytest.mark.slow
 def test_every_format_loads_exactly(name, reference, tmp_path):
     payload, method = layouts(reference)[name]
     path = tmp_path / "ckpt.pt"
@@ -157,6 +158,7 @@ class Evil:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.slow
 def test_malicious_pickle_is_not_executed(reference, tmp_path):
     marker = tmp_path / "pwned"
     payload, _ = layouts(reference)["SparK release"]
@@ -195,16 +197,10 @@ class FixedViews(Dataset):
         return [v[i] for v in self.x]
 
 
-SMALL = {"swav": dict(hidden_dim=32, out_dim=8, n_prototypes=4),
-         "mocov2": dict(hidden_dim=32, out_dim=8, queue_length=16),
-         "byol": dict(hidden_dim=32, out_dim=8), "spark": dict(decoder_width=32),
-         "dino": dict(hidden_dim=32, bottleneck_dim=8, out_dim=32), "simclr": dict(hidden_dim=32, out_dim=8),
-         "barlowtwins": dict(hidden_dim=32, out_dim=32), "vicreg": dict(hidden_dim=32, out_dim=32)}
-
-
 @pytest.mark.parametrize("method", method_names())
+@pytest.mark.slow
 def test_our_checkpoints_and_exports_round_trip(method, tmp_path):
-    module = build(method, SMALL, optimizer=without_warmup(method))
+    module = build(method, optimizer=without_warmup(method))
     trainer = pl.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)
     views = FixedViews(view_sizes(quick_views(method)))
@@ -225,6 +221,7 @@ def download(*args, cwd=ROOT):
                           capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
+@pytest.mark.slow
 def test_download_resumes_verifies_and_checks_keys(server, tmp_path):
     served, base = server
     sd = {f"model.{k}": v for k, v in trunk(torchvision.models.resnet18().state_dict()).items()}
@@ -243,6 +240,7 @@ def test_download_resumes_verifies_and_checks_keys(server, tmp_path):
     assert again.returncode == 0 and "already there" in again.stdout
 
 
+@pytest.mark.slow
 def test_download_rejects_a_wrong_checksum(server, tmp_path):
     served, base = server
     (served / "spark.pth").write_bytes(b"not the file you want")
@@ -251,6 +249,7 @@ def test_download_rejects_a_wrong_checksum(server, tmp_path):
     assert not (tmp_path / "spark_study.pth").exists() and (tmp_path / "spark_study.pth.bad").exists()
 
 
+@pytest.mark.slow
 def test_download_offline_error_is_clear(tmp_path):
     import socket
 
@@ -287,6 +286,7 @@ def test_released_names_are_looked_up_in_the_working_directory_not_the_package(
     assert read_backbone("spark", folder=tmp_path / "checkpoints")[1].method == "spark"
 
 
+@pytest.mark.slow
 def test_describe_says_whether_it_will_load(reference, tmp_path):
     payload, _ = layouts(reference)["BYOL release"]
     (tmp_path / "checkpoints").mkdir()

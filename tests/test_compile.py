@@ -23,19 +23,8 @@ from medssl.pretrain.methods.queue import Queue
 
 from registered import build, quick_views, view_sizes, without_warmup
 
-# small heads; the queues wrap within the test, SwAV's joins the loss in the second epoch
-SMALL = {
-    "swav": dict(hidden_dim=64, out_dim=16, n_prototypes=8, queue_length=8, queue_start_epoch=1),
-    "mocov2": dict(hidden_dim=64, out_dim=16, queue_length=8),
-    "byol": dict(hidden_dim=64, out_dim=16),
-    "spark": dict(decoder_width=32),
-    # DINO's teacher temperature warms up over the first epoch: a new value every step, one graph
-    "dino": dict(hidden_dim=64, bottleneck_dim=16, out_dim=64, warmup_teacher_temp=0.02,
-                 warmup_teacher_temp_epochs=1),
-    "simclr": dict(hidden_dim=64, out_dim=16),
-    "barlowtwins": dict(hidden_dim=64, out_dim=64),
-    "vicreg": dict(hidden_dim=64, out_dim=64),
-}
+# the queues wrap within the test's 4 steps of 4 images (SwAV's joins the loss in the second epoch)
+QUEUES = {"swav": dict(queue_length=8), "mocov2": dict(queue_length=8)}
 SIZES = {"swav": [32, 32, 16, 16], "mocov2": [32, 32], "byol": [32, 32], "spark": [64],
          "dino": [32, 32, 16, 16], "simclr": [32, 32], "barlowtwins": [32, 32], "vicreg": [32, 32]}
 
@@ -66,11 +55,12 @@ class Views(torch.utils.data.Dataset):
 
 
 @pytest.mark.parametrize("method", method_names())
+@pytest.mark.slow
 def test_compiled_training_traces_the_loss_once_without_graph_breaks(method, monkeypatch):
     """``--model.compile true`` in a real Trainer, 2 epochs x 2 steps: the queues wrap, the step
     and epoch counters move. TorchDynamo's graphs run as they are (no Inductor)."""
     sizes = SIZES.get(method) or view_sizes(quick_views(method))
-    module = build(method, SMALL, optimizer=without_warmup(method))
+    module = build(method, **QUEUES.get(method, {}), optimizer=without_warmup(method))
     module.hparams.compile = True
     explained = ExplainWithBackend("eager")
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=explained))
@@ -152,6 +142,7 @@ def ddp_worker(rank: int, port: int, out: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_under_ddp_synced_batchnorm_traces_and_takes_exact_gradients(tmp_path):
     """Two CPU processes (gloo): SparK's encoder and densify with their synchronised visible-only
     BatchNorm trace without a break, and take, eager and compiled, the gradient one process

@@ -25,6 +25,7 @@ def download(*args):
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
 
 
+@pytest.mark.slow
 def test_organsmnist_download_checks_md5_and_loads(server, tmp_path):
     served, base = server
     rng = np.random.default_rng(0)
@@ -79,6 +80,7 @@ def assert_all_images(out: Path, images: dict[str, bytes]):
         assert (folder / name).read_bytes() == data, name
 
 
+@pytest.mark.slow
 def test_covid_download_builds_the_expected_layout(server, tmp_path):
     served, base = server
     serve_covid(served)
@@ -156,6 +158,7 @@ def test_identical_duplicate_entries_are_extracted_once(server, tmp_path):
     assert_all_images(tmp_path / "covid", images)
 
 
+@pytest.mark.slow
 def test_download_offline_error(tmp_path):
     import socket
 

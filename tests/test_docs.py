@@ -102,6 +102,7 @@ def test_every_script_command_is_shown_as_a_medssl_command_too(page):
     assert not missing, f"{page.relative_to(ROOT)}: no medssl form shown for {missing}"
 
 
+@pytest.mark.slow
 def test_the_medssl_commands_the_pages_show_exist(capsys):
     from medssl.cli import COMMANDS, main
     from medssl.pretrain.methods import method_names
@@ -180,6 +181,7 @@ def checked_tables():
         yield folder, lines[0], lines[2:]
 
 
+@pytest.mark.slow
 def test_protocol_page_agrees_with_the_configs():
     tables = list(checked_tables())
     assert len(tables) == 3
@@ -209,3 +211,34 @@ def test_the_readme_states_the_exit_status_rule():
     assert rows[str(FINISHED)].startswith("finished") and rows[str(COULD_NOT_RUN)].startswith("could not run")
     assert rows[str(SKIPPED)].startswith("finished, with items skipped")
     assert "128 + signal" in rows and signal_status(signal.SIGTERM) == 143 and signal_status(signal.SIGINT) == 130
+
+
+def test_the_readme_and_the_method_guide_name_every_registered_method():
+    from medssl.pretrain.methods import method_names
+
+    opening = (ROOT / "README.md").read_text().split("\n## ")[0].lower().replace(" ", "").replace("\n", "")
+    missing = [name for name in method_names() if name not in opening]
+    assert not missing, f"README's opening paragraph does not name {missing}"
+    guide = (ROOT / "docs" / "adding-a-method.md").read_text()
+    assert set(re.findall(r"^\| `(\w+)` \|", guide, flags=re.M)) == set(method_names())
+
+
+def bash_blocks(text: str) -> list[str]:
+    """The ``bash`` code blocks of a Markdown page, line continuations joined."""
+    return [block.replace("\\\n", " ") for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S)]
+
+
+def test_the_readme_s_resume_and_slurm_recipes_are_what_test_resume_runs():
+    """A run resumes by the same command with the same ``--trainer.default_root_dir`` (no
+    ``--ckpt_path``); the SLURM script asks for SIGUSR1 ahead of the limit and for a requeue."""
+    readme = (ROOT / "README.md").read_text()
+    blocks = bash_blocks(readme)
+    slurm = next(b for b in blocks if "#SBATCH" in b)
+    directives = [line.split()[1] for line in slurm.splitlines() if line.startswith("#SBATCH")]
+    assert any(re.fullmatch(r"--signal=(B:)?SIGUSR1@\d+", d) for d in directives) and "--requeue" in directives
+    srun = slurm[slurm.index("srun"):]
+    assert "--trainer.default_root_dir" in srun and "--ckpt_path" not in srun
+    resume = [line.strip() for b in blocks for line in b.splitlines()
+              if line.strip().startswith("medssl pretrain") and "--trainer.default_root_dir" in line and "#" in line]
+    assert resume and all("same" in line.split("#", 1)[1] for line in resume), resume
+    assert "ckpt_path last" not in " ".join(p.read_text() for p in (ROOT / "Pre-Training").glob("*.py"))

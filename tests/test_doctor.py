@@ -20,6 +20,7 @@ def rows(text: str) -> dict[str, list[str]]:
     return {cells[0]: cells[1:] for cells in ([c.strip() for c in line.strip("|").split("|")] for line in lines)}
 
 
+@pytest.mark.slow
 def test_the_table_has_every_check_for_every_method(report):
     status, text = report
     assert status in (0, 2)  # 2: a method to look at (CPU speed ratios)

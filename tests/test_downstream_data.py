@@ -10,11 +10,11 @@ from PIL import Image
 from sklearn import metrics as skm
 
 from medssl.data.phantom import phantom_volume
-from medssl.data.phantom_tasks import ORGAN_CLASSES, TaskCounts, write_phantom_tasks
 from medssl.data.synthetic_dicom import write_series
 from medssl.downstream import FORMATS, ClassificationMetrics, Split, TaskData, TaskError, load_task, nested_subsets
 from medssl.downstream.formats import Sample, TaskFormat
 from medssl.downstream.formats.medmnist import read_npz
+from medssl.downstream.phantom_tasks import ORGAN_CLASSES, TaskCounts, write_phantom_tasks
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +29,7 @@ def copy_of(path, tmp_path):
     return target
 
 
+@pytest.mark.slow
 def test_covid_layout_with_official_lists(phantom_tasks):
     task = load_task("covid", phantom_tasks["covid"])
     assert task.classes == ["NonCOVID", "COVID"]

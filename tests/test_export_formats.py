@@ -58,6 +58,7 @@ def test_safetensors_export_loads_into_torchvision_and_back_through_our_loader(t
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+@pytest.mark.slow
 def test_timm_export_is_a_folder_timm_builds(arch, tmp_path):
     backbone = trained_looking(arch)
     folder = export_backbone(backbone, tmp_path / f"{arch}_timm", "timm", method="spark", arch=arch,
@@ -87,6 +88,7 @@ def test_unreadable_safetensors_metadata_names_the_file(tmp_path):
         read_backbone(tmp_path / "x.safetensors", arch=None)
 
 
+@pytest.mark.slow
 def test_export_command_writes_each_format(tmp_path):
     lightning = {"state_dict": {f"backbone.{k}": v for k, v in trained_looking("resnet18").state_dict().items()},
                  "medssl": {"method": "byol", "arch": "resnet18"}, "epoch": 2, "global_step": 10,

@@ -11,10 +11,10 @@ from PIL import Image
 from medssl.checkpoints import CheckpointError
 from medssl.checkpoints.export import export_backbone
 from medssl.checkpoints.formats import CheckpointFormat
-from medssl.data.phantom_tasks import TaskCounts, write_phantom_tasks
 from medssl.downstream.cli import finetune_cli
 from medssl.downstream.datamodule import TaskDataModule
 from medssl.downstream.finetune import FineTune
+from medssl.downstream.phantom_tasks import TaskCounts, write_phantom_tasks
 from medssl.models import build_backbone
 from medssl.pretrain.knn_monitor import KNNMonitor
 
@@ -34,6 +34,7 @@ def backbone_file(tmp_path_factory):
                            method="byol", arch="resnet18")
 
 
+@pytest.mark.slow
 def test_finetune_cli_trains_selects_and_tests(organ, backbone_file, tmp_path, recwarn):
     cli = finetune_cli(args=[
         "fit", "--config", str(ROOT / "Downstream" / "configs" / "organsmnist.yaml"),
@@ -85,6 +86,7 @@ def run(module, data, epochs=2, sanity_steps=0):
     return start, snaps.seen
 
 
+@pytest.mark.slow
 def test_backbone_frozen_then_trained_at_its_own_lr(tmp_path, backbone_file, recwarn):
     module = FineTune(num_classes=3, checkpoint=str(backbone_file), arch="resnet18", lr=1e-3,
                       freeze_epochs=1, backbone_lr=3e-5)

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from medssl.data.phantom_tasks import TaskCounts, write_phantom_tasks
 from medssl.downstream.cli import finetune_cli
 from medssl.downstream.linear_probe import C_GRID, LinearProbe
+from medssl.downstream.phantom_tasks import TaskCounts, write_phantom_tasks
 from medssl.downstream.sweep import SweepConfig, run_sweep
 
 FROZEN = ("knn", "linear")
@@ -34,6 +34,7 @@ def logged_scalars(folder) -> dict[str, float]:
 
 
 @pytest.mark.parametrize("mode", FROZEN)
+@pytest.mark.slow
 def test_the_command_fits_one_pass_writes_no_checkpoint_and_tests_the_classifier(mode, organ, tmp_path,
                                                                                  recwarn):
     # the command's own callbacks (best-checkpoint saving) and Lightning's sanity check stay on
@@ -56,6 +57,7 @@ def test_the_command_fits_one_pass_writes_no_checkpoint_and_tests_the_classifier
     assert not [m for m in shown if "configure_optimizers" in m or "logging interval" in m], shown
 
 
+@pytest.mark.slow
 def test_sweep_runs_in_each_frozen_mode(organ, tmp_path):
     out = tmp_path / "results.csv"
     for mode in FROZEN:  # one results file: rows are told apart by their mode

@@ -13,11 +13,13 @@ from medssl.pretrain.cli import pretrain_cli
 from medssl.pretrain.methods import method
 
 from conftest import phantom_store
+from registered import tiny_arguments
+
+pytestmark = pytest.mark.slow  # left out of make test-fast
 
 # SparK with SGD: torch's AdamW on a CPU reads its step counts (host tensors: on a GPU the run
 # takes the fused kernels, which keep them on the device)
-SMALL = {"byol": ["--model.hidden_dim", "64", "--model.out_dim", "16"],
-         "spark": ["--model.decoder_width", "32", "--model.optimizer.name", "sgd"]}
+OPTIMIZER = {"spark": ["--model.optimizer.name", "sgd"]}
 # Views made on the device (here the CPU), without blur: kornia's blur reads its sigmas, which
 # the views draw on the host (a read of a CPU tensor, no wait on a GPU; test_fast_path runs the
 # device views on the meta device, where a read of a device value fails)
@@ -37,7 +39,7 @@ def reads_of_a_run(name: str, store, folder, steps: int, every: int = 50):
             "--trainer.max_epochs", "-1", "--trainer.max_steps", str(steps),
             "--trainer.log_every_n_steps", str(every), "--trainer.enable_model_summary", "false",
             "--checkpoint.every_n_steps", "0", "--checkpoint.every_n_epochs", "0",
-            "--trainer.default_root_dir", str(folder), *SMALL.get(name, [])]
+            "--trainer.default_root_dir", str(folder), *tiny_arguments(name), *OPTIMIZER.get(name, [])]
     with HostReads() as reads:
         cli = pretrain_cli(name, args=args)
     reads.logged = set(cli.trainer.callback_metrics)

@@ -308,6 +308,7 @@ ingest([sys.argv[1]], sys.argv[2], Options(size=32), workers=1, progress=False, 
 """
 
 
+@pytest.mark.slow
 def test_killed_run_finishes_when_the_command_is_run_again(tmp_path):
     make_tree(tmp_path / "in")
     killed = subprocess.run([sys.executable, "-c", KILLED_INGEST, str(tmp_path / "in"),
@@ -326,6 +327,7 @@ def test_killed_run_finishes_when_the_command_is_run_again(tmp_path):
     assert "5 series were already done" in twice.stdout and len(SliceStore(tmp_path / "s")) == 15
 
 
+@pytest.mark.slow
 def test_dry_run_lists_series_and_writes_nothing(tmp_path):
     make_tree(tmp_path / "in")
     shutil.copy(PYDICOM_FILES / "MR_small.dcm", tmp_path / "in" / "mr.dcm")
@@ -338,6 +340,7 @@ def test_dry_run_lists_series_and_writes_nothing(tmp_path):
     assert not any(p.name == "store.json" for p in tmp_path.rglob("*"))
 
 
+@pytest.mark.slow
 def test_command_exit_status_says_whether_anything_was_skipped(tmp_path):
     make_tree(tmp_path / "in")
     (tmp_path / "in" / "junk.dcm").write_bytes(b"\x01" * 300)

@@ -247,6 +247,7 @@ def wait_for(condition, timeout):
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+@pytest.mark.slow
 def test_workers_end_with_a_killed_parent_and_the_rerun_completes(tmp_path):
     write_patients(tmp_path / "in", range(5))
     cmd = [sys.executable, "-c", SLOW_INGEST, str(tmp_path / "in"), str(tmp_path / "s")]

@@ -1,5 +1,5 @@
-"""The learning benchmark (benchmarks/learning.py): its statistics on known numbers, and one
-tiny real run of the command."""
+"""The learning benchmark (benchmarks/learning/), its views ablation and learning curves: their
+statistics on known numbers, and one tiny real run of each command."""
 import json
 import signal
 import subprocess
@@ -9,17 +9,16 @@ import numpy as np
 import pytest
 import yaml
 
+from benchmarks import curves, learning, views
+from benchmarks.common import quick_config
+from benchmarks.learning.comparison import compare
+from benchmarks.learning.probes import effective_rank, features, input_of, scores
 from medssl.data.phantom import write_phantom_store
-from medssl.data.phantom_tasks import TaskCounts, write_phantom_tasks
+from medssl.downstream.phantom_tasks import TaskCounts, write_phantom_tasks
 
 from conftest import ROOT
 
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import curves  # noqa: E402
-import learning  # noqa: E402
-import views  # noqa: E402
-
-sys.path.remove(str(ROOT / "benchmarks"))
+pytestmark = pytest.mark.slow
 
 
 def results_with(organ_scores: dict, random_scores: dict) -> dict:
@@ -35,11 +34,11 @@ def test_a_method_passes_only_when_every_fine_tuning_goal_interval_lies_above_ze
     base = {probe: {5: [0.60, 0.62, 0.58, 0.61], 10: [0.70, 0.71, 0.69, 0.72]} for probe in learning.PROTOCOLS}
     better = {probe: {n: [v + 0.05 + 0.01 * i for i, v in enumerate(vs)] for n, vs in by_n.items()}
               for probe, by_n in base.items()}
-    assert learning.compare(results_with(better, base), ["m"])["m"]["passed"]
+    assert compare(results_with(better, base), ["m"])["m"]["passed"]
 
     one_miss = {probe: dict(by_n) for probe, by_n in better.items()}
     one_miss["finetune"][10] = [v + d for v, d in zip(base["finetune"][10], (0.05, -0.05, 0.04, -0.04))]
-    comparison = learning.compare(results_with(one_miss, base), ["m"])["m"]
+    comparison = compare(results_with(one_miss, base), ["m"])["m"]
     assert not comparison["passed"]
     row = next(r for r in comparison["rows"] if (r["probe"], r["labels"]) == ("finetune", 10))
     assert row["difference"] == pytest.approx(0.0) and row["low"] < 0 < row["high"] and row["n"] == 4
@@ -50,13 +49,13 @@ def test_a_method_passes_only_when_every_fine_tuning_goal_interval_lies_above_ze
     # the frozen-feature probes are the second opinion: a miss there leaves the goal to fine-tuning
     probes_miss = {probe: dict(by_n) for probe, by_n in better.items()}
     probes_miss["linear"] = base["linear"]
-    assert learning.compare(results_with(probes_miss, base), ["m"])["m"]["passed"]
+    assert compare(results_with(probes_miss, base), ["m"])["m"]["passed"]
 
 
 def test_all_labels_pair_the_one_backbone_score_with_every_initial_draw():
     base = {probe: {learning.ALL: [0.60, 0.64, 0.62]} for probe in learning.PROBES}
     mine = {probe: {learning.ALL: [0.70]} for probe in learning.PROBES}
-    (row, *_) = learning.compare(results_with(mine, base), ["m"])["m"]["rows"]
+    (row, *_) = compare(results_with(mine, base), ["m"])["m"]["rows"]
     assert row["n"] == 3 and row["difference"] == pytest.approx(0.08) and row["random"] == pytest.approx(0.62)
     assert row["low"] < 0.08 < row["high"]
 
@@ -65,8 +64,8 @@ def test_effective_rank_counts_the_directions_features_use():
     rng = np.random.default_rng(0)
     spread = rng.normal(size=(500, 64))
     collapsed = rng.normal(size=(500, 4)) @ rng.normal(size=(4, 64))
-    assert learning.effective_rank(spread) > 50
-    assert learning.effective_rank(collapsed) < 4.5
+    assert effective_rank(spread) > 50
+    assert effective_rank(collapsed) < 4.5
 
 
 def test_scores_use_the_same_subsets_for_every_backbone():
@@ -76,7 +75,7 @@ def test_scores_use_the_same_subsets_for_every_backbone():
     noise = rng.normal(size=(60, 3))
     feats = {"train": (informative, labels), "val": (informative[:30], labels[:30]), "test": (informative, labels)}
     useless = {split: (noise[:len(y)], y) for split, (_, y) in feats.items()}
-    good, bad = (learning.scores(f, 3, [2, learning.ALL], [0, 1, 2]) for f in (feats, useless))
+    good, bad = (scores(f, 3, [2, learning.ALL], [0, 1, 2]) for f in (feats, useless))
     assert len(good["knn"][2]) == 3 and len(good["knn"][learning.ALL]) == 1  # every seed picks all images
     assert min(good["linear"][2]) > 0.8 and np.mean(bad["linear"][learning.ALL]) < 0.7
 
@@ -96,7 +95,7 @@ def tiny_benchmark(tmp_path, epochs: int, frozen: int):
 def test_the_benchmark_command_pretrains_scores_and_writes_its_report(tmp_path):
     work, schedule = tiny_benchmark(tmp_path, epochs=2, frozen=1)
     out = tmp_path / "out"
-    command = [sys.executable, "benchmarks/learning.py", "--methods", "mocov2", "--steps", "5", "--labels", "1",
+    command = [sys.executable, "-m", "benchmarks.learning", "--methods", "mocov2", "--steps", "5", "--labels", "1",
                "--seeds", "2", "--finetune-labels", "1", "--finetune-seeds", "2", "--finetune-tasks", "organ",
                "--finetune-schedule", str(schedule), "--work", str(work), "--out", str(out)]
     # killed (SIGKILL) after its first fine-tuning run of the backbone: pre-training, random init's
@@ -153,16 +152,16 @@ def test_random_init_draws_different_weights_per_seed(tmp_path):
     from medssl.downstream.tasks import load_task
 
     task = load_task("covid", tmp_path / "tasks" / "covid", progress=False)
-    mapping = learning.input_of(None, learning.CONFIGS / "mocov2_quick.yaml")
-    a, b, a_again = (learning.features(None, "resnet18", task, mapping, init_seed=s)["test"][0] for s in (0, 1, 0))
+    mapping = input_of(None, quick_config("mocov2"))
+    a, b, a_again = (features(None, "resnet18", task, mapping, init_seed=s)["test"][0] for s in (0, 1, 0))
     assert np.array_equal(a, a_again) and not np.allclose(a, b)
 
 
 def test_views_ablation_changes_one_thing_per_variant_and_counts_laterality_errors(tmp_path):
-    configs = {v: yaml.safe_load(views.variant_config("mocov2", v, learning.CONFIGS, tmp_path / "c").read_text())
+    configs = {v: yaml.safe_load(views.variant_config("mocov2", v, None, tmp_path / "c").read_text())
                for v in views.VARIANTS}
     as_is = configs["as-is"]
-    assert as_is == yaml.safe_load((learning.CONFIGS / "mocov2_quick.yaml").read_text())
+    assert as_is == yaml.safe_load(quick_config("mocov2").read_text())
     assert as_is["data"]["views"][0]["hflip_p"] > 0 and as_is["data"]["views"][0]["rotate_p"] > 0
     flips = {k: v for k, v in configs["no-flips"]["data"]["views"][0].items() if v != as_is["data"]["views"][0][k]}
     assert flips == {"hflip_p": 0.0, "vflip_p": 0.0}
@@ -175,7 +174,7 @@ def test_views_ablation_changes_one_thing_per_variant_and_counts_laterality_erro
         assert {k: configs[v][k] for k in configs[v] if k != "data"} == {k: as_is[k] for k in as_is if k != "data"}
 
     work, schedule = tiny_benchmark(tmp_path, epochs=1, frozen=0)
-    command = [sys.executable, "benchmarks/views.py", "--methods", "mocov2", "--variants", "as-is", "no-flips",
+    command = [sys.executable, "-m", "benchmarks.views", "--methods", "mocov2", "--variants", "as-is", "no-flips",
                "--steps", "3", "--labels", "1", "--seeds", "2", "--finetune-seeds", "1", "--finetune-schedule",
                str(schedule), "--work", str(work), "--out", str(tmp_path / "out")]
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -206,7 +205,7 @@ def test_views_ablation_changes_one_thing_per_variant_and_counts_laterality_erro
 
 def test_learning_curves_score_the_backbones_kept_along_one_run(tmp_path):
     work, schedule = tiny_benchmark(tmp_path, epochs=1, frozen=0)
-    command = [sys.executable, "benchmarks/curves.py", "--methods", "mocov2", "--minutes", "0.25", "--marks", "0.05",
+    command = [sys.executable, "-m", "benchmarks.curves", "--methods", "mocov2", "--minutes", "0.25", "--marks", "0.05",
                "0.1", "1", "--labels", "1", "--seeds", "2", "--finetune-labels", "1", "--finetune-seeds", "2",
                "--finetune-schedule", str(schedule), "--work", str(work), "--out", str(tmp_path / "out")]
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)

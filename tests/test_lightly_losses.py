@@ -118,6 +118,7 @@ class Watch(pl.Callback):
         self.last_layer.append(module.projection_head.last_layer.weight_v.detach().clone())
 
 
+@pytest.mark.slow
 def test_dino_trains_its_student_only_with_a_warming_teacher_temperature():
     module = small_dino(warmup_teacher_temp=0.02, teacher_temp=0.04, warmup_teacher_temp_epochs=1,
                         freeze_last_layer_epochs=1)
@@ -174,6 +175,7 @@ def ddp_worker(rank: int, port: int, out: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_under_ddp_the_losses_are_lightlys_on_the_whole_batch(tmp_path):
     """Two CPU processes (gloo), four pairs each: the mean of their losses and their gradients
     are lightly's single-process loss and gradients on all eight pairs."""

@@ -87,6 +87,7 @@ def test_each_script_runs_its_commands_function(script):
     assert module.main is importlib.import_module(f"medssl.commands.{SCRIPTS[script]}").main
 
 
+@pytest.mark.slow
 def test_round_trip_through_the_command(tmp_path, capsys):
     scans, store, run = tmp_path / "scans", tmp_path / "store", tmp_path / "run"
     for k in range(2):
@@ -131,6 +132,7 @@ def test_download_asks_what_a_bare_name_is(capsys):
 
 
 @pytest.mark.parametrize("command", [["pretrain", "simclr", "fit"], ["finetune", "fit"]])
+@pytest.mark.slow
 def test_the_trainer_level_optimiser_options_are_gone(command, tmp_path):
     """LightningCLI's ``--optimizer`` / ``--lr_scheduler`` would replace the method's optimiser
     and schedule with a constant rate: one way to set it, ``--model.optimizer.*`` (pretrain)."""
@@ -142,6 +144,7 @@ def test_the_trainer_level_optimiser_options_are_gone(command, tmp_path):
     assert proc.returncode == 2 and "--optimizer" in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_mistyped_input_path_is_an_error_and_writes_nothing(tmp_path):
     real = tmp_path / "archive"
     real.mkdir()
@@ -169,6 +172,7 @@ def one_line_error(proc) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_ordinary_mistakes_get_one_line_naming_the_file(tmp_path):
     """A wrong store, a store smaller than a batch, a folder given as a checkpoint: one line, exit 1."""
     quick = str(ROOT / "Pre-Training" / "configs" / "simclr_quick.yaml")
@@ -180,7 +184,7 @@ def test_ordinary_mistakes_get_one_line_naming_the_file(tmp_path):
     proc = subprocess.run([sys.executable, "-m", *run, "--data.store", str(store), "--data.batch_size", "64"],
                           capture_output=True, text=True, timeout=300)
     assert "lower --data.batch_size (at most 16)" in one_line_error(proc)
-    from medssl.data.phantom_tasks import TaskCounts, write_phantom_tasks
+    from medssl.downstream.phantom_tasks import TaskCounts, write_phantom_tasks
 
     tasks = write_phantom_tasks(tmp_path / "tasks", size=32, counts=TaskCounts(4, 1, 1), progress=False)
     finetune = [sys.executable, "-m", "medssl", "finetune", "fit", "--data.kind", "medmnist"]
@@ -227,6 +231,7 @@ def test_every_option_a_user_sets_has_a_line_of_help(name):
     assert not bare, f"medssl {name}: options without help: {bare}"
 
 
+@pytest.mark.slow
 def test_the_fine_tune_command_s_help_explains_every_model_and_data_option():
     proc = subprocess.run([sys.executable, "-m", "medssl", "finetune", "fit", "--help"], capture_output=True,
                           text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})

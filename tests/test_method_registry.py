@@ -1,7 +1,7 @@
 """A new method is one module, its configs and one registry line: the command line, the
 benchmarks and the tests that go over the registry then know it. Proved here with a throwaway
 method registered from inside the test, trained through the scripts' own entry."""
-import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,7 @@ from medssl.pretrain.methods import (
 )
 
 from conftest import phantom_store
+from registered import build
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK_CONFIG = """
@@ -51,6 +52,7 @@ class PredictTheMean(PretrainMethod):
 
     method_name = "predict_the_mean"
     OPTIMIZER = OptimizerConfig(name="sgd", lr=0.05)
+    TINY = dict(scale=0.5)
 
     def __init__(self, scale: float = 1.0, optimizer: OptimizerConfig = OPTIMIZER, **kwargs):
         super().__init__(optimizer=optimizer, **kwargs)
@@ -79,18 +81,12 @@ def store(tmp_path_factory):
     return phantom_store(tmp_path_factory, patients=2, size=32)
 
 
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_project_methods_are_registered_with_their_configs():
     assert method_names()[:4] == ["swav", "mocov2", "byol", "spark"]
     for name in method_names():
         entry = method(name)
         assert entry.cls.method_name == name
+        assert "TINY" in vars(entry.cls), f"{name}: no TINY settings of its own (the tests would build it full size)"
         assert entry.config.is_file() and entry.quick_config.is_file()
         assert entry.data_config(quick=True)["views"]
     with pytest.raises(ValueError, match="registered: swav, mocov2"):
@@ -109,13 +105,33 @@ def test_a_registered_method_trains_through_the_command_line_and_is_benchmarked(
     assert report.method == "predict_the_mean" and report.arch == "resnet18"
     assert torch.equal(model.conv1.weight, cli.model.backbone.conv1.weight)
 
-    run, throughput = load_script("run"), load_script("train_throughput")
-    assert "predict_the_mean" in run.benchmark_methods()
+    from benchmarks import common
+    from benchmarks import train_throughput as throughput
+
+    assert "predict_the_mean" in common.methods()
+    assert common.quick_config("predict_the_mean") == registered.quick_config  # its own config folder
     assert "predict_the_mean" in throughput.method_names()
     assert throughput.baseline("predict_the_mean") == "supervised"
     assert throughput.view_shapes("predict_the_mean", 64) == [64]
     unregister_method("predict_the_mean")
-    assert "predict_the_mean" not in run.benchmark_methods()
+    assert "predict_the_mean" not in common.methods()
+
+
+def test_the_guide_lists_what_the_throwaway_method_touched(registered):
+    """docs/adding-a-method.md's list is what this file's method needed: its class attributes and
+    loss, two configs, one registry line (the rest of the list is documentation)."""
+    text = (ROOT / "docs" / "adding-a-method.md").read_text()
+    section = text.split("## What a new method touches")[1].split("\n## ")[0]
+    steps = re.findall(r"^\d+\. (.*?)(?=^\d+\. |\n\n)", section, flags=re.M | re.S)
+    assert len(steps) == 4, section
+    named = set(re.findall(r"`(\w+)`", steps[0]))
+    assert named == {"method_name", "OPTIMIZER", "TINY", "training_loss"}
+    assert all(name in vars(PredictTheMean) for name in named)
+    assert "`Pre-Training/configs/<name>.yaml` and `<name>_quick.yaml`" in steps[1]
+    assert registered.config.name == "predict_the_mean.yaml" and registered.quick_config.is_file()
+    assert "register_method(...)" in steps[2] and method("predict_the_mean") is registered
+    assert build("predict_the_mean").head.in_features == 512  # the tests build it with its TINY settings
+    assert build("predict_the_mean").hparams.scale == 0.5
 
 
 def test_registering_another_class_under_a_taken_name_is_refused():

@@ -11,8 +11,12 @@ from medssl.pretrain.methods import method_names
 
 from registered import build, quick_views, view_sizes
 
-SMALL = {"swav": dict(queue_length=64, queue_start_epoch=0, n_prototypes=32),
-         "mocov2": dict(queue_length=64), "spark": dict(decoder_width=64)}
+pytestmark = pytest.mark.slow  # left out of make test-fast
+
+# the tiny settings, and: SwAV's queue in the loss from the first step (no epochs here); MoCo's
+# projection 128 wide: at 16 wide and temperature 0.07 bf16's rounding in the backbone moves this
+# loss by 12 % (1.2 % at 128)
+CHANGES = {"swav": dict(queue_start_epoch=0), "mocov2": dict(out_dim=128)}
 SIZES = {"swav": [32, 32, 16, 16], "mocov2": [32, 32], "byol": [32, 32], "spark": [64]}
 FLOAT32_PARTS = ("criterion", "projection_head", "prediction_head", "prototypes")
 # What bf16 in the backbone alone moves the loss by (8 random images of 32-64 px, ResNet-18),
@@ -67,7 +71,7 @@ def loss_with_dtypes(module, batch, autocast: bool):
 def test_heads_and_losses_compute_in_float32_under_bf16_autocast(method, monkeypatch):
     def fresh():  # the same weights and state each time
         torch.manual_seed(0)
-        module = build(method, SMALL)
+        module = build(method, **CHANGES.get(method, {}))
         module.total_steps = lambda *a: 100  # no Trainer here
         if hasattr(module, "queue_in_loss"):
             module.queue_in_loss = True

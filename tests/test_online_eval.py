@@ -138,7 +138,7 @@ def drawn_legend(data: Path, monkeypatch, tmp_path) -> list[str]:
 
 
 def test_the_legend_names_the_classes_of_the_phantom_organ_task(monkeypatch, tmp_path):
-    from medssl.data.phantom_tasks import ORGAN_CLASSES, TaskCounts, write_phantom_tasks
+    from medssl.downstream.phantom_tasks import ORGAN_CLASSES, TaskCounts, write_phantom_tasks
 
     organ = write_phantom_tasks(tmp_path / "tasks", size=32, counts=TaskCounts(3, 1, 1), progress=False)["organ"]
     assert drawn_legend(organ, monkeypatch, tmp_path) == list(ORGAN_CLASSES)
@@ -158,6 +158,7 @@ def test_nothing_happens_without_a_labelled_set(runs, store, tmp_path):
     assert not [c for c in cli.trainer.callbacks if isinstance(c, LabelledSetCallback)]
 
 
+@pytest.mark.slow
 def test_probe_state_survives_a_checkpoint_and_a_resume(store, labelled, tmp_path):
     args = ["fit", "--config", str(method("mocov2").quick_config), "--data.store", str(store),
             "--data.batch_size", "4", "--data.num_workers", "0", "--data.views", str(VIEWS),
@@ -184,6 +185,7 @@ def test_probe_state_survives_a_checkpoint_and_a_resume(store, labelled, tmp_pat
     assert again.history[0] == probe.history[0] and [h["epoch"] for h in again.history] == [0, 1]
 
 
+@pytest.mark.slow
 def test_monitors_of_one_set_share_one_pass_per_step(store, labelled, tmp_path, monkeypatch):
     from medssl.pretrain.knn_monitor import KNNMonitor
 
@@ -206,6 +208,7 @@ def test_monitors_of_one_set_share_one_pass_per_step(store, labelled, tmp_path, 
     assert knn.history == alone.history  # the shared features are its own pass's
 
 
+@pytest.mark.slow
 def test_under_ddp_every_rank_trains_the_same_probe_and_one_picture_is_drawn(store, labelled, tmp_path):
     rank0, rank1 = run_two_process_ddp(
         store, tmp_path, "MoCoV2(arch='resnet18', hidden_dim=32, out_dim=8, queue_length=16)", VIEWS,

@@ -9,8 +9,8 @@ from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from medssl.data import phantom_tasks
-from medssl.data.phantom_tasks import ORGAN_CLASSES, TaskCounts, write_phantom_tasks
+from medssl.downstream import phantom_tasks
+from medssl.downstream.phantom_tasks import ORGAN_CLASSES, TaskCounts, write_phantom_tasks
 
 COUNTS = TaskCounts(organ_per_class=40, covid_per_class=100, brain_per_class=100)
 
@@ -46,6 +46,7 @@ def intensity_accuracy(x, y):
     return cross_val_score(model, features, y, cv=5).mean()
 
 
+@pytest.mark.slow
 def test_organ_npz_has_the_medmnist_layout(tasks):
     data = np.load(tasks["organ"], allow_pickle=False)
     assert sorted(data.files) == sorted([f"{s}_{k}" for s in ("train", "val", "test")

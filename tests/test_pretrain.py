@@ -38,6 +38,7 @@ def exported(cli) -> Path:
 
 
 @pytest.mark.parametrize("method", method_names())
+@pytest.mark.slow
 def test_quick_config_trains_and_exports_a_torchvision_backbone(method, store, tmp_path):
     cli = pretrain_cli(method, args=cli_args(method, store, tmp_path, "--trainer.max_steps", "3"))
     assert cli.trainer.global_step == 3
@@ -75,6 +76,7 @@ print(format(pretrained_model))
 '''
 
 
+@pytest.mark.slow
 def test_resnet50_export_loads_with_the_seed_readme_snippet(store, tmp_path):
     cli = pretrain_cli("byol", args=cli_args("byol", store, tmp_path, "--model.arch", "resnet50",
                                            "--trainer.max_steps", "1"))
@@ -129,6 +131,7 @@ OVERFIT = {
 
 
 @pytest.mark.parametrize("method", list(OVERFIT))
+@pytest.mark.slow
 def test_loss_drops_when_overfitting_one_batch(method):
     pl.seed_everything(0)
     module = OVERFIT[method]()
@@ -203,6 +206,7 @@ def test_a_max_time_run_stretches_its_schedules_over_the_steps_that_fit_in_its_t
     assert by_time[0][-1] < 0.05 * max(by_time[0])
 
 
+@pytest.mark.slow
 def test_resume_continues_at_the_same_step_with_the_queue(store, tmp_path):
     args = cli_args("mocov2", store, tmp_path, "--trainer.max_steps", "2")
     first = pretrain_cli("mocov2", args=args)
@@ -227,6 +231,7 @@ def test_resume_continues_at_the_same_step_with_the_queue(store, tmp_path):
     assert torch.equal(restored["bank"], queue)
 
 
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes_keeps_ranks_in_agreement(store, tmp_path):
     rank0, rank1 = run_two_process_ddp(
         store, tmp_path, "MoCoV2(arch='resnet18', hidden_dim=64, out_dim=16, queue_length=64,"
@@ -237,6 +242,7 @@ def test_ddp_on_two_cpu_processes_keeps_ranks_in_agreement(store, tmp_path):
     assert torch.equal(rank0["buffers"][queue], rank1["buffers"][queue])  # keys from both ranks
 
 
+@pytest.mark.slow
 def test_export_on_demand_from_a_checkpoint(store, tmp_path):
     cli = pretrain_cli("swav", args=cli_args("swav", store, tmp_path, "--trainer.max_steps", "2"))
     last = cli.trainer.checkpoint_callback.last_model_path
@@ -257,8 +263,9 @@ def test_export_on_demand_from_a_checkpoint(store, tmp_path):
         assert torch.equal(on_demand["state_dict"][key], value), key
 
 
+@pytest.mark.slow
 def test_knn_monitor_logs_accuracy_on_a_labelled_set(store, tmp_path):
-    from medssl.data.phantom_tasks import TaskCounts, write_phantom_tasks
+    from medssl.downstream.phantom_tasks import TaskCounts, write_phantom_tasks
 
     tasks = write_phantom_tasks(tmp_path / "tasks", size=32, counts=TaskCounts(6, 1, 1),
                                 progress=False)
@@ -308,6 +315,7 @@ def test_momentum_updates_once_per_optimizer_step_with_accumulation():
     assert not torch.equal(before, module.backbone_momentum.conv1.weight)
 
 
+@pytest.mark.slow
 def test_backbones_exported_as_training_time_passes_each_mark_and_after_a_resume(tmp_path, monkeypatch):
     """A clock at 30 s per step: marks at 1 and 2.5 minutes are written after steps 2 and 5, once
     each, also when the run stops after step 3 and resumes from its checkpoint."""

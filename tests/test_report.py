@@ -112,6 +112,7 @@ def test_mean_std_and_paired_difference_match_a_hand_computation(tmp_path):
     assert f"| spark | +0.200 [{0.2 - half:+.3f}, {0.2 + half:+.3f}] (n=3) |" in text
 
 
+@pytest.mark.slow
 def test_unpaired_runs_and_missing_scores_are_left_out_and_counted(tmp_path):
     rows = [run("random", 0.70, seed=s) for s in (0, 1, 2)]
     rows += [run("spark", 0.80, seed=0), run("spark", 0.85, seed=1, auc=float("nan")), run("spark", 0.99, seed=3)]
@@ -199,6 +200,7 @@ def test_another_baseline_and_several_checkpoints_of_one_method(tmp_path):
 
 
 # --- figures and the command -------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_label_has_one_colour_in_every_figure(tmp_path, monkeypatch):
     rows = study_rows("organ") + study_rows("covid", methods=("byol", "mocov2"))  # covid lacks spark
     path = write(tmp_path / "results.csv", rows)
@@ -223,6 +225,7 @@ def test_a_label_has_one_colour_in_every_figure(tmp_path, monkeypatch):
     assert len({next(iter(c)) for c in seen.values()}) == 4  # no two labels share one
 
 
+@pytest.mark.slow
 def test_every_column_names_its_training_and_test_images(study, tmp_path):
     text = write_report(study, tmp_path / "report")["table"].read_text()
     # run() scores seeds 0, 1, 2 on confusions of 40, 41 and 42 test images

@@ -31,7 +31,7 @@ from medssl.pretrain.resume import (
 
 import step_record
 from conftest import phantom_store
-from registered import quick_views
+from registered import quick_views, tiny_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -48,19 +48,8 @@ VIEWS = {
     "barlowtwins": [{"size": 32, "count": 2, "scale": [0.2, 1.0], "rotate_p": 0.5, "noise_p": 0.5}],
     "vicreg": [{"size": 32, "count": 2, "scale": [0.2, 1.0], "rotate_p": 0.5, "noise_p": 0.5}],
 }
-MODEL = {  # small heads; queues that are used from the second epoch on
-    "swav": ["--model.hidden_dim", "64", "--model.out_dim", "16", "--model.n_prototypes", "8",
-             "--model.queue_length", "32", "--model.queue_start_epoch", "1"],
-    "mocov2": ["--model.hidden_dim", "64", "--model.out_dim", "16", "--model.queue_length", "40"],
-    "byol": ["--model.hidden_dim", "64", "--model.out_dim", "16"],
-    "spark": ["--model.decoder_width", "32", "--model.drop_path", "0.1"],
-    # the teacher's temperature warms up and the head's last layer stays fixed over the first epoch
-    "dino": ["--model.hidden_dim", "64", "--model.bottleneck_dim", "16", "--model.out_dim", "64",
-             "--model.warmup_teacher_temp", "0.02", "--model.warmup_teacher_temp_epochs", "1"],
-    "simclr": ["--model.hidden_dim", "64", "--model.out_dim", "16"],
-    "barlowtwins": ["--model.hidden_dim", "64", "--model.out_dim", "64"],
-    "vicreg": ["--model.hidden_dim", "64", "--model.out_dim", "64"],
-}
+# the methods' tiny settings, and: a MoCo queue that first wraps in the second epoch, SparK's drop path
+CHANGES = {"mocov2": dict(queue_length=40), "spark": dict(drop_path=0.1)}
 STEPS = 8  # 32 slices / batch 8 = 4 steps an epoch: 2 epochs
 SLURM_ENV = {"SLURM_JOB_ID": "4242", "SLURM_NTASKS": "1", "SLURM_JOB_NAME": "pretrain",
              "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0",
@@ -78,7 +67,8 @@ def command(method, store, run_dir, record, *extra) -> list[str]:
     return ["fit", "--config", str(ROOT / "Pre-Training" / "configs" / f"{method}_quick.yaml"),
             "--data.store", str(store), "--trainer.default_root_dir", str(run_dir),
             "--data.views", json.dumps(VIEWS.get(method) or quick_views(method)), "--data.batch_size", "8",
-            "--data.num_workers", "0", "--data.augment_on", "device", *MODEL.get(method, []),
+            "--data.num_workers", "0", "--data.augment_on", "device",
+            *tiny_arguments(method, **CHANGES.get(method, {})),
             "--trainer.max_epochs", str(STEPS // 4), "--trainer.log_every_n_steps", "1",
             "--checkpoint.every_n_steps", "3", "--trainer.enable_progress_bar", "false",
             "--trainer.enable_model_summary", "false",
@@ -113,6 +103,7 @@ def fake_scontrol(folder: Path) -> Path:
 
 
 @pytest.mark.parametrize("method", method_names())
+@pytest.mark.slow
 def test_killed_then_requeued_run_goes_on_as_if_uninterrupted(method, store, tmp_path, monkeypatch):
     reference = tmp_path / "reference.jsonl"
     pretrain_cli(method, args=command(method, store, tmp_path / "ref", reference,  # no saves needed
@@ -218,18 +209,7 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_previous_file_whole(tmp_pat
     assert run_checkpoints(tmp_path) == [path]  # the .partial left behind is not a candidate
 
 
-def test_the_readme_says_what_these_tests_run():
-    readme = (ROOT / "README.md").read_text()
-    script = readme[readme.index("#!/bin/bash\n# SLURM"):]
-    script = script[: script.index("```")]
-    directives = [line.split()[1] for line in script.splitlines() if line.startswith("#SBATCH")]
-    assert "--signal=SIGUSR1@90" in directives and "--requeue" in directives
-    command = script[script.index("srun"):].replace("\\\n", " ")
-    assert "--trainer.default_root_dir" in command and "--ckpt_path" not in command
-    assert "--trainer.default_root_dir runs/swav-lidc        # killed? type the same line again" in readme
-    assert "ckpt_path last" not in " ".join(p.read_text() for p in (ROOT / "Pre-Training").glob("*.py"))
-
-
+@pytest.mark.slow
 def test_ddp_ranks_agree_on_the_requeue_step(store, tmp_path):
     """Two processes launched as srun would (SLURM_PROCID 0 and 1): SIGUSR1 reaches both at
     their own moments; they agree on one step, one checkpoint is written, ``scontrol requeue``
@@ -312,6 +292,7 @@ def test_a_late_requeue_signal_does_not_kill_a_rank_that_already_stopped(tmp_pat
 
 
 @pytest.mark.parametrize("method, every_n_steps", [("simclr", 0), ("byol", 4)])
+@pytest.mark.slow
 def test_a_run_resumed_from_an_end_of_epoch_checkpoint_takes_the_uninterrupted_steps(method, every_n_steps, store,
                                                                                       tmp_path):
     """The checkpoint of the step that ends epoch 0 (step 4 of 4 per epoch; written as the epoch
@@ -357,6 +338,7 @@ def test_the_same_command_after_the_run_finished_takes_no_step(store, tmp_path):
 
 
 @pytest.mark.parametrize("stop, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.slow
 def test_a_run_stopped_by_a_signal_exits_128_plus_it_and_says_how_to_resume(stop, status, store, tmp_path):
     """A scheduler's SIGTERM or a Ctrl-C is not a finished run (Lightning's own exits were 0 and 1)."""
     run, record = tmp_path / "run", tmp_path / "run.jsonl"
@@ -390,6 +372,7 @@ def test_a_config_epoch_limit_that_ends_the_run_before_max_steps_says_so(store, 
         assert pretrain_cli("simclr", args=args).trainer.global_step == 4
 
 
+@pytest.mark.slow
 def test_a_short_run_says_how_to_see_its_loss(store, tmp_path):
     args = command("simclr", store, tmp_path / "run", tmp_path / "r.jsonl", "--trainer.log_every_n_steps", "50")
     with pytest.warns(UserWarning, match="this run has 8 steps and logs its loss every 50: 0 points in "

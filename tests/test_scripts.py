@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from medssl.data import SliceStore
 
@@ -14,6 +15,7 @@ def run(*args):
                           cwd=ROOT, timeout=300)
 
 
+@pytest.mark.slow
 def test_make_phantom_writes_store_preview_and_tasks(tmp_path):
     out = tmp_path / "phantom"
     proc = run("Pre-Training/make_phantom.py", "--out", out, "--patients", "3", "--slices", "4",
@@ -33,6 +35,7 @@ def test_make_phantom_writes_store_preview_and_tasks(tmp_path):
     assert again.returncode == 0 and "already there" in again.stdout
 
 
+@pytest.mark.slow
 def test_store_info_verifies_and_reports_damage(tmp_path):
     out = tmp_path / "phantom"
     assert run("Pre-Training/make_phantom.py", "--out", out, "--patients", "2", "--slices", "3",

@@ -136,6 +136,7 @@ class FixedImages(Dataset):
         return [self.x[i]]
 
 
+@pytest.mark.slow
 def test_loss_drops_when_overfitting_one_batch():
     class History(pl.Callback):
         losses = []
@@ -192,6 +193,7 @@ def test_quick_config_exports_a_backbone_and_pictures(store, tmp_path):
     assert pictures and pictures[-1].read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes(store, tmp_path):
     rank0, rank1 = run_two_process_ddp(
         store, tmp_path, "SparK(arch='resnet18', decoder_width=32, sync_bn=True,"

@@ -10,9 +10,9 @@ from matplotlib.figure import Figure
 
 from medssl.checkpoints import CheckpointError
 from medssl.checkpoints.export import export_backbone
-from medssl.data.phantom_tasks import ORGAN_CLASSES, TaskCounts, write_phantom_tasks
 from medssl.downstream import sweep as sweep_module
 from medssl.downstream.cli import finetune_settings
+from medssl.downstream.phantom_tasks import ORGAN_CLASSES, TaskCounts, write_phantom_tasks
 from medssl.downstream.report import METRICS, write_report
 from medssl.downstream.sweep import SweepConfig, run_sweep
 from medssl.downstream.tasks import TaskError
@@ -37,6 +37,7 @@ def setup(tmp_path_factory):
     return root, config
 
 
+@pytest.mark.slow
 def test_sweep_runs_resumes_without_duplicates_and_reports(setup, tmp_path, monkeypatch):
     _, config = setup
     out = tmp_path / "results.csv"
@@ -97,6 +98,7 @@ def test_bad_inputs_fail_before_any_run(setup, tmp_path):
     assert not (tmp_path / "r.csv").exists()
 
 
+@pytest.mark.slow
 def test_sweep_and_report_commands(setup, tmp_path):
     root, config = setup
     organ = config.tasks["organ"][1]

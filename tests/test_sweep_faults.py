@@ -183,7 +183,7 @@ def test_disk_full_during_report_names_the_file(tmp_path, fake_sweep, monkeypatc
 def test_scratch_lives_beside_the_results_and_a_rerun_clears_it(tmp_path, monkeypatch):
     """A killed sweep leaves its checkpoints in the output folder (never in /tmp); the next
     run removes them."""
-    from medssl.data.phantom_tasks import TaskCounts, write_phantom_tasks
+    from medssl.downstream.phantom_tasks import TaskCounts, write_phantom_tasks
 
     tasks = write_phantom_tasks(tmp_path / "tasks", size=32, counts=TaskCounts(3, 1, 1), progress=False)
     config = SweepConfig({"organ": ("medmnist", str(tasks["organ"]))}, ("random",), fractions=(1.0,),

@@ -55,6 +55,7 @@ def ordered(table: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(KEY).reset_index(drop=True)
 
 
+@pytest.mark.slow
 def test_three_workers_one_killed_and_rerun_give_one_workers_rows(tmp_path):
     alone = tmp_path / "alone" / "results.csv"
     assert worker(tmp_path, alone, None, 0.0).wait(timeout=300) == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -56,6 +57,7 @@ def rank_main(rank: int, port: int, folder: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_processes_with_half_a_batch_each_equal_one_with_the_whole(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

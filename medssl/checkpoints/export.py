@@ -22,7 +22,6 @@ from ..data.input_mapping import DEFAULT, InputMapping
 from ..data.store import MANIFEST_FILE, stored_settings
 from ..files import atomic_write_bytes
 from ..models.backbone import feature_dim
-from ..pretrain.views import ViewSpec
 from .safetensors_files import TIMM_CONFIG, TIMM_WEIGHTS, timm_config, write_safetensors
 
 FORMAT = "medssl-backbone"
@@ -83,11 +82,10 @@ def store_manifest_sha256(store: str | Path | None) -> str | None:
 
 def pretraining_input(data_config) -> InputMapping:
     """What a pre-training run fed its backbone: ``data.intensity``, the first view's size, mean
-    and std (``ViewSpec`` defaults for what it leaves out), and the units of ``data.store``."""
+    and std (defaults for what it leaves out), and the units of ``data.store``."""
     views = data_config.get("views") or [{}]
-    view = ViewSpec.of({k: v for k, v in dict(views[0]).items() if k in ("size", "mean", "std")})
     settings = stored_settings(data_config["store"]) if data_config.get("store") else None
-    return InputMapping.of_pretraining(data_config.get("intensity"), view,
+    return InputMapping.of_pretraining(data_config.get("intensity"), views[0],
                                        settings.get("units") if settings else None)
 
 

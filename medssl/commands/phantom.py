@@ -10,9 +10,9 @@ import argparse
 from pathlib import Path
 
 from ..data.phantom import write_phantom_store
-from ..data.phantom_tasks import TaskCounts, write_phantom_tasks
 from ..data.preview import save_store_preview
 from ..data.summary import describe_store
+from ..downstream.phantom_tasks import TaskCounts, write_phantom_tasks
 
 
 def parser(prog: str | None = None) -> argparse.ArgumentParser:

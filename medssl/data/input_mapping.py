@@ -15,6 +15,8 @@ from .intensity import WINDOWS, HUToIntensity
 # CT in the full range (-1024..3071 HU -> 0..1): the project's constants, used for a backbone that
 # records nothing (random initialisation, foreign files).
 CT_FULL_MEAN, CT_FULL_STD = 0.1806, 0.1907
+# a pre-training view's side and normalisation where its config leaves them out (``ViewSpec``'s defaults)
+VIEW_SIZE, VIEW_MEAN, VIEW_STD = 224, 0.5, 0.25
 INTENSITY_MODES = ("full", "window", "random_window", "range")
 UNITS = ("HU", "raw")
 
@@ -65,13 +67,21 @@ class InputMapping:
             raise InputMappingError(str(err)) from err
 
     @classmethod
-    def of_pretraining(cls, intensity: Mapping | None, view, units: str | None = None) -> "InputMapping":
-        """From a pre-training data config's ``intensity`` and its first view (a ``ViewSpec``);
+    def of_pretraining(cls, intensity: Mapping | None, view: Mapping | None,
+                       units: str | None = None) -> "InputMapping":
+        """From a pre-training data config's ``intensity`` and its first view (an item of
+        ``data.views``: its ``size``, ``mean`` and ``std``, defaults for what it leaves out);
         ``units``: the store's (None: ``raw`` for mode ``range``, else ``HU``, as the pre-training
         data module demands)."""
         intensity = dict(intensity or {"mode": "full"})
         units = units or ("raw" if intensity.get("mode") == "range" else "HU")
-        return cls(intensity, float(view.mean[0]), float(view.std[0]), int(view.size), units)
+        view = dict(view or {})
+
+        def first(value):  # the input is grey: the first value of a per-channel list
+            return float(value[0] if isinstance(value, (list, tuple)) else value)
+
+        return cls(intensity, first(view.get("mean", VIEW_MEAN)), first(view.get("std", VIEW_STD)),
+                   int(view.get("size", VIEW_SIZE)), units)
 
     def as_dict(self) -> dict:
         return asdict(self)

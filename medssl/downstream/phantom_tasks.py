@@ -26,9 +26,9 @@ from typing import Iterator
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..downstream.formats import FORMATS, Sample
-from .intensity import WINDOWS, to_uint8
-from .phantom import Patient, Tissue, View, patient_rng, render_body, render_head
+from ..data.intensity import WINDOWS, to_uint8
+from ..data.phantom import Patient, Tissue, View, patient_rng, render_body, render_head
+from .formats import FORMATS, Sample
 
 ORGAN_CLASSES = ("heart", "kidney-left", "kidney-right", "liver", "lung-left", "lung-right", "spleen")
 _ORGANS = {  # class -> (tissue label, z range where the organ is large)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 
-from ..resume import stopping_for_requeue
+from .resume import stopping_for_requeue
 
 
 class SparkPictures(pl.Callback):

@@ -15,6 +15,8 @@ from kornia.filters import gaussian_blur2d
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2 as T
 
+from ..data.input_mapping import VIEW_MEAN, VIEW_SIZE, VIEW_STD
+
 
 @dataclass
 class ViewSpec:
@@ -48,7 +50,7 @@ class ViewSpec:
         channels: channels of the view (3 for ImageNet-shaped backbones).
     """
 
-    size: int = 224
+    size: int = VIEW_SIZE
     count: int = 2
     scale: tuple[float, float] = (0.2, 1.0)
     interpolation: str = "bilinear"
@@ -63,8 +65,8 @@ class ViewSpec:
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     noise_p: float = 0.0
     noise_var: tuple[float, float] = (1e-5, 1e-4)
-    mean: list[float] = field(default_factory=lambda: [0.5])
-    std: list[float] = field(default_factory=lambda: [0.25])
+    mean: list[float] = field(default_factory=lambda: [VIEW_MEAN])
+    std: list[float] = field(default_factory=lambda: [VIEW_STD])
     channels: int = 3
 
     @classmethod

@@ -32,7 +32,8 @@ class PretrainMethod(pl.LightningModule):
     """Base of every pre-training method (see ``medssl.pretrain.methods.registry``).
 
     A method sets ``method_name`` (its registry name, the name of its run folder and exported
-    backbone), its default optimiser settings ``OPTIMIZER``, and writes ``training_loss``.
+    backbone), its default optimiser settings ``OPTIMIZER``, its smallest settings ``TINY``
+    (what every test and CPU check builds it with), and writes ``training_loss``.
     Its constructor takes its own arguments, ``optimizer`` defaulting to its ``OPTIMIZER``, and
     ``**kwargs`` passed on here (``arch``, ``channels_last``, ``compile``).
 
@@ -50,6 +51,9 @@ class PretrainMethod(pl.LightningModule):
 
     method_name = "base"
     OPTIMIZER = OptimizerConfig()
+    # constructor arguments for tests and CPU checks: tiny heads, every part still at work (queues that
+    # fill within a few steps of batch 8 and join from the second epoch, schedules that move)
+    TINY: dict = {}
     lr_per_256_images = False  # True: optimizer.lr is for a total batch of 256, scaled to the real one
     decay_biases_and_norms = True  # False: no weight decay (nor LARS scaling) on biases and norm layers
 

@@ -29,6 +29,7 @@ class BYOL(MomentumMethod):
 
     method_name = "byol"
     OPTIMIZER = OptimizerConfig(name="adam", lr=1e-3, weight_decay=1.5e-6, warmup_epochs=10)
+    TINY = dict(hidden_dim=64, out_dim=16)
 
     def __init__(self, hidden_dim: int = 4096, out_dim: int = 256, tau_base: float = 0.996,
                  optimizer: OptimizerConfig = OPTIMIZER, **kwargs):

@@ -44,6 +44,8 @@ class DINO(MomentumMethod):
 
     method_name = "dino"
     OPTIMIZER = OptimizerConfig(name="sgd", lr=0.03, weight_decay=1e-4, momentum=0.9, warmup_epochs=10)
+    TINY = dict(hidden_dim=64, bottleneck_dim=16, out_dim=64, warmup_teacher_temp=0.02,
+                warmup_teacher_temp_epochs=1)  # the teacher temperature moves over the first epoch
     lr_per_256_images = True
     decay_biases_and_norms = False
 

@@ -31,6 +31,7 @@ class MoCoV2(MomentumMethod):
 
     method_name = "mocov2"
     OPTIMIZER = OptimizerConfig(name="sgd", lr=0.015, weight_decay=1e-4, momentum=0.9)
+    TINY = dict(hidden_dim=64, out_dim=16, queue_length=32)
 
     def __init__(self, hidden_dim: int = 2048, out_dim: int = 128, queue_length: int = 65536,
                  temperature: float = 0.07, key_momentum: float = 0.999,

@@ -1,9 +1,9 @@
 """The registry of pre-training methods: name -> LightningModule class and its two configs.
 
 Everything that lists methods reads it: the command line (``pretrain_cli(name)``), the
-benchmarks (``benchmarks/run.py``, ``train_throughput.py``, ``compile_speed.py``,
-``checkpoint_io.py``) and the tests. A method is registered by one line, for the project's own
-methods in ``medssl/pretrain/methods/__init__.py``::
+benchmarks (through ``benchmarks/common.py``: their methods and quick configs) and the tests.
+A method is registered by one line, for the project's own methods in
+``medssl/pretrain/methods/__init__.py``::
 
     register_method("medssl.pretrain.methods.swav:SwAV", name="swav")   # imported when used
     register_method(SimSiam)                                            # a class

@@ -27,6 +27,7 @@ class SimCLR(TwoViewMethod):
 
     method_name = "simclr"
     OPTIMIZER = OptimizerConfig(name="lars", lr=0.3, weight_decay=1e-6, momentum=0.9, warmup_epochs=10)
+    TINY = dict(hidden_dim=64, out_dim=16)
     lr_per_256_images = True
     decay_biases_and_norms = False
 

@@ -48,6 +48,7 @@ class SparK(PretrainMethod):
     OPTIMIZER = OptimizerConfig(name="lamb", lr=2e-4, weight_decay=0.04, momentum=0.9,
                                 betas=(0.9, 0.95), warmup_epochs=40, warmup_start_ratio=0.005,
                                 final_lr_ratio=0.001)
+    TINY = dict(decoder_width=32)
     lr_per_256_images = True
 
     def __init__(self, mask_ratio: float = 0.6, decoder_width: int = 768, drop_path: float = 0.05,

@@ -36,6 +36,7 @@ class SwAV(PretrainMethod):
 
     method_name = "swav"
     OPTIMIZER = OptimizerConfig(name="lars", lr=0.15, weight_decay=1e-6, momentum=0.9, warmup_epochs=10)
+    TINY = dict(hidden_dim=64, out_dim=16, n_prototypes=8, queue_length=32, queue_start_epoch=1)
 
     def __init__(self, hidden_dim: int = 2048, out_dim: int = 128, n_prototypes: int = 500,
                  temperature: float = 0.1, sinkhorn_iterations: int = 3,

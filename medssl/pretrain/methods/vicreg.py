@@ -30,6 +30,7 @@ class VICReg(TwoViewMethod):
     method_name = "vicreg"
     OPTIMIZER = OptimizerConfig(name="lars", lr=0.2, weight_decay=1e-6, momentum=0.9,
                                 warmup_epochs=10, final_lr_ratio=0.001)
+    TINY = dict(hidden_dim=64, out_dim=64)
     lr_per_256_images = True
     decay_biases_and_norms = False
 

@@ -1,0 +1,77 @@
+"""Pre-training for the learning benchmarks: the phantom data, and one run of the pre-training
+command per method, resumed when cut short and re-used when done."""
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.common import ROOT
+from medssl.files import atomic_write_bytes
+
+
+def phantom(work: Path) -> Path:
+    """The phantom store and tasks under ``work/phantom`` (made once)."""
+    from medssl.data.phantom import write_phantom_store
+    from medssl.downstream.phantom_tasks import write_phantom_tasks
+
+    root = work / "phantom"
+    if not (root / "store" / "store.json").exists():
+        write_phantom_store(root / "store", patients=40, slices_per_patient=32, size=64, seed=0, overwrite=True)
+    if not (root / "tasks" / "tasks.json").exists():
+        write_phantom_tasks(root / "tasks", seed=0, overwrite=True)
+    return root
+
+
+def max_time(minutes: float) -> str:
+    """``--trainer.max_time``'s DD:HH:MM:SS."""
+    seconds = int(round(minutes * 60))
+    return f"{seconds // 86400:02d}:{seconds // 3600 % 24:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def pretrain(method: str, config: Path, store: Path, run_dir: Path, minutes: float, workers: int,
+             steps: int | None = None, extra: tuple[str, ...] = ()) -> dict:
+    """Pre-train ``method`` with ``config`` for ``minutes`` or ``steps`` (resuming a run cut
+    short), ``extra``: more arguments of the pre-training command; its backbone and figures."""
+    backbone = run_dir / f"{method}_backbone.pt"
+    done = run_dir / "benchmark-done.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    command = [sys.executable, "-m", "medssl.pretrain", method, "fit",
+               "--config", str(config), "--data.store", str(store),
+               "--data.num_workers", str(workers), "--trainer.max_epochs", "-1",
+               *(["--trainer.max_steps", str(steps)] if steps else ["--trainer.max_time", max_time(minutes)]),
+               "--trainer.default_root_dir", str(run_dir),
+               "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", *extra]
+    budget = f"{steps} steps" if steps else f"{minutes:g} min"
+    print(f"  pre-training {method} for {budget}: {shlex.join(command[1:])}", flush=True)
+    start = time.perf_counter()
+    log = run_dir / "pretrain.log"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as out:
+        status = subprocess.run(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT).returncode
+    if status != 0 or not backbone.exists():
+        raise RuntimeError(f"pre-training {method} failed (exit {status}); see {log}")
+    meta = torch.load(backbone, map_location="cpu", weights_only=True)
+    record = {"backbone": str(backbone), "steps": meta["steps"], "epochs": meta["epochs"],
+              "seconds": round(time.perf_counter() - start, 1), "loss": loss_curve(run_dir)}
+    atomic_write_bytes(done, json.dumps(record).encode())
+    return record
+
+
+def loss_curve(run_dir: Path) -> list[tuple[int, float]]:
+    """(step, train/loss) from the run's TensorBoard events."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    points = []
+    for events in sorted(run_dir.glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        acc.Reload()
+        if "train/loss" in acc.Tags()["scalars"]:
+            points += [(e.step, e.value) for e in acc.Scalars("train/loss")]
+    return sorted(dict(points).items())
