@@ -105,12 +105,10 @@ def server(tmp_path):
     httpd.shutdown()
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="module")
 def one_thread():
-    """One torch thread for every test module (processes a test starts choose their own): tiny
-    tensors gain nothing from a second thread and, on a busy machine, wait a lot. Measured on the
-    in-process training modules (pretrain, checkpoints, fast_path, spark, online_eval, finetune,
-    frozen_modes; the other core busy): 59.8 s with two threads, 37.4 s with one."""
+    """One torch thread for a module that asks (``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    tiny tensors gain nothing from a second thread and, on a busy machine, wait a lot."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -29,6 +29,9 @@ SIZES = {"swav": [32, 32, 16, 16], "mocov2": [32, 32], "byol": [32, 32], "spark"
          "dino": [32, 32, 16, 16], "simclr": [32, 32], "barlowtwins": [32, 32], "vicreg": [32, 32]}
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
+
+
 def views(sizes, batch=4, seed=0):
     generator = torch.Generator().manual_seed(seed)
     return [torch.randn(batch, 3, s, s, generator=generator) for s in sizes]

@@ -10,6 +10,8 @@ from torch.utils.data import DataLoader, Dataset
 from medssl.pretrain.methods import DINO, BarlowTwins, SimCLR, VICReg
 from medssl.pretrain.methods.losses import BarlowTwinsLoss, DINOLoss, NTXentLoss, VICRegLoss
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
+
 
 def views(n_views, batch=6, size=32, seed=0):
     g = torch.Generator().manual_seed(seed)
