@@ -13,7 +13,8 @@ from medssl.checkpoints.export import export_backbone
 from medssl.downstream import sweep as sweep_module
 from medssl.downstream.cli import finetune_settings
 from medssl.downstream.phantom_tasks import ORGAN_CLASSES, TaskCounts, write_phantom_tasks
-from medssl.downstream.report import METRICS, write_report
+from medssl.downstream.report import write_report
+from medssl.downstream.scores import METRICS
 from medssl.downstream.sweep import SweepConfig, run_sweep
 from medssl.downstream.tasks import TaskError
 from medssl.models import build_backbone

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..downstream.report import build_report
 from ..downstream.results import ResultsError
-from ..downstream.scores import METRICS
+from ..downstream.scores import REPORTED
 
 
 def show_warning(message, *_, **__):
@@ -29,7 +29,7 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap.add_argument("results", type=Path, help="a sweep's results.csv (its shards' files are read too)")
     ap.add_argument("--out", type=Path, help="default: a report/ folder beside results.csv")
     ap.add_argument("--baseline", help="the label, method or checkpoint to compare with (default: random init)")
-    ap.add_argument("--metric", default="accuracy", choices=METRICS,
+    ap.add_argument("--metric", default="accuracy", choices=REPORTED,
                     help="the score of the verdicts (default: accuracy)")
     ap.add_argument("--reference-fraction", type=float,
                     help="labels saved: reach the baseline's score at this fraction (default: its largest)")

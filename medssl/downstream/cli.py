@@ -4,13 +4,18 @@ the classifier fit on the frozen features (modes ``knn`` and ``linear``: one epo
 un-augmented training images, no checkpoint).
 
 The protocol's settings are the defaults of ``FineTune`` (model), ``TaskDataModule`` (data) and
-``TRAINER_DEFAULTS`` below; ``medssl finetune fit --print_config`` shows them all.
+``TRAINER_DEFAULTS`` below; ``medssl finetune fit --print_config`` shows them all. A segmentation
+task (``--data.kind masks``) is fine-tuned by ``SegmentationFineTune`` instead of ``FineTune``:
+the command reads the task's kind from the command line or its config files first.
 """
 from __future__ import annotations
 
+import sys
 import warnings
+from pathlib import Path
 
 import pytorch_lightning as pl
+import yaml
 from jsonargparse import Namespace
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
@@ -19,6 +24,7 @@ from ..precision import default_precision
 from ..quiet import quiet_lightning
 from .datamodule import TaskDataModule
 from .finetune import FROZEN_MODES, FineTune
+from .formats import family
 from .results import writing
 
 TRAINER_DEFAULTS = {"max_epochs": 70, "devices": 1}
@@ -60,7 +66,11 @@ class FineTuneCLI(LightningCLI):
 
     def before_fit(self) -> None:
         # a task with fewer training batches than the logging interval logs once an epoch
-        self.datamodule.load()
+        if self.datamodule.segmentation != (getattr(self.model, "MONITOR", None) == "val/dice"):
+            kind = "segmentation" if self.datamodule.segmentation else "classification"
+            raise ValueError(f"{self.datamodule.hparams.path}: a {kind} "
+                             "task, but the command read another kind ahead of the parser: give --data.kind on the "
+                             "command line or in a --config file")
         batches = len(self.datamodule.train_dataloader())
         self.trainer.log_every_n_steps = max(1, min(self.trainer.log_every_n_steps, batches))
 
@@ -79,12 +89,55 @@ class _ParseOnly(FineTuneCLI):
         raise _Parsed(self.config)  # before anything is seeded or built
 
 
+def _kind_in_config(path: str, keys=("data", "kind")) -> str | None:
+    """``data.kind`` of a config file (also under a subcommand: ``fit.data.kind``), or None."""
+    try:
+        config = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return None  # the parser names the file
+    for root in (config, *(config.values() if isinstance(config, dict) else ())):
+        value = root
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def data_kind(args) -> str | None:
+    """The task's kind the command line ``args`` will give, read ahead of the parser: the last of
+    ``--data.kind`` and the ``data.kind`` of ``--config`` / ``--data`` files."""
+    args = [str(a) for a in (sys.argv[1:] if args is None else args)]
+    kind = None
+    for i, arg in enumerate(args):
+        name, has_value, value = arg.partition("=")
+        if not has_value:
+            value = args[i + 1] if i + 1 < len(args) else ""
+        if name == "--data.kind":
+            kind = value
+        elif name in ("--config", "-c"):
+            kind = _kind_in_config(value) or kind
+        elif name == "--data" and value.endswith((".yaml", ".yml", ".json")):
+            kind = _kind_in_config(value, ("kind",)) or kind
+    return kind
+
+
+def model_class(args):
+    """FineTune, or SegmentationFineTune for a segmentation task."""
+    if family(data_kind(args) or "") == "segmentation":
+        from .segmentation.finetune import SegmentationFineTune
+        return SegmentationFineTune
+    return FineTune
+
+
 def _cli(cli_class, args, run: bool, **kwargs) -> FineTuneCLI:
+    model = model_class(args)
+    monitor = getattr(model, "MONITOR", "val/accuracy")
     trainer_defaults = {**TRAINER_DEFAULTS, "precision": default_precision(), "callbacks": [
-        ModelCheckpoint(monitor="val/accuracy", mode="max", save_top_k=1, filename="best-{epoch}")]}
+        ModelCheckpoint(monitor=monitor, mode="max", save_top_k=1, filename="best-{epoch}")]}
     with warnings.catch_warnings():  # args given in code replace the command line on purpose
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        return cli_class(FineTune, TaskDataModule, trainer_class=FineTuneTrainer, args=args, run=run,
+        return cli_class(model, TaskDataModule, trainer_class=FineTuneTrainer, args=args, run=run,
                          seed_everything_default=0, save_config_kwargs={"overwrite": True},
                          trainer_defaults=trainer_defaults, auto_configure_optimizers=False, **kwargs)
 

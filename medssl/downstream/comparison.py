@@ -16,7 +16,7 @@ from scipy.stats import t as student_t
 
 from .paired import paired_difference
 from .results import KEY, ResultsError
-from .scores import METRICS
+from .scores import HEADLINE, REPORTED, family_metrics
 
 RANDOM = "random"
 GROUP = ["task", "mode"]
@@ -89,21 +89,34 @@ def test_images(confusion) -> float:
         return float("nan")
 
 
+def is_segmentation(results: pd.DataFrame) -> bool:
+    """Rows of a segmentation task (they hold Dice scores)."""
+    return "dice" in results and results["dice"].notna().any()
+
+
+def metrics_of(results: pd.DataFrame) -> tuple[str, ...]:
+    """The metrics the report compares for these rows (one task and mode)."""
+    return family_metrics(is_segmentation(results))
+
+
 def summarise(results: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """Per task x mode x label x fraction: each metric's mean, std and t interval over seeds
     (``<metric>_mean``, ``_std``, ``_low``, ``_high``; the interval kept within the metric's
     range, 0..1), ``runs``, ``n_train`` and ``n_test``."""
-    results = results.assign(n_test=results["confusion"].map(test_images) if "confusion" in results
-                             else float("nan"))
+    counted = results["confusion"].map(test_images) if "confusion" in results else float("nan")
+    results = results.assign(n_test=results["n_test"].fillna(counted) if "n_test" in results else counted)
     grouped = results.groupby([*GROUP, "label", "method", "fraction"])
     table = grouped.size().rename("runs").to_frame()
     table["n_train"] = grouped["n_train"].mean()
     table["n_test"] = grouped["n_test"].mean()
-    for metric in METRICS:
+    for metric in [*REPORTED, "hd95"]:
+        if metric not in results:
+            continue
         stats = grouped[metric].agg(["mean", "std", "count"])
         low, high = t_interval(stats["mean"], stats["std"], stats["count"], confidence)
+        top = np.inf if metric == "hd95" else 1.0  # a distance in pixels
         table[f"{metric}_mean"], table[f"{metric}_std"] = stats["mean"], stats["std"]
-        table[f"{metric}_low"], table[f"{metric}_high"] = np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
+        table[f"{metric}_low"], table[f"{metric}_high"] = np.clip(low, 0.0, top), np.clip(high, 0.0, top)
     return table.reset_index()
 
 
@@ -120,7 +133,7 @@ def differences(results: pd.DataFrame, baseline: str, confidence: float = 0.95) 
     for (task, mode, label, method, fraction), runs in results[results.label != baseline].groupby(
             [*GROUP, "label", "method", "fraction"]):
         base = reference[(reference.task == task) & (reference["mode"] == mode) & (reference.fraction == fraction)]
-        for metric in METRICS:
+        for metric in metrics_of(runs):
             pairs = runs[["seed", metric]].merge(base[["seed", metric]], on="seed", suffixes=("", "_base")).dropna()
             found = paired_difference(pairs[metric], pairs[f"{metric}_base"], confidence)
             rows.append({"task": task, "mode": mode, "label": label, "method": method, "fraction": fraction,
@@ -213,9 +226,13 @@ def findings(summary: pd.DataFrame, diffs: pd.DataFrame, baseline: str, metric: 
         if baseline not in set(part.label):
             lines.append(f"{task}, {mode}: no {display(baseline)} runs to compare with")
             continue
-        own = diffs[(diffs.task == task) & (diffs["mode"] == mode) & (diffs.metric == metric)]
+        score = metric if f"{metric}_mean" in part and part[f"{metric}_mean"].notna().any() else \
+            HEADLINE["segmentation" if "dice_mean" in part and part["dice_mean"].notna().any() else "classification"]
+        own = diffs[(diffs.task == task) & (diffs["mode"] == mode) & (diffs.metric == score)]
         for label in sorted(set(part.label) - {baseline}):
             verdicts = own[own.label == label].set_index("fraction").verdict
-            lines.append(f"{task}, {mode}: {verdict_line(label, verdicts, baseline)}")
-            lines.append(f"{task}, {mode}: {labels_saved_line(part, label, baseline, metric, reference_fraction)}")
+            named = "" if score == metric else f" ({score})"
+            lines.append(f"{task}, {mode}{named}: {verdict_line(label, verdicts, baseline)}")
+            saved = labels_saved_line(part, label, baseline, score, reference_fraction)
+            lines.append(f"{task}, {mode}{named}: {saved}")
     return lines

@@ -9,11 +9,14 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
+from torchvision import tv_tensors
 from torchvision.transforms import v2 as T
+from tqdm.auto import tqdm
 
 from ..checkpoints import read_input
 from ..data.input_mapping import DEFAULT, InputMapping
 from .subsets import nested_subsets, per_class_subsets
+from .task_data import SegmentationData
 from .tasks import TaskData, load_task
 
 
@@ -42,6 +45,39 @@ class TaskImages(Dataset):
         return self.transform(image).expand(3, -1, -1), int(self.task.splits[self.split].labels[index])
 
 
+class SegmentationSlices(Dataset):
+    """(image (3, size, size) normalised, class numbers (size, size), patient number) for the
+    chosen slices of one split of a segmentation task. The slices are read once, here, at the
+    network's size (masks by nearest neighbour); augmentation (small shifts, rotations and
+    scalings, never flips: a flipped slice is another anatomy) moves image and mask together."""
+
+    def __init__(self, task: SegmentationData, split: str, indices, size: int, augment: bool,
+                 mapping: InputMapping = DEFAULT, progress: bool = False):
+        self.mapping, images, masks = mapping, [], []
+        items = task.splits[split].items
+        patients = task.splits[split].patients
+        self.patients = torch.tensor([patients.index(items[int(i)].patient) for i in indices], dtype=torch.long)
+        for i in tqdm(indices, desc=f"reading {split} slices", unit="slice", disable=not progress):
+            image = torch.from_numpy(task.image(split, int(i), mapping))[None]
+            mask = torch.from_numpy(task.mask(split, int(i)))[None]
+            images.append(T.functional.resize(image, [size, size], antialias=True))
+            masks.append(T.functional.resize(mask, [size, size], interpolation=T.InterpolationMode.NEAREST_EXACT))
+        self.images = torch.stack(images) if images else torch.zeros(0, 1, size, size)
+        self.masks = torch.stack(masks).to(torch.uint8) if masks else torch.zeros(0, 1, size, size, dtype=torch.uint8)
+        self.augment = T.RandomAffine(degrees=10, translate=(0.05, 0.05), scale=(0.95, 1.05)) if augment else None
+        self.normalise = T.Normalize([mapping.mean], [mapping.std])
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i):
+        image, mask = tv_tensors.Image(self.images[i]), tv_tensors.Mask(self.masks[i])
+        if self.augment is not None:
+            image, mask = self.augment(image, mask)
+        return (self.normalise(image.as_subclass(torch.Tensor)).expand(3, -1, -1),
+                mask.as_subclass(torch.Tensor)[0].long(), self.patients[i])
+
+
 class NoSingleTail(BatchSampler):
     """Batches of ``batch_size``; a last batch of one joins the batch before it (BatchNorm
     cannot train on one image at small feature maps)."""
@@ -63,11 +99,14 @@ class NoSingleTail(BatchSampler):
 
 
 class TaskDataModule(pl.LightningDataModule):
-    """A task (``kind``: covid, medmnist, brain, folder, csv) at a training fraction.
+    """A task (``kind``: covid, medmnist, brain, folder, csv; masks for segmentation) at a
+    training fraction.
 
     ``fraction`` and ``seed`` pick a stratified, nested subset of the training split (at least
     ``min_per_class`` images per class); ``per_class`` (instead of ``fraction``) picks that many
-    images of each class, prefixes of the same seeded order; val and test stay whole. ``val_fraction`` and
+    images of each class, prefixes of the same seeded order; val and test stay whole. In a
+    segmentation task the fraction is one of the training patients (at least one; stratified
+    by whether a patient shows the rarest class), with all their slices. ``val_fraction`` and
     ``test_fraction`` size the seeded splits of the tasks that have none of their own.
 
     Images go to the network as the backbone was fed in pre-training: ``backbone`` is its file
@@ -77,11 +116,12 @@ class TaskDataModule(pl.LightningDataModule):
     (None: keep them), with an ``InputMappingWarning`` where they differ.
 
     Args:
-        kind: the task's layout: covid, medmnist, brain, folder or csv.
+        kind: the task's layout: covid, medmnist, brain, folder or csv; masks (segmentation).
         path: the task's folder or file.
         image_size: side the images are resized to.
         batch_size: images per step.
-        fraction: share of the training split used (stratified, nested per seed).
+        fraction: share of the training split used (stratified, nested per seed); of its patients
+            in a segmentation task.
         seed: the subset's and the run's seed.
         min_per_class: training images per class at least, whatever the fraction.
         per_class: that many training images of each class, instead of a fraction.
@@ -104,8 +144,9 @@ class TaskDataModule(pl.LightningDataModule):
                  trust_backbone: bool = False):
         super().__init__()
         self.save_hyperparameters()
-        self.task: TaskData | None = None
+        self.task: TaskData | SegmentationData | None = None
         self._mapping: InputMapping | None = None
+        self._slices: dict[tuple[str, bool], SegmentationSlices] = {}
         try:  # a bad value fails here, before any task or checkpoint is read
             DEFAULT.replaced(intensity, mean, std)
         except ValueError as err:
@@ -120,10 +161,35 @@ class TaskDataModule(pl.LightningDataModule):
             h = self.hparams
             self.task = load_task(h.kind, h.path, val_fraction=h.val_fraction,
                                   test_fraction=h.test_fraction, seed=h.seed)
+            if self.segmentation:
+                self.train_indices = self._patient_subset()
+                return self.task
             train = self.task.splits["train"].labels
             self.train_indices = (per_class_subsets(train, [h.per_class], h.seed)[h.per_class] if h.per_class
                                   else nested_subsets(train, [h.fraction], h.seed, h.min_per_class)[h.fraction])
         return self.task
+
+    @property
+    def segmentation(self) -> bool:
+        return isinstance(self.load() if self.task is None else self.task, SegmentationData)
+
+    def _patient_subset(self) -> np.ndarray:
+        """The training slices of a nested, seeded subset of the training patients."""
+        h, split = self.hparams, self.task.splits["train"]
+        if h.per_class is not None:
+            raise ValueError(f"data option per_class: {h.path} is a segmentation task; its training subsets are "
+                             "fractions of the patients (data option fraction)")
+        patients = split.patients
+        picked = nested_subsets([self.task.strata.get(p, 0) for p in patients], [h.fraction], h.seed, 1)[h.fraction]
+        self.train_patients = [patients[i] for i in picked]
+        chosen = set(self.train_patients)
+        return np.asarray([i for i, pair in enumerate(split.items) if pair.patient in chosen], dtype=np.int64)
+
+    @property
+    def n_train(self) -> int:
+        """Training images, or training patients in a segmentation task."""
+        self.load()
+        return len(self.train_patients) if self.segmentation else len(self.train_indices)
 
     def input_mapping(self) -> InputMapping:
         """The backbone's mapping with the values set here; logged (one line) when first asked."""
@@ -158,7 +224,14 @@ class TaskDataModule(pl.LightningDataModule):
 
     def _loader(self, split, indices, train):
         h = self.hparams
-        data = TaskImages(self.task, split, indices, h.image_size, h.augment and train, self.input_mapping())
+        if self.segmentation:  # read once per split: the slices are held in memory at the network's size
+            key = (split, train)
+            if key not in self._slices:
+                self._slices[key] = SegmentationSlices(self.task, split, indices, h.image_size, h.augment and train,
+                                                       self.input_mapping())
+            data = self._slices[key]
+        else:
+            data = TaskImages(self.task, split, indices, h.image_size, h.augment and train, self.input_mapping())
         common = dict(num_workers=h.num_workers, persistent_workers=h.num_workers > 0,
                       pin_memory=torch.cuda.is_available())
         if train:

@@ -16,14 +16,16 @@ from .comparison import (
     display,
     drop_repeats,
     findings,
+    is_segmentation,
     label_checkpoints,
+    metrics_of,
     percent,
     resolve_baseline,
     summarise,
 )
-from .report_plots import colours, plot_confusions, plot_scores
+from .report_plots import colours, plot_confusions, plot_predictions, plot_scores
 from .results import ResultsError, read_sweep, writing
-from .scores import METRICS
+from .scores import REPORTED
 
 
 @dataclass
@@ -58,19 +60,25 @@ class Report:
                       "See docs/reading-the-report.md.", ""]
         for (task, mode), part in self.summary.groupby(GROUP):
             name = self.group_name(task, mode)
+            runs = self.results[(self.results.task == task) & (self.results["mode"] == mode)]
+            segmentation = is_segmentation(runs)
             lines += [f"## {task}, {mode}", "", f"![{name}]({name}_metrics.png)", ""]
+            if segmentation:
+                lines += ["Fractions are fractions of the training patients; scores are per patient (mean over the "
+                          "classes other than the background), hd95 in pixels (lower is better).",
+                          "", f"![{name} predictions]({name}_predictions.png)", ""]
             fractions = sorted(part.fraction.unique(), reverse=True)
-            header = ["| label | " + " | ".join(_sizes(part[part.fraction == f], f) for f in fractions) + " |",
-                      "|---|" + "---:|" * len(fractions)]
+            header = ["| label | " + " | ".join(_sizes(part[part.fraction == f], f, segmentation) for f in fractions)
+                      + " |", "|---|" + "---:|" * len(fractions)]
             labels = sorted(part.label.unique(), key=lambda label: (label != self.baseline, label))
-            for metric in METRICS:
+            for metric in [*metrics_of(runs), *(["hd95"] if segmentation else [])]:
                 lines += [f"### {metric}: mean +- std over seeds", "", *header]
                 for label in labels:
                     rows = part[part.label == label].set_index("fraction")
                     lines.append(f"| {display(label)} | " + " | ".join(
                         _mean_std(rows.loc[f], metric) if f in rows.index else "" for f in fractions) + " |")
                 lines.append("")
-                if self.baseline in labels and len(labels) > 1:
+                if self.baseline in labels and len(labels) > 1 and metric in REPORTED:
                     own = self.differences[(self.differences.task == task) & (self.differences["mode"] == mode)
                                            & (self.differences.metric == metric)]
                     lines += [f"### {metric}: difference to {display(self.baseline)} (paired by seed, "
@@ -100,14 +108,22 @@ class Report:
         for (task, mode), part in self.summary.groupby(GROUP):
             name = self.group_name(task, mode)
             diffs = self.differences[(self.differences.task == task) & (self.differences["mode"] == mode)]
+            runs = self.results[(self.results.task == task) & (self.results["mode"] == mode)]
             paths[f"plot_{name}"] = plot_scores(part, diffs if self.baseline in set(part.label) else None,
-                                                self.baseline, palette, f"{task}, {mode}", out / f"{name}_metrics.png")
+                                                self.baseline, palette, f"{task}, {mode}", out / f"{name}_metrics.png",
+                                                metrics_of(runs), "training patients" if is_segmentation(runs)
+                                                else "training images")
             runs = self.results[(self.results.task == task) & (self.results["mode"] == mode)]
             paths[f"confusion_{name}"] = plot_confusions(runs, palette, self.baseline, out / f"{name}_confusion.png")
+            if is_segmentation(runs):
+                found = plot_predictions(runs, self.source.parent / task / "predictions", self.baseline,
+                                         out / f"{name}_predictions.png")
+                if found is not None:
+                    paths[f"predictions_{name}"] = found
         return paths
 
 
-def _sizes(part: pd.DataFrame, fraction: float) -> str:
+def _sizes(part: pd.DataFrame, fraction: float, segmentation: bool = False) -> str:
     """A column's heading: the fraction, its training images and the test images every figure
     under it was scored on."""
     tested = part.n_test.dropna()
@@ -117,7 +133,9 @@ def _sizes(part: pd.DataFrame, fraction: float) -> str:
         test = f"{tested.iloc[0]:.0f} test"
     else:
         test = f"{tested.min():.0f}-{tested.max():.0f} test"
-    return f"{percent(fraction)} ({round(part.n_train.mean())} train, {test})"
+    if segmentation:
+        test = test.replace("test", "test patients")
+    return f"{percent(fraction)} ({round(part.n_train.mean())} {'patients' if segmentation else 'train'}, {test})"
 
 
 def _mean_std(row: pd.Series, metric: str) -> str:
@@ -140,8 +158,8 @@ def build_report(results_csv: str | Path, baseline: str | None = None, metric: s
                  reference_fraction: float | None = None, confidence: float = 0.95) -> Report:
     """Read ``results_csv`` and compare every checkpoint with ``baseline`` (a label, method or
     checkpoint; default random init), pairing runs by task, mode, fraction and seed."""
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; the report's metrics: {', '.join(METRICS)}")
+    if metric not in REPORTED:
+        raise ValueError(f"unknown metric {metric!r}; the report's metrics: {', '.join(REPORTED)}")
     source = Path(results_csv)
     results = read_sweep(source)
     if results.empty:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import matplotlib
+import matplotlib.patches
 import numpy as np
 import pandas as pd
 from matplotlib import ticker
@@ -32,7 +33,7 @@ def colours(labels, baseline: str | None) -> dict[str, tuple]:
     return mapping
 
 
-def _x_axis(ax, sizes) -> None:
+def _x_axis(ax, sizes, unit: str = "training images") -> None:
     """A log axis labelled at the training-set sizes, one label where two would touch."""
     ax.set_xscale("log")
     kept = []
@@ -43,36 +44,36 @@ def _x_axis(ax, sizes) -> None:
     ax.xaxis.set_major_formatter(ticker.FixedFormatter([str(n) for n in kept]))
     ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     ax.tick_params(axis="x", labelsize=8)
-    ax.set_xlabel("training images")
+    ax.set_xlabel(unit)
     ax.grid(alpha=0.3)
 
 
 def plot_scores(summary: pd.DataFrame, diffs: pd.DataFrame | None, baseline: str | None, palette: dict,
-                title: str, path: Path) -> Path:
+                title: str, path: Path, metrics=METRICS, unit: str = "training images") -> Path:
     """Each metric against training images (mean and 95 % t band over seeds); below, the paired
     difference to the baseline with its band and the zero line."""
     rows = 1 if diffs is None or diffs.empty else 2
-    fig = Figure(figsize=(4.2 * len(METRICS), 3.6 * rows))
-    axes = fig.subplots(rows, len(METRICS), squeeze=False)
+    fig = Figure(figsize=(4.2 * len(metrics), 3.6 * rows))
+    axes = fig.subplots(rows, len(metrics), squeeze=False)
     order = sorted(summary.label.unique(), key=lambda label: (label != baseline, label))
-    for ax, metric in zip(axes[0], METRICS):
+    for ax, metric in zip(axes[0], metrics):
         for label in order:
             part = summary[summary.label == label].sort_values("n_train")
             ax.plot(part.n_train, part[f"{metric}_mean"], marker="o", color=palette[label], label=display(label),
                     zorder=3 if label == baseline else 2)  # the baseline on top
             ax.fill_between(part.n_train, part[f"{metric}_low"], part[f"{metric}_high"], color=palette[label],
                             alpha=0.15)
-        _x_axis(ax, summary.n_train)
+        _x_axis(ax, summary.n_train, unit)
         ax.set_title(metric)
     axes[0][0].legend(fontsize=8)
     if rows == 2:
-        for ax, metric in zip(axes[1], METRICS):
+        for ax, metric in zip(axes[1], metrics):
             ax.axhline(0, color=palette[baseline], linestyle="--", linewidth=1)
             for label in order[1:]:
                 part = diffs[(diffs.label == label) & (diffs.metric == metric)].sort_values("n_train")
                 ax.plot(part.n_train, part["mean"], marker="o", color=palette[label], label=display(label))
                 ax.fill_between(part.n_train, part["low"], part["high"], color=palette[label], alpha=0.15)
-            _x_axis(ax, diffs.n_train)
+            _x_axis(ax, diffs.n_train, unit)
             ax.set_title(f"{metric}: difference to {display(baseline)}", fontsize=9)
     fig.suptitle(f"{title}: mean and 95 % interval over seeds" + ("; differences paired by seed" if rows == 2 else ""))
     fig.tight_layout()
@@ -114,6 +115,50 @@ def plot_confusions(runs: pd.DataFrame, palette: dict, baseline: str | None, pat
         ax.set_xlabel("predicted")
     fig.suptitle(f"confusion matrices summed over seeds, at {percent(top.fraction.max())} of the training set",
                  fontsize=9)
+    with writing(path):
+        fig.savefig(path, dpi=90)
+    return path
+
+
+def plot_predictions(runs: pd.DataFrame, folder: Path, baseline: str | None, path: Path,
+                     slices: int = 3) -> Path | None:
+    """A few test slices of a segmentation task: the image, its truth, and each label's prediction
+    at the smallest training fraction (seed 0, else the lowest seed kept); None without saved
+    examples (``<results folder>/<task>/predictions/``)."""
+    smallest = runs[runs.fraction == runs.fraction.min()]
+    picks = {}
+    for label in sorted(smallest.label.unique(), key=lambda label: (label != baseline, label)):
+        for seed in sorted(smallest[smallest.label == label].seed):
+            ckpt = smallest[smallest.label == label].checkpoint.iloc[0]
+            name = "random" if str(ckpt) == "random" else Path(str(ckpt)).stem
+            file = folder / f"{name}-{smallest.fraction.min():g}-seed{seed}.npz"
+            if file.is_file():
+                picks[label] = np.load(file)
+                break
+    if not picks:
+        return None
+    first = next(iter(picks.values()))
+    classes = [str(c) for c in first["classes"]]
+    count = min(slices, len(first["image"]))
+    columns = 2 + len(picks)
+    cmap = matplotlib.colors.ListedColormap(["none", *matplotlib.colormaps["tab10"].colors[:len(classes) - 1]])
+    fig = Figure(figsize=(2.2 * columns, 2.2 * count + 0.9), layout="compressed")
+    axes = fig.subplots(count, columns, squeeze=False)
+    for row in range(count):
+        image = first["image"][row]
+        shown = [("image", None), ("truth", first["truth"][row])] + [
+            (display(label), data["prediction"][row]) for label, data in picks.items()]
+        for ax, (title, mask) in zip(axes[row], shown):
+            ax.imshow(image, cmap="gray")
+            if mask is not None:
+                ax.imshow(np.ma.masked_equal(mask, 0), cmap=cmap, vmin=0, vmax=len(classes) - 1,
+                          alpha=0.6, interpolation="nearest")
+            ax.set_axis_off()
+            if row == 0:
+                ax.set_title(title, fontsize=9)
+    handles = [matplotlib.patches.Patch(color=cmap(i), label=name) for i, name in enumerate(classes) if i]
+    fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), fontsize=8)
+    fig.suptitle(f"test slices at {percent(smallest.fraction.min())} of the training patients (one seed)", fontsize=9)
     with writing(path):
         fig.savefig(path, dpi=90)
     return path

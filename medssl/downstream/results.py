@@ -19,16 +19,20 @@ from pathlib import Path
 import pandas as pd
 
 from ..files import atomic_write_bytes
-from .scores import SCORES
+from .scores import SCORES, SEGMENTATION_SCORES
 
 KEY = ["task", "checkpoint", "mode", "fraction", "seed"]
-COLUMNS = KEY + ["method", "n_train", *SCORES, "epochs", "wall_s", "confusion", "classes"]
-OPTIONAL = ("classes",)  # results.csv files written before it have no such column
+COLUMNS = KEY + ["method", "n_train", *SCORES, "epochs", "wall_s", "confusion", "classes",
+                 *SEGMENTATION_SCORES, "n_test", "class_scores"]
+# results.csv files written before these columns have none of them; a classification row leaves the
+# segmentation scores empty and the other way round
+OPTIONAL_TEXT = ("classes", "class_scores")
+OPTIONAL = OPTIONAL_TEXT + SEGMENTATION_SCORES + ("n_test",)
 REQUIRED = [c for c in COLUMNS if c not in OPTIONAL]
 TEXT = ("task", "checkpoint", "mode", "method")
 INTEGER = ("seed", "n_train", "epochs")
 NUMBER = ("fraction", "wall_s")
-METRIC = SCORES  # may be NaN
+METRIC = SCORES + SEGMENTATION_SCORES + ("n_test",)  # may be empty (NaN)
 
 
 class ResultsError(ValueError):
@@ -80,7 +84,7 @@ def _problem(line: bytes, columns: list[str]) -> str | None:
         if not values[name]:
             return f"{name} is empty"
     for name, kind in [(n, int) for n in INTEGER] + [(n, float) for n in NUMBER + METRIC]:
-        if name in METRIC and values[name] == "":
+        if name in METRIC and values.get(name, "") == "":
             continue
         try:
             kind(values[name])
@@ -138,9 +142,12 @@ def _frame(found: Scan) -> pd.DataFrame:
         frame = pd.DataFrame(columns=found.columns or COLUMNS)
     else:
         frame = pd.read_csv(io.BytesIO(found.header + b"".join(found.rows)),
-                            dtype={name: str for name in OPTIONAL if name in found.columns})
+                            dtype={name: str for name in OPTIONAL_TEXT if name in found.columns})
     for name in OPTIONAL:
-        frame[name] = frame[name].fillna("") if name in frame else ""
+        if name in OPTIONAL_TEXT:
+            frame[name] = frame[name].fillna("") if name in frame else ""
+        elif name not in frame:
+            frame[name] = float("nan")
     return frame
 
 

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from jsonargparse import Namespace
 from tqdm.auto import tqdm
@@ -32,8 +33,9 @@ from tqdm.auto import tqdm
 from ..checkpoints import CheckpointError, read_backbone
 from .cli import finetune_cli, finetune_settings
 from .datamodule import TaskDataModule
+from .formats import family
 from .results import COLUMNS, KEY, append_row, read_results, read_sweep, repair, shard_files, writing  # noqa: F401
-from .scores import SCORES
+from .scores import SCORES, SEGMENTATION_SCORES
 from .subsets import DEFAULT_FRACTIONS
 
 RANDOM = "random"
@@ -133,7 +135,11 @@ def check_inputs(config: SweepConfig, out: Path | None = None) -> dict[str, str]
     The images each task leaves out are listed in ``<results folder>/<task>/skipped_images.csv``.
     """
     for name in config.tasks:
-        task = TaskDataModule(**config.settings(name).data.as_dict()).load()
+        settings = config.settings(name)
+        if family(settings.data.kind) == "segmentation" and settings.model.mode != "finetune":
+            raise ValueError(f"task {name} ({settings.data.path}) is a segmentation task: it is fine-tuned "
+                             f"(--model.mode finetune), not scored by {settings.model.mode!r}")
+        task = TaskDataModule(**settings.data.as_dict()).load()
         if out is not None:
             with writing(out.parent / name):
                 task.write_skipped(out.parent / name)
@@ -155,7 +161,9 @@ def check_inputs(config: SweepConfig, out: Path | None = None) -> dict[str, str]
 
 
 def run_one(config: SweepConfig, task: str, ckpt: str, fraction: float, seed: int, method: str,
-            scratch: Path | None = None) -> dict:
+            scratch: Path | None = None, examples_to: Path | None = None) -> dict:
+    """One run's results row; a segmentation run also keeps its test examples under
+    ``examples_to`` (``<task>/predictions/``), if given."""
     if scratch is not None:
         scratch.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="run-", dir=scratch))
@@ -167,12 +175,36 @@ def run_one(config: SweepConfig, task: str, ckpt: str, fraction: float, seed: in
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     results = cli.model.test_results
-    return {"task": task, "checkpoint": ckpt, "mode": cli.model.hparams.mode, "fraction": fraction,
-            "seed": seed, "method": method, "n_train": len(cli.datamodule.train_indices),
-            **{name: results[name] for name in SCORES},
-            "epochs": cli.trainer.current_epoch, "wall_s": round(time.perf_counter() - start, 2),
-            "confusion": json.dumps(results["confusion"]),
-            "classes": json.dumps(list(cli.datamodule.load().classes))}  # the confusion rows' names
+    classes = list(cli.datamodule.load().classes)
+    scores = SEGMENTATION_SCORES if cli.datamodule.segmentation else SCORES
+    row = {"task": task, "checkpoint": ckpt, "mode": cli.model.hparams.mode, "fraction": fraction,
+           "seed": seed, "method": method, "n_train": cli.datamodule.n_train,
+           **{name: results[name] for name in scores},
+           "epochs": cli.trainer.current_epoch, "wall_s": round(time.perf_counter() - start, 2),
+           "confusion": json.dumps(results["confusion"]),
+           "classes": json.dumps(classes)}  # the confusion rows' names
+    if cli.datamodule.segmentation:
+        row["n_test"] = results["n_test"]
+        row["class_scores"] = json.dumps(dict(zip(classes[1:], results["class_dice"])))
+        if examples_to is not None and cli.model.examples:
+            save_examples(examples_to, task, ckpt, fraction, seed, method, cli.model.examples, classes)
+    return row
+
+
+def examples_path(folder: Path, task: str, ckpt: str, fraction: float, seed: int) -> Path:
+    name = "random" if ckpt == RANDOM else Path(ckpt).stem
+    return folder / task / "predictions" / f"{name}-{fraction:g}-seed{seed}.npz"
+
+
+def save_examples(folder: Path, task: str, ckpt: str, fraction: float, seed: int, method: str,
+                  examples: dict, classes: list[str]) -> Path:
+    """A run's test slices with truth and prediction, for the report's picture."""
+    path = examples_path(folder, task, ckpt, fraction, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with writing(path):
+        np.savez_compressed(path, method=method, checkpoint=ckpt, fraction=fraction, seed=seed,
+                            classes=np.asarray(classes), **examples)
+    return path
 
 
 @contextmanager
@@ -230,7 +262,7 @@ def run_sweep(config: SweepConfig, out: str | Path, progress: bool = True, shard
     shown: set[str] = set()
     for number, (task, ckpt, fraction, seed) in enumerate(tqdm(plan, desc=label, unit="run", disable=not progress)):
         with once_per_sweep(shown, first=number == 0):
-            row = run_one(config, task, ckpt, fraction, seed, methods[ckpt], scratch)
+            row = run_one(config, task, ckpt, fraction, seed, methods[ckpt], scratch, out.parent)
         append_row(own, row)
     shutil.rmtree(scratch, ignore_errors=True)
     return read_sweep(out)

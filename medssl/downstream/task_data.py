@@ -1,11 +1,13 @@
 """A labelled task as every format hands it over: train / val / test splits of image files or of
-in-memory arrays, the class names, and the files left out (with their reasons)."""
+in-memory arrays, the class names, and the files left out (with their reasons). A classification
+task is a ``TaskData``; a segmentation task a ``SegmentationData`` (slices paired with masks)."""
 from __future__ import annotations
 
 import csv
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -63,14 +65,80 @@ class TaskData:
         return f"{self.name} ({self.source}): classes {self.classes}; per split {counts}"
 
     def write_skipped(self, folder: str | Path) -> Path | None:
-        """The files left out, as ``folder/skipped_images.csv`` (file, reason); None if none."""
-        if not self.skipped:
-            return None
-        out = Path(folder) / SKIPPED_FILE
-        out.parent.mkdir(parents=True, exist_ok=True)
-        text = io.StringIO(newline="")
-        writer = csv.writer(text)
-        writer.writerow(["file", "reason"])
-        writer.writerows(self.skipped)
-        atomic_write_bytes(out, text.getvalue().encode("utf-8"))  # sweep shards write it at once
-        return out
+        return write_skipped(self.skipped, folder)
+
+
+def write_skipped(skipped: list[tuple[str, str]], folder: str | Path) -> Path | None:
+    """The files left out, as ``folder/skipped_images.csv`` (file, reason); None if none."""
+    if not skipped:
+        return None
+    out = Path(folder) / SKIPPED_FILE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["file", "reason"])
+    writer.writerows(skipped)
+    atomic_write_bytes(out, text.getvalue().encode("utf-8"))  # sweep shards write it at once
+    return out
+
+
+@dataclass(frozen=True)
+class SlicePair:
+    """One labelled slice of a segmentation task: its patient, the image file, the mask file and,
+    where a file holds several slices, which one (a volume's slice number, or the SOP Instance UID
+    of the image a DICOM-SEG frame belongs to)."""
+
+    patient: str
+    image: str
+    mask: str
+    slice: int | str | None = None
+
+
+@dataclass
+class SegmentationSplit:
+    items: list[SlicePair]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def patients(self) -> list[str]:
+        """The split's patients, sorted."""
+        return sorted({pair.patient for pair in self.items})
+
+
+@dataclass
+class SegmentationData:
+    """A segmentation task: slices paired with their masks, split by patient. ``classes[i]`` is
+    the name of class ``i`` (class 0, the background, included); ``values[i]`` the label value
+    that stands for it in the mask files. ``read_image`` / ``read_mask`` are the format's readers
+    of one pair; ``empty_masks`` counts the slices of each split whose mask is all background."""
+
+    name: str
+    classes: list[str]
+    values: list[int]
+    splits: dict[str, SegmentationSplit]
+    source: str
+    read_image: Callable = field(repr=False, default=None)
+    read_mask: Callable = field(repr=False, default=None)
+    strata: dict[str, int] = field(default_factory=dict)  # patient -> stratum of the patient subsets
+    empty_masks: dict[str, int] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def image(self, split: str, index: int, mapping: InputMapping = DEFAULT) -> np.ndarray:
+        """Grey image as float32 (H, W) in [0, 1], mapped as the backbone's ``mapping`` says."""
+        return self.read_image(self.splits[split].items[index], mapping)
+
+    def mask(self, split: str, index: int) -> np.ndarray:
+        """Class numbers (int64, (H, W)) of the slice's mask."""
+        raw = self.read_mask(self.splits[split].items[index])
+        lookup = np.searchsorted(self.values, raw)
+        return lookup.astype(np.int64)
+
+    def summary(self) -> str:
+        parts = [f"{s}: {len(sp.patients)} patients, {len(sp)} slices ({self.empty_masks.get(s, 0)} all background)"
+                 for s, sp in self.splits.items()]
+        return f"{self.name} ({self.source}): classes {self.classes}; " + "; ".join(parts)
+
+    def write_skipped(self, folder: str | Path) -> Path | None:
+        return write_skipped(self.skipped, folder)

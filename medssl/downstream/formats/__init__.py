@@ -2,7 +2,7 @@
 writes and downloads, one layout. A new format is one module with a ``FORMAT`` and one line here."""
 from __future__ import annotations
 
-from . import brain, covid, csv_table, folder, medmnist
+from . import brain, covid, csv_table, folder, masks, medmnist
 from .base import Download, Sample, TaskFormat
 
 FORMATS: dict[str, TaskFormat] = {
@@ -11,6 +11,15 @@ FORMATS: dict[str, TaskFormat] = {
     "brain": brain.FORMAT,
     "folder": folder.FORMAT,
     "csv": csv_table.FORMAT,
+    "masks": masks.FORMAT,
 }
+FAMILIES = ("classification", "segmentation")
 
-__all__ = ["FORMATS", "TaskFormat", "Sample", "Download"]
+
+def family(kind: str) -> str:
+    """What a task of format ``kind`` asks: classification or segmentation (unknown kinds:
+    classification, whose loader names the problem)."""
+    return FORMATS[kind].family if kind in FORMATS else "classification"
+
+
+__all__ = ["FORMATS", "FAMILIES", "family", "TaskFormat", "Sample", "Download"]

@@ -42,8 +42,11 @@ class Download:
 @dataclass(frozen=True)
 class TaskFormat:
     """``load(path, **options) -> TaskData`` (options it does not use are ignored);
-    ``write(path, samples, classes) -> path`` lays labelled images out in the format."""
+    ``write(path, samples, classes) -> path`` lays labelled images out in the format. ``family``:
+    what the task asks, ``classification`` (a label per image) or ``segmentation`` (a mask per
+    slice, ``load`` returning a ``SegmentationData``)."""
 
     load: Callable
     write: Callable[[Path, Iterable[Sample], list[str]], Path] | None = None
     downloads: tuple[Download, ...] = ()
+    family: str = "classification"
