@@ -6,8 +6,8 @@
         --trainer.max_epochs 30 --data.num_workers 8
     medssl report results/results.csv
 
-Tasks are NAME=KIND:PATH (KIND: covid, medmnist, brain, folder, csv). Checkpoints are paths,
-released names, or "random" (the baseline). Subsets are stratified, seeded and nested.
+Tasks are NAME=KIND:PATH (KIND: covid, medmnist, brain, folder, csv; masks for segmentation).
+Checkpoints are paths, released names, or "random" (the baseline). Subsets are stratified, seeded and nested.
 Every other option is one of the fine-tune command's (medssl finetune fit --help:
 --config FILE, --model.*, --data.*, --trainer.*): each run is that command on one task, training
 fraction, seed and checkpoint, which the sweep sets.
@@ -52,7 +52,8 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                  allow_abbrev=False)
     ap.add_argument("--task", type=parse_task, action="append", required=True, metavar="NAME=KIND:PATH",
-                    help="a labelled task (KIND: covid, medmnist, brain, folder, csv); repeat for more")
+                    help="a labelled task (KIND: covid, medmnist, brain, folder, csv; masks for "
+                         "segmentation); repeat for more")
     ap.add_argument("--checkpoints", nargs="+", default=CHECKPOINTS, metavar="CHECKPOINT",
                     help="backbone files, released names, or random (default: %(default)s)")
     ap.add_argument("--fractions", nargs="+", type=float, default=list(DEFAULT_FRACTIONS), metavar="F",

@@ -35,6 +35,8 @@ import nibabel as nib
 import numpy as np
 import pydicom
 from PIL import Image
+from pydicom.pixels import pack_bits
+from pydicom.uid import ExplicitVRLittleEndian
 from tqdm.auto import tqdm
 
 from ...data.errors import UnreadableInput
@@ -89,7 +91,7 @@ def read_segmentation(path: str) -> tuple[dict[str, np.ndarray], dict[int, str]]
     import highdicom as hd  # imported here: only DICOM-SEG tasks need it
 
     try:
-        seg = hd.seg.segread(path)
+        seg = hd.seg.Segmentation.from_dataset(_little_endian(pydicom.dcmread(path)))
         names = {int(n): seg.get_segment_description(n).segment_label for n in seg.get_segment_numbers()}
         uids = sorted({uid[2] for uid in seg.get_source_image_uids()})
         maps = {uid: seg.get_pixels_by_source_instance([uid], combine_segments=True, ignore_spatial_locations=True,
@@ -98,6 +100,20 @@ def read_segmentation(path: str) -> tuple[dict[str, np.ndarray], dict[int, str]]
     except Exception as err:  # highdicom / pydicom raise many kinds on a file that is not a usable SEG
         raise UnreadableInput(path, f"unreadable DICOM-SEG: {type(err).__name__}: {err}") from err
     return maps, names
+
+
+def _little_endian(dataset: pydicom.Dataset) -> pydicom.Dataset:
+    """``dataset`` in explicit VR little endian (highdicom reads no other uncompressed syntax):
+    a big-endian file's pixels decoded and stored again, bit-packed where they were."""
+    syntax = dataset.file_meta.TransferSyntaxUID
+    if syntax.is_little_endian or syntax.is_compressed:
+        return dataset
+    frames = dataset.pixel_array
+    dataset.PixelData = (pack_bits(frames) if dataset.BitsAllocated == 1
+                         else frames.astype(frames.dtype.newbyteorder("<")).tobytes())
+    dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset.set_original_encoding(False, True)
+    return dataset
 
 
 def is_segmentation(path: Path) -> bool:
