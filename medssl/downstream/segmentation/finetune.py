@@ -82,7 +82,7 @@ class SegmentationFineTune(pl.LightningModule):
     MONITOR = "val/dice"
 
     def __init__(self, num_classes: int, checkpoint: str | None = None, arch: str | None = None,
-                 decoder: Literal["unet", "fpn"] = "unet", mode: Literal["finetune"] = "finetune", lr: float = 1e-4,
+                 decoder: Literal["unet", "fpn"] = "unet", mode: str = "finetune", lr: float = 1e-4,
                  weight_decay: float = 5e-4, freeze_epochs: int = 10, backbone_lr: float = 1e-4,
                  trust_checkpoint: bool = False):
         super().__init__()
