@@ -86,7 +86,7 @@ def tiny_benchmark(tmp_path, epochs: int, frozen: int):
     work = tmp_path / "work"
     write_phantom_store(work / "phantom" / "store", patients=5, slices_per_patient=8, size=64, seed=0,
                         workers=1, progress=False)
-    write_phantom_tasks(work / "phantom" / "tasks", size=32, counts=TaskCounts(4, 6, 6), progress=False)
+    write_phantom_tasks(work / "phantom" / "tasks", size=32, counts=TaskCounts(4, 6, 6, 6, 4), progress=False)
     schedule = tmp_path / "schedule.yaml"
     schedule.write_text(f"trainer: {{max_epochs: {epochs}}}\nmodel: {{freeze_epochs: {frozen}}}\n")
     return work, schedule
@@ -97,6 +97,7 @@ def test_the_benchmark_command_pretrains_scores_and_writes_its_report(tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, "-m", "benchmarks.learning", "--methods", "mocov2", "--steps", "5", "--labels", "1",
                "--seeds", "2", "--finetune-labels", "1", "--finetune-seeds", "2", "--finetune-tasks", "organ",
+               "--segmentation-patients", "1", "--segmentation-seeds", "2",
                "--finetune-schedule", str(schedule), "--work", str(work), "--out", str(out)]
     # killed (SIGKILL) after its first fine-tuning run of the backbone: pre-training, random init's
     # scores (frozen and fine-tuned) and the backbone's frozen scores are done by then
@@ -109,19 +110,19 @@ def test_the_benchmark_command_pretrains_scores_and_writes_its_report(tmp_path):
             break
     killed.wait(timeout=60)
     assert any("fine-tuned mocov2" in line for line in seen), "".join(seen)[-3000:]
-    assert sum("fine-tuned random" in line for line in seen) == 2
+    assert sum("fine-tuned random" in line for line in seen) == 4  # organ and segmentation, 2 seeds each
     assert not list(out.glob("learning-*.json"))
     # the same command goes on: it re-uses the run, every score kept, and fine-tunes the one run left
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-3000:]  # 1: a MISS
     assert "pre-training mocov2" not in proc.stdout and "evaluating" not in proc.stdout
     assert "scores of random" in proc.stdout and "fine-tuned random" not in proc.stdout
-    assert proc.stdout.count("fine-tuned mocov2") == 1
+    assert proc.stdout.count("fine-tuned mocov2") == 3
     (report,) = [json.loads(p.read_text()) for p in out.glob("learning-*.json")]
     assert report["pretraining"]["mocov2"]["steps"] == 5 and report["pretraining"]["mocov2"]["loss"]
     rows = report["comparison"]["mocov2"]["rows"]
     assert {(r["task"], r["probe"]) for r in rows} == {(t, p) for t in learning.TASKS for p in learning.PROBES} | {
-        ("organ", learning.FINETUNE)}
+        ("organ", learning.FINETUNE), (learning.SEGMENTATION, learning.FINETUNE)}
     assert all(r["n"] == 2 and 0 <= r["accuracy"] <= 1 for r in rows)
     (random_key,) = [k for k in report["results"] if k.startswith(learning.RANDOM)]
     random = report["results"][random_key]
@@ -133,6 +134,7 @@ def test_the_benchmark_command_pretrains_scores_and_writes_its_report(tmp_path):
     text = (out / f"learning-{report['machine']}.md").read_text()
     assert "| mocov2 | 5 |" in text and ("PASS" in text or "MISS" in text)
     assert "| mocov2 | finetune | " in text
+    assert "## segmentation: test Dice" in text and "| 1 patients |" in text  # rows, outside the goal
     assert (out / f"learning-{report['machine']}-difference.png").stat().st_size > 0
     # the same command again re-uses the finished run and every score: the same report
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)

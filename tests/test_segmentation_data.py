@@ -202,8 +202,19 @@ def test_patient_subsets_are_nested_and_slices_follow_their_patients(phantom):
         assert {items[i].patient for i in module.train_indices} == picked[fraction]
         assert module.n_train == len(picked[fraction]) >= 1
     assert picked[0.25] <= picked[0.5] <= picked[1.0] == set(module.task.splits["train"].patients)
+    strata = module.task.strata
+    for count in range(1, len(picked[1.0]) + 1):
+        module = TaskDataModule("masks", str(phantom), patients=count, seed=1)
+        module.load()
+        chosen = module.train_patients
+        assert len(chosen) == count and set(chosen) <= picked[1.0]
+        with_rarest = sum(strata[p] for p in chosen)  # proportions kept in every prefix
+        share = sum(strata[p] for p in picked[1.0]) / len(picked[1.0])
+        assert abs(with_rarest - share * count) <= 1
     with pytest.raises(ValueError, match="fractions of the patients"):
         TaskDataModule("masks", str(phantom), per_class=2).load()
+    with pytest.raises(ValueError, match="has 5 training patients"):
+        TaskDataModule("masks", str(phantom), patients=6).load()
 
 
 def test_augmentation_moves_image_and_mask_together(phantom):

@@ -73,7 +73,8 @@ def test_three_workers_one_killed_and_rerun_give_one_workers_rows(tmp_path):
         proc.wait(timeout=300)
         assert proc.returncode == (-signal.SIGKILL if i == 1 else 0), proc.stderr.read()[-2000:]
     assert len(read_sweep(out)) < len(expected)
-    assert worker(tmp_path, out, "1/3", 0.0).wait(timeout=300) == 0  # the same command again
+    again = worker(tmp_path, out, "1/3", 0.0)  # the same command again
+    assert again.wait(timeout=300) == 0, again.stderr.read()[-3000:]
 
     merged = ordered(read_sweep(out))
     pd.testing.assert_frame_equal(merged, expected)

@@ -19,6 +19,11 @@ from benchmarks.common import ROOT
 RANDOM = "random"  # the name of random init's entries
 TASKS = {"organ": ("medmnist", "organsmnist_phantom.npz"), "covid": ("covid", "covid"),
          "brain": ("brain", "brain")}  # name: (task format, path under the phantom tasks)
+# the segmentation task: fine-tuned only (frozen features classify whole images), on a count of
+# training patients, scored by Dice; outside the goal, which is the study's classification protocol
+SEGMENTATION = "segmentation"
+SEGMENTATION_TASK = ("masks", "segmentation")  # (task format, path under the phantom tasks)
+SEGMENTATION_PATIENTS = (2, 5)
 PROBES = ("knn", "linear")  # frozen features
 FINETUNE = "finetune"  # the study's protocol: the whole network trained
 PROTOCOLS = (FINETUNE, *PROBES)

@@ -11,7 +11,8 @@ interval.
 
 Goal (PASS / MISS per method): by fine-tuning, with 5 and with 10 labels per class, on every task
 fine-tuned, the interval of the difference to random init lies above zero (kNN and the linear
-probe are reported beside it).
+probe are reported beside it). The phantom segmentation task is fine-tuned too, on 2 and 5
+training patients, and its Dice reported with its difference to random init (no goal).
 
     python -m benchmarks.learning                          # every method, 10 minutes each
     python -m benchmarks.learning --minutes 3 --methods swav spark --work /tmp/learning
@@ -45,7 +46,7 @@ def main(argv=None) -> int:
     ap.add_argument("--minutes", type=float, default=10.0, help="pre-training time per method")
     ap.add_argument("--steps", type=int, help="pre-training steps per method instead of --minutes")
     scoring_arguments(ap, labels=[5, 10, 25, ALL], finetune_labels=list(GOAL_LABELS), finetune_seeds=5,
-                      finetune_tasks=list(TASKS), work="learning-work")
+                      finetune_tasks=list(TASKS), work="learning-work", segmentation_seeds=3)
     args = ap.parse_args(argv)
     torch.set_num_threads(common.cores())
     root = phantom(args.work)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.learning import ALL, TASKS
-from benchmarks.learning.comparison import protocols_of
+from benchmarks.learning import ALL, SEGMENTATION
+from benchmarks.learning.comparison import protocols_of, tasks_of
 
 
 def pyplot():
@@ -48,11 +48,11 @@ def plots(report: dict, prefix: Path) -> list[Path]:
     for row in axes:
         row[0].set_ylabel("training loss")
     paths = [save(fig, prefix.with_name(prefix.name + "-loss.png"))]
-    protocols = protocols_of(report)
-    fig, axes = pyplot().subplots(len(protocols), len(TASKS), figsize=(4 * len(TASKS), 3.2 * len(protocols)),
+    protocols, tasks = protocols_of(report), tasks_of(report)
+    fig, axes = pyplot().subplots(len(protocols), len(tasks), figsize=(4 * len(tasks), 3.2 * len(protocols)),
                                   squeeze=False)
     for row, probe in zip(axes, protocols):
-        for ax, task in zip(row, TASKS):
+        for ax, task in zip(row, tasks):
             ticks = set()
             for method, comp in report["comparison"].items():
                 rs = sorted((r for r in comp["rows"] if (r["task"], r["probe"]) == (task, probe)
@@ -67,8 +67,10 @@ def plots(report: dict, prefix: Path) -> list[Path]:
             ax.set_xscale("log")
             ax.set_xticks(sorted(ticks), [str(n) for n in sorted(ticks)])
             ax.minorticks_off()  # a log axis labels its minor ticks too ("6 x 10^0")
-            ax.set_title(f"{task}, {probe}")
-            ax.set_xlabel("labels per class")
+            ax.set_title(f"{task}, {probe}" + (" (Dice)" if task == SEGMENTATION else ""))
+            ax.set_xlabel("training patients" if task == SEGMENTATION else "labels per class")
+            if not ticks:
+                ax.set_visible(False)  # segmentation is fine-tuned only
             ax.grid(alpha=0.3)
         row[0].set_ylabel("accuracy - random init")
     axes[0][0].legend(fontsize=8)

@@ -8,11 +8,11 @@ from pathlib import Path
 import yaml
 
 from benchmarks.common import RESULTS
-from benchmarks.learning import QUICK_SCHEDULE, TASKS
+from benchmarks.learning import QUICK_SCHEDULE, SEGMENTATION_PATIENTS, TASKS
 
 
 def scoring_arguments(ap: argparse.ArgumentParser, *, labels, finetune_labels, finetune_seeds: int,
-                      finetune_tasks, work: str) -> None:
+                      finetune_tasks, work: str, segmentation_seeds: int = 0) -> None:
     ap.add_argument("--labels", nargs="+", type=int, default=labels,
                     help="labelled images per class of the frozen-feature probes (0: all of the training split)")
     ap.add_argument("--seeds", type=int, default=10, help="label-subset seeds of the frozen-feature probes")
@@ -20,6 +20,10 @@ def scoring_arguments(ap: argparse.ArgumentParser, *, labels, finetune_labels, f
                     help="labelled images per class fine-tuned (0: all)")
     ap.add_argument("--finetune-seeds", type=int, default=finetune_seeds, help="fine-tuning seeds (0: no fine-tuning)")
     ap.add_argument("--finetune-tasks", nargs="+", choices=list(TASKS), default=finetune_tasks)
+    ap.add_argument("--segmentation-patients", nargs="+", type=int, default=list(SEGMENTATION_PATIENTS),
+                    help="training patients of the phantom segmentation task fine-tuned")
+    ap.add_argument("--segmentation-seeds", type=int, default=segmentation_seeds,
+                    help="segmentation fine-tuning seeds (0: no segmentation)")
     ap.add_argument("--finetune-schedule", type=Path, default=QUICK_SCHEDULE,
                     help="fine-tune config with the schedule (trainer.max_epochs, model.freeze_epochs)")
     ap.add_argument("--workers", type=int, default=1, help="pre-training data workers")
@@ -32,8 +36,10 @@ def scoring_arguments(ap: argparse.ArgumentParser, *, labels, finetune_labels, f
 def finetune_plan(args) -> dict | None:
     """What ``finetuning.finetune_scores`` fine-tunes, from ``scoring_arguments``' options (None:
     nothing)."""
-    if not args.finetune_seeds:
+    if not args.finetune_seeds and not args.segmentation_seeds:
         return None
-    return {"tasks": args.finetune_tasks, "labels": args.finetune_labels,
+    segmentation = ({"patients": args.segmentation_patients, "seeds": list(range(args.segmentation_seeds))}
+                    if args.segmentation_seeds else None)
+    return {"tasks": args.finetune_tasks if args.finetune_seeds else [], "labels": args.finetune_labels,
             "seeds": list(range(args.finetune_seeds)), "schedule": str(args.finetune_schedule.resolve()),
-            "schedule_settings": yaml.safe_load(args.finetune_schedule.read_text())}
+            "schedule_settings": yaml.safe_load(args.finetune_schedule.read_text()), "segmentation": segmentation}

@@ -12,19 +12,22 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import ROOT
+from benchmarks.learning import SEGMENTATION_TASK
 from medssl.files import atomic_write_bytes
 
 
 def phantom(work: Path) -> Path:
     """The phantom store and tasks under ``work/phantom`` (made once)."""
     from medssl.data.phantom import write_phantom_store
-    from medssl.downstream.phantom_tasks import write_phantom_tasks
+    from medssl.downstream.phantom_tasks import write_phantom_tasks, write_segmentation_task
 
     root = work / "phantom"
     if not (root / "store" / "store.json").exists():
         write_phantom_store(root / "store", patients=40, slices_per_patient=32, size=64, seed=0, overwrite=True)
     if not (root / "tasks" / "tasks.json").exists():
         write_phantom_tasks(root / "tasks", seed=0, overwrite=True)
+    elif not (root / "tasks" / SEGMENTATION_TASK[1]).exists():  # a phantom set from before the segmentation task
+        write_segmentation_task(root / "tasks" / SEGMENTATION_TASK[1], seed=0)
     return root
 
 

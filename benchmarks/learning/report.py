@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.learning import ALL, GOAL_LABELS, GOAL_PROTOCOL, TASKS, label
-from benchmarks.learning.comparison import protocols_of, row_of
+from benchmarks.learning import ALL, GOAL_LABELS, GOAL_PROTOCOL, SEGMENTATION, label
+from benchmarks.learning.comparison import protocols_of, row_of, tasks_of
 
 
 def markdown(report: dict) -> str:
@@ -23,6 +23,11 @@ def markdown(report: dict) -> str:
         lines.append(f"- fine-tuning (the study's protocol, schedule {ft['schedule_settings']}): "
                      f"{', '.join(label(n) for n in ft['labels'])} labels per class, {len(ft['seeds'])} seeds, "
                      f"tasks {', '.join(ft['tasks'])}; {ft.get('cpu_minutes', 0):.0f} CPU-minutes of runs")
+        if ft.get("segmentation"):
+            seg = ft["segmentation"]
+            lines.append(f"- segmentation (phantom organs and lesions, fine-tuned with the same schedule): "
+                         f"{', '.join(map(str, seg['patients']))} training patients, {len(seg['seeds'])} seeds; "
+                         "mean Dice over the classes other than the background, per test patient; not in the goal")
     lines += ["- random init: one draw of weights per seed, paired with that seed's subset",
               f"- goal: by {GOAL_PROTOCOL} with {' and '.join(map(str, GOAL_LABELS))} labels per class, on every "
               "task fine-tuned, the 95 % interval of the paired difference to random init lies above zero; "
@@ -41,14 +46,16 @@ def markdown(report: dict) -> str:
 
 
 def scores_tables(report: dict) -> list[str]:
-    """Per task: each method's and protocol's accuracy and difference to random init."""
-    labels = sorted({r["labels"] for comp in report["comparison"].values() for r in comp["rows"]},
-                    key=lambda n: (n == ALL, n))
+    """Per task: each method's and protocol's accuracy (segmentation: Dice) and difference to
+    random init."""
     lines = []
-    for task in TASKS:
-        lines += ["", f"## {task}: test accuracy, mean +- std over seeds; difference to random init "
+    for task in tasks_of(report):
+        labels = sorted({r["labels"] for comp in report["comparison"].values() for r in comp["rows"]
+                         if r["task"] == task}, key=lambda n: (n == ALL, n))
+        score, unit = ("Dice", "patients") if task == SEGMENTATION else ("accuracy", "/ class")
+        lines += ["", f"## {task}: test {score}, mean +- std over seeds; difference to random init "
                   "[95 % interval]", "",
-                  "| method | protocol | " + " | ".join(f"{label(n)} / class" for n in labels) + " |",
+                  "| method | protocol | " + " | ".join(f"{label(n)} {unit}" for n in labels) + " |",
                   "|---|---|" + "---|" * len(labels)]
         for method, comp in report["comparison"].items():
             for probe in protocols_of(report):

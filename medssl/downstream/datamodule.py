@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoints import read_input
 from ..data.input_mapping import DEFAULT, InputMapping
-from .subsets import nested_subsets, per_class_subsets
+from .subsets import nested_subsets, per_class_subsets, stratified_order
 from .task_data import SegmentationData
 from .tasks import TaskData, load_task
 
@@ -125,6 +125,7 @@ class TaskDataModule(pl.LightningDataModule):
         seed: the subset's and the run's seed.
         min_per_class: training images per class at least, whatever the fraction.
         per_class: that many training images of each class, instead of a fraction.
+        patients: that many training patients of a segmentation task, instead of a fraction.
         augment: light augmentation (small shifts, rotations, flips) of training images.
         num_workers: DataLoader worker processes.
         val_fraction: validation share, for tasks without a validation split of their own.
@@ -138,7 +139,7 @@ class TaskDataModule(pl.LightningDataModule):
 
     def __init__(self, kind: str, path: str, image_size: int = 224, batch_size: int = 64,
                  fraction: float = 1.0, seed: int = 0, min_per_class: int = 2,
-                 per_class: int | None = None, augment: bool = False, num_workers: int = 4,
+                 per_class: int | None = None, patients: int | None = None, augment: bool = False, num_workers: int = 4,
                  val_fraction: float = 0.15, test_fraction: float = 0.2, mean: float | None = None,
                  std: float | None = None, intensity: dict | None = None, backbone: str | None = None,
                  trust_backbone: bool = False):
@@ -151,6 +152,9 @@ class TaskDataModule(pl.LightningDataModule):
             DEFAULT.replaced(intensity, mean, std)
         except ValueError as err:
             raise ValueError(f"data options intensity / mean / std: {err}") from err
+        if patients is not None and (patients < 1 or fraction != 1.0 or per_class is not None):
+            raise ValueError(f"data option patients {patients}: give a count of at least 1, and no fraction or "
+                             f"per_class beside it (fraction is {fraction}, per_class {per_class})")
         if per_class is not None and (per_class < 1 or fraction != 1.0):
             raise ValueError(f"data option per_class {per_class}: give a count of at least 1, and no fraction "
                              f"beside it (fraction is {fraction})")
@@ -164,6 +168,9 @@ class TaskDataModule(pl.LightningDataModule):
             if self.segmentation:
                 self.train_indices = self._patient_subset()
                 return self.task
+            if h.patients is not None:
+                raise ValueError(f"data option patients: {h.path} is a classification task; its training subsets are "
+                                 "a fraction (data option fraction) or images per class (data option per_class)")
             train = self.task.splits["train"].labels
             self.train_indices = (per_class_subsets(train, [h.per_class], h.seed)[h.per_class] if h.per_class
                                   else nested_subsets(train, [h.fraction], h.seed, h.min_per_class)[h.fraction])
@@ -174,14 +181,19 @@ class TaskDataModule(pl.LightningDataModule):
         return isinstance(self.load() if self.task is None else self.task, SegmentationData)
 
     def _patient_subset(self) -> np.ndarray:
-        """The training slices of a nested, seeded subset of the training patients."""
+        """The training slices of a nested, seeded subset of the training patients: the first
+        ``patients``, or a ``fraction`` of them (at least one), of an order that keeps the
+        strata's proportions in every prefix."""
         h, split = self.hparams, self.task.splits["train"]
         if h.per_class is not None:
             raise ValueError(f"data option per_class: {h.path} is a segmentation task; its training subsets are "
-                             "fractions of the patients (data option fraction)")
+                             "fractions of the patients (data option fraction) or a count (data option patients)")
         patients = split.patients
-        picked = nested_subsets([self.task.strata.get(p, 0) for p in patients], [h.fraction], h.seed, 1)[h.fraction]
-        self.train_patients = [patients[i] for i in picked]
+        order = stratified_order([self.task.strata.get(p, 0) for p in patients], h.seed)
+        if h.patients is not None and h.patients > len(patients):
+            raise ValueError(f"data option patients {h.patients}: {h.path} has {len(patients)} training patients")
+        count = h.patients if h.patients is not None else max(1, int(round(h.fraction * len(patients))))
+        self.train_patients = sorted(patients[i] for i in order[:count])
         chosen = set(self.train_patients)
         return np.asarray([i for i, pair in enumerate(split.items) if pair.patient in chosen], dtype=np.int64)
 

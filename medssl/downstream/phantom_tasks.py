@@ -190,6 +190,19 @@ def segmentation_cases(seed: int, patients: int, slices: int, size: int = 64,
         yield f"patient-{index:03d}", _split_of(order[index], patients), hu, lookup[np.stack([t for _, t in pairs])]
 
 
+def write_segmentation_task(path: str | Path, *, seed: int = 0, size: int = 64, counts: TaskCounts = TaskCounts(),
+                            progress: bool = True) -> Path:
+    """The phantom segmentation task alone, written to ``path`` (a folder made whole, then moved
+    into place), for a phantom set written before it existed."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    FORMATS["masks"].write(tmp, segmentation_cases(seed, counts.segmentation_patients, counts.segmentation_slices,
+                                                   size, progress), list(SEGMENTATION_CLASSES))
+    os.replace(tmp, path)
+    return path
+
+
 def write_phantom_tasks(root: str | Path, *, seed: int = 0, size: int = 64, organ_size: int = 28,
                         counts: TaskCounts = TaskCounts(), progress: bool = True,
                         overwrite: bool = False) -> dict[str, Path]:

@@ -41,6 +41,13 @@ class Report:
     findings: list[str]
     confidence: float = 0.95
 
+    def headline(self) -> str:
+        """The verdicts' score: ``metric``, Dice for segmentation tasks."""
+        segmentation = [is_segmentation(part) for _, part in self.results.groupby(GROUP)]
+        if all(segmentation):
+            return "dice"
+        return f"{self.metric}; dice for segmentation" if any(segmentation) else self.metric
+
     def group_name(self, task: str, mode: str) -> str:
         """The task's name, with its mode where one results file holds several modes of it."""
         modes = self.results[self.results.task == task]["mode"].unique()
@@ -52,7 +59,7 @@ class Report:
             lines += [f"No baseline: {self.source.name} has no random-init runs; name one with `--baseline` "
                       f"(labels: {', '.join(sorted(self.results.label.unique()))}).", ""]
         else:
-            lines += [f"## Does pre-training help? ({self.metric}, compared with {display(self.baseline)})", "",
+            lines += [f"## Does pre-training help? ({self.headline()}, compared with {display(self.baseline)})", "",
                       *[f"- {line}" for line in self.findings], "",
                       f"Verdicts come from the {self.confidence * 100:g} % interval of the difference to "
                       f"{display(self.baseline)}, paired by seed (the same labelled subset): 'beats' when the "

@@ -40,3 +40,13 @@ def per_class_subsets(labels, counts, seed: int = 0) -> dict[int, np.ndarray]:
             raise ValueError(f"counts must be at least 1, got {count}")
         out[count] = np.sort(np.concatenate([order[:count] for order in orders.values()]))
     return out
+
+
+def stratified_order(strata, seed: int = 0) -> np.ndarray:
+    """Indices in a seeded order whose every prefix keeps the strata's proportions (each stratum
+    shuffled once with ``seed``, as ``class_orders``, and interleaved by rank within it): the first
+    ``n`` are a nested, stratified subset of ``n``."""
+    orders = class_orders(strata, seed)
+    keyed = [((rank + 0.5) / len(order), stratum, index) for stratum, order in orders.items()
+             for rank, index in enumerate(order)]
+    return np.asarray([index for _, _, index in sorted(keyed)], dtype=np.int64)
