@@ -1,4 +1,5 @@
-"""Write the embedded default data: a phantom CT slice store and three labelled phantom tasks.
+"""Write the embedded default data: a phantom CT slice store, three labelled phantom classification
+tasks and a phantom segmentation task.
 
     medssl phantom --out demo-output/phantom
 
@@ -27,6 +28,8 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap.add_argument("--organ-per-class", type=int, default=60, help="organ task images per class")
     ap.add_argument("--covid-per-class", type=int, default=80, help="COVID task images per class")
     ap.add_argument("--brain-per-class", type=int, default=60, help="brain task images per class")
+    ap.add_argument("--segmentation-patients", type=int, default=24, help="segmentation task patients")
+    ap.add_argument("--segmentation-slices", type=int, default=8, help="segmentation task slices per patient")
     ap.add_argument("--seed", type=int, default=0, help="the phantoms' random seed")
     ap.add_argument("--no-tasks", action="store_true", help="write only the pre-training store")
     ap.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -46,7 +49,8 @@ def main(argv=None, prog: str | None = None) -> int:
         if tasks_dir.exists() and not args.overwrite:
             print(f"tasks      {tasks_dir} (already there; --overwrite to make them again)")
         else:
-            counts = TaskCounts(args.organ_per_class, args.covid_per_class, args.brain_per_class)
+            counts = TaskCounts(args.organ_per_class, args.covid_per_class, args.brain_per_class,
+                                args.segmentation_patients, args.segmentation_slices)
             paths = write_phantom_tasks(tasks_dir, seed=args.seed, size=args.task_size,
                                         organ_size=args.organ_size, counts=counts,
                                         overwrite=args.overwrite)
