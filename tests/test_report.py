@@ -331,3 +331,35 @@ def test_without_random_init_the_report_says_so(tmp_path, capsys):
     assert "--baseline" in capsys.readouterr().out
     assert "name one with `--baseline`" in (tmp_path / "report" / "results.md").read_text()
     assert not np.isnan(pd.read_csv(tmp_path / "report" / "summary.csv").accuracy_mean).any()
+
+
+def segmentation_run(method, dice, fraction, seed):
+    """A segmentation row: Dice and IoU, hd95, test patients; no classification scores."""
+    row = {**run(method, float("nan"), fraction, seed, task="liver"), "dice": dice, "iou": dice - 0.1,
+           "hd95": 10 - 5 * dice, "n_test": 6, "n_train": round(20 * fraction),
+           "class_scores": json.dumps({"liver": dice}), "classes": json.dumps(["background", "liver"])}
+    row["recall"] = float("nan")
+    return row
+
+
+def test_a_results_file_with_segmentation_and_classification_reports_each_by_its_score(tmp_path):
+    rows = study_rows()
+    for fraction in (0.25, 1.0):
+        for seed, offset in enumerate(SEED_OFFSET):
+            base = 0.5 + fraction / 4 + offset
+            rows += [segmentation_run("random", base, fraction, seed),
+                     segmentation_run("spark", base + 0.1 + offset, fraction, seed)]
+    paths = write_report(write(tmp_path / "results.csv", rows), tmp_path / "report")
+    text = paths["table"].read_text()
+    assert "(accuracy; dice for segmentation, compared with random init)" in text
+    assert "- liver, finetune (dice): spark beats random init at every fraction" in text
+    assert "- organ, finetune: spark beats random init" in text
+    assert "### hd95: mean +- std over seeds" in text and "### hd95: difference" not in text
+    assert "25 % (5 patients, 6 test patients)" in text  # columns count patients
+    assert "predictions_liver" not in paths  # no saved test slices: no picture, no error
+    differences = pd.read_csv(paths["differences"])
+    assert set(differences[differences.task == "liver"].metric) == {"dice", "iou"}
+    assert set(differences[differences.task == "organ"].metric) == set(METRICS)
+    summary = pd.read_csv(paths["summary"])
+    liver = summary[(summary.task == "liver") & (summary.label == "spark") & (summary.fraction == 1.0)]
+    assert liver.dice_mean.iloc[0] == pytest.approx(0.75 + 0.1) and liver.hd95_high.iloc[0] > 1  # not cut at 1
