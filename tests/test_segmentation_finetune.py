@@ -1,6 +1,7 @@
 """Segmentation fine-tuning through the one fine-tune command and the sweep: the task's kind picks
 the model, scores are per patient (MONAI), the report gives verdicts and prediction pictures."""
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -81,6 +82,13 @@ def test_finetune_command_segments_the_task_and_trains_the_encoder_after_the_fro
     assert model.examples["prediction"].shape[1:] == (32, 32)
     with pytest.raises(ValueError, match="segmentation task is fine-tuned"):
         SegmentationFineTune(num_classes=3, mode="linear")
+
+
+def test_several_devices_are_refused_before_training():
+    model = SegmentationFineTune(num_classes=3, arch="resnet18")
+    model._trainer = SimpleNamespace(world_size=2)  # what a DDP run's trainer says
+    with pytest.raises(ValueError, match="--trainer.devices 1, not 2"):
+        model.on_fit_start()
 
 
 @pytest.mark.slow

@@ -104,6 +104,11 @@ class SegmentationFineTune(pl.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
 
+    def on_fit_start(self) -> None:
+        if self.trainer.world_size > 1:  # each process would score the patients of its shard only
+            raise ValueError("segmentation scores are computed per patient on one device: run with "
+                             f"--trainer.devices 1, not {self.trainer.world_size}")
+
     def training_step(self, batch, batch_idx):
         images, masks, _ = batch
         loss = self.loss(self(images), masks[:, None])
