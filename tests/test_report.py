@@ -363,3 +363,11 @@ def test_a_results_file_with_segmentation_and_classification_reports_each_by_its
     summary = pd.read_csv(paths["summary"])
     liver = summary[(summary.task == "liver") & (summary.label == "spark") & (summary.fraction == 1.0)]
     assert liver.dice_mean.iloc[0] == pytest.approx(0.75 + 0.1) and liver.hd95_high.iloc[0] > 1  # not cut at 1
+
+
+def test_a_segmentation_row_with_unreadable_class_scores_is_skipped(tmp_path):
+    rows = [segmentation_run(m, 0.6, 1.0, s) for m in ("random", "spark") for s in (0, 1)]
+    rows[-1]["class_scores"] = '{"liver": 0.6'
+    with pytest.warns(UserWarning, match=r"row 5 is incomplete \(class_scores is not a JSON object"):
+        report = build_report(write(tmp_path / "results.csv", rows))
+    assert len(report.results) == 3 and report.headline() == "dice"

@@ -101,6 +101,13 @@ def _problem(line: bytes, columns: list[str]) -> str | None:
             names = None
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             return "classes is not a JSON list of names"
+    if values.get("class_scores"):  # segmentation: Dice per class
+        try:
+            scores = json.loads(values["class_scores"])
+        except ValueError:
+            scores = None
+        if not isinstance(scores, dict) or not all(isinstance(v, (int, float)) for v in scores.values()):
+            return "class_scores is not a JSON object of class names and scores"
     return None
 
 
