@@ -353,6 +353,7 @@ def test_a_results_file_with_segmentation_and_classification_reports_each_by_its
     text = paths["table"].read_text()
     assert "(accuracy; dice for segmentation, compared with random init)" in text
     assert "- liver, finetune (dice): spark beats random init at every fraction" in text
+    assert "6 test patients; a claim of labels saved needs 3 seeds and 10 test patients" in text
     assert "- organ, finetune: spark beats random init" in text
     assert "### hd95: mean +- std over seeds" in text and "### hd95: difference" not in text
     assert "25 % (5 patients, 6 test patients)" in text  # columns count patients

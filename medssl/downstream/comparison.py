@@ -16,12 +16,13 @@ from scipy.stats import t as student_t
 
 from .paired import paired_difference
 from .results import KEY, ResultsError
-from .scores import HEADLINE, REPORTED, family_metrics
+from .scores import HEADLINE, REPORTED, SEGMENTATION_METRICS, family_metrics
 
 RANDOM = "random"
 GROUP = ["task", "mode"]
 TOLERANCE = 1e-9  # means computed from the same numbers in another order differ by rounding
 MIN_SEEDS, MIN_TEST = 3, 30  # below either, a "labels saved" claim is too few to tell
+MIN_TEST_PATIENTS = 10  # the same for a segmentation task, scored per test patient
 
 
 def label_checkpoints(results: pd.DataFrame) -> pd.DataFrame:
@@ -201,10 +202,11 @@ def labels_saved_line(summary: pd.DataFrame, label: str, baseline: str, metric: 
     fraction, n_train = reached.index[0], round(reached.n_train.iloc[0])
     seeds = int(min(reached.runs.iloc[0], base.loc[reference, "runs"]))
     n_test = min(reached.n_test.iloc[0], base.loc[reference, "n_test"]) if "n_test" in own else float("nan")
-    if seeds < MIN_SEEDS or not n_test >= MIN_TEST:
+    unit, least = ("test patients", MIN_TEST_PATIENTS) if metric in SEGMENTATION_METRICS else ("test images", MIN_TEST)
+    if seeds < MIN_SEEDS or not n_test >= least:
         tested = "an unknown number of" if np.isnan(n_test) else f"{n_test:.0f}"
-        return (f"{display(label)} vs {goal}: too few to tell ({seeds} seeds, {tested} test images; a claim "
-                f"of labels saved needs {MIN_SEEDS} seeds and {MIN_TEST} test images)")
+        return (f"{display(label)} vs {goal}: too few to tell ({seeds} seeds, {tested} {unit}; a claim "
+                f"of labels saved needs {MIN_SEEDS} seeds and {least} {unit})")
     if fraction == reference:
         return f"{display(label)} reaches {goal} only at that fraction: no labels saved"
     if fraction > reference:
