@@ -201,6 +201,7 @@ def test_patient_subsets_are_nested_and_slices_follow_their_patients(phantom):
         items = module.task.splits["train"].items
         assert {items[i].patient for i in module.train_indices} == picked[fraction]
         assert module.n_train == len(picked[fraction]) >= 1
+        assert module.batch_size == 8  # slices; a classification task's default is 64
     assert picked[0.25] <= picked[0.5] <= picked[1.0] == set(module.task.splits["train"].patients)
     strata = module.task.strata
     for count in range(1, len(picked[1.0]) + 1):

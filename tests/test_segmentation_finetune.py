@@ -73,7 +73,7 @@ def test_finetune_command_segments_the_task_and_trains_the_encoder_after_the_fro
     groups = cli.trainer.optimizers[0].param_groups  # the encoder joined at epoch 1, at its own rate
     not_norm = [n for n, _ in model.model.encoder.named_parameters() if ".bn" not in n and not n.startswith("bn")
                 and "downsample.1" not in n]
-    assert [g["lr"] for g in groups] == [1e-4, 3e-5] and len(groups[1]["params"]) == len(not_norm) == 20
+    assert [g["lr"] for g in groups] == [1e-3, 3e-5] and len(groups[1]["params"]) == len(not_norm) == 20
     results = model.test_results
     assert 0 <= results["dice"] <= 1 and results["n_test"] == len(cli.datamodule.task.splits["test"].patients)
     assert len(results["class_dice"]) == len(SEGMENTATION_CLASSES) - 1

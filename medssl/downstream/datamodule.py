@@ -19,6 +19,8 @@ from .subsets import nested_subsets, per_class_subsets, stratified_order
 from .task_data import SegmentationData
 from .tasks import TaskData, load_task
 
+CLASSIFICATION_BATCH, SEGMENTATION_BATCH = 64, 8  # images per step when the data option is unset
+
 
 class InputMappingWarning(UserWarning):
     """Fine-tuning feeds a backbone otherwise than it was pre-trained."""
@@ -119,7 +121,8 @@ class TaskDataModule(pl.LightningDataModule):
         kind: the task's layout: covid, medmnist, brain, folder or csv; masks (segmentation).
         path: the task's folder or file.
         image_size: side the images are resized to.
-        batch_size: images per step.
+        batch_size: images per step; unset: 64, and 8 slices in a segmentation task (a few
+            patients' slices make several steps an epoch: the decoder starts from scratch).
         fraction: share of the training split used (stratified, nested per seed); of its patients
             in a segmentation task.
         seed: the subset's and the run's seed.
@@ -137,7 +140,7 @@ class TaskDataModule(pl.LightningDataModule):
         trust_backbone: run that file's pickled code (set from model.trust_checkpoint).
     """
 
-    def __init__(self, kind: str, path: str, image_size: int = 224, batch_size: int = 64,
+    def __init__(self, kind: str, path: str, image_size: int = 224, batch_size: int | None = None,
                  fraction: float = 1.0, seed: int = 0, min_per_class: int = 2,
                  per_class: int | None = None, patients: int | None = None, augment: bool = False, num_workers: int = 4,
                  val_fraction: float = 0.15, test_fraction: float = 0.2, mean: float | None = None,
@@ -198,6 +201,13 @@ class TaskDataModule(pl.LightningDataModule):
         return np.asarray([i for i, pair in enumerate(split.items) if pair.patient in chosen], dtype=np.int64)
 
     @property
+    def batch_size(self) -> int:
+        """Images per step: the data option, else the task family's default."""
+        if self.hparams.batch_size is not None:
+            return self.hparams.batch_size
+        return SEGMENTATION_BATCH if self.segmentation else CLASSIFICATION_BATCH
+
+    @property
     def n_train(self) -> int:
         """Training images, or training patients in a segmentation task."""
         self.load()
@@ -247,9 +257,9 @@ class TaskDataModule(pl.LightningDataModule):
         common = dict(num_workers=h.num_workers, persistent_workers=h.num_workers > 0,
                       pin_memory=torch.cuda.is_available())
         if train:
-            return DataLoader(data, batch_sampler=NoSingleTail(RandomSampler(data), h.batch_size, False),
+            return DataLoader(data, batch_sampler=NoSingleTail(RandomSampler(data), self.batch_size, False),
                               **common)
-        return DataLoader(data, batch_size=h.batch_size, **common)
+        return DataLoader(data, batch_size=self.batch_size, **common)
 
     def train_dataloader(self):
         return self._loader("train", self.train_indices, True)

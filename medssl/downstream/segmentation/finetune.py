@@ -2,7 +2,9 @@
 
 The schedule is the classification protocol's (``medssl.downstream.finetune``): Adam, the
 encoder frozen with its BatchNorm affine training for ``freeze_epochs`` epochs, then trained at
-``backbone_lr``; the best validation epoch (mean Dice) is tested. The loss is MONAI's Dice +
+``backbone_lr``; the best validation epoch (mean Dice) is tested. The decoder, which starts from
+random weights whatever the backbone, trains at ``lr`` 1e-3 on batches of 8 slices (the data
+module's default for a segmentation task). The loss is MONAI's Dice +
 cross-entropy. Scores are computed per patient on the volume of its slices, then averaged over
 patients: Dice and IoU per class (a class neither predicted nor present in a patient scores 1,
 one predicted where absent 0) and their mean over the classes other than the background, and
@@ -72,7 +74,9 @@ class SegmentationFineTune(pl.LightningModule):
             initialisation.
         decoder: unet or fpn (segmentation-models-pytorch).
         mode: finetune (the only protocol of segmentation).
-        lr: learning rate of the decoder and head, Adam.
+        lr: learning rate of the decoder and head, Adam (1e-3: they start from random weights for
+            every backbone; the classification head's 1e-4 left them far from trained in the
+            schedule's steps, docs/segmentation.md).
         weight_decay: Adam's weight decay.
         freeze_epochs: epochs with the encoder frozen but its BatchNorm affine training.
         backbone_lr: learning rate of the encoder once unfrozen.
@@ -82,7 +86,7 @@ class SegmentationFineTune(pl.LightningModule):
     MONITOR = "val/dice"
 
     def __init__(self, num_classes: int, checkpoint: str | None = None, arch: str | None = None,
-                 decoder: Literal["unet", "fpn"] = "unet", mode: str = "finetune", lr: float = 1e-4,
+                 decoder: Literal["unet", "fpn"] = "unet", mode: str = "finetune", lr: float = 1e-3,
                  weight_decay: float = 5e-4, freeze_epochs: int = 10, backbone_lr: float = 1e-4,
                  trust_checkpoint: bool = False):
         super().__init__()
