@@ -80,6 +80,9 @@ def test_finetune_command_segments_the_task_and_trains_the_encoder_after_the_fro
     confusion = np.asarray(results["confusion"])
     assert confusion.sum() == len(cli.datamodule.task.splits["test"]) * 32 * 32
     assert model.examples["prediction"].shape[1:] == (32, 32)
+    test_masks = cli.datamodule._slices[("test", False)].masks
+    most = max(len(torch.unique(m)) for m in test_masks)
+    assert len(np.unique(model.examples["truth"][0])) == most  # the picture shows the richest slices
     with pytest.raises(ValueError, match="segmentation task is fine-tuned"):
         SegmentationFineTune(num_classes=3, mode="linear")
 

@@ -28,7 +28,7 @@ from ..finetune import FreezeBackbone
 from ..scores import SEGMENTATION_SCORES
 from .model import segmentation_model
 
-EXAMPLES = 4  # test slices kept, with their predictions, for the report's picture
+EXAMPLES = 4  # test slices kept with their predictions for the report's picture: those showing most classes
 
 
 def _one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -101,6 +101,7 @@ class SegmentationFineTune(pl.LightningModule):
         self.outputs: dict[str, list] = {"val": [], "test": []}
         self.test_results: dict = {}
         self.examples: dict[str, np.ndarray] = {}
+        self.candidates: list[tuple] = []  # (classes shown, image, truth, prediction) per test batch
 
     def trunk(self) -> list:
         return [self.model.encoder]
@@ -125,10 +126,11 @@ class SegmentationFineTune(pl.LightningModule):
         self.log(f"{stage}/loss", self.loss(logits, masks[:, None]), batch_size=len(images))
         predictions = logits.argmax(1).to(torch.uint8)
         self.outputs[stage].append((patients.cpu(), predictions.cpu(), masks.to(torch.uint8).cpu()))
-        if stage == "test" and sum(len(e) for e in self.examples.get("image", [])) < EXAMPLES:
-            self.examples.setdefault("image", []).append(images[:, 0].float().cpu().numpy())
-            self.examples.setdefault("truth", []).append(masks.cpu().numpy())
-            self.examples.setdefault("prediction", []).append(predictions.cpu().numpy())
+        if stage == "test":  # the batch's slice that shows the most classes is a candidate
+            shown = [len(torch.unique(mask)) for mask in masks.cpu()]
+            best = int(np.argmax(shown))
+            self.candidates.append((shown[best], images[best, 0].float().cpu().numpy(), masks[best].cpu().numpy(),
+                                    predictions[best].cpu().numpy()))
 
     def _scores(self, stage: str) -> dict:
         patients = torch.cat([p for p, _, _ in self.outputs[stage]])
@@ -157,14 +159,17 @@ class SegmentationFineTune(pl.LightningModule):
             self._scores("val")
 
     def on_test_epoch_start(self) -> None:
-        self.outputs["test"], self.examples = [], {}
+        self.outputs["test"], self.examples, self.candidates = [], {}, []
 
     def test_step(self, batch, batch_idx):
         self._evaluate(batch, "test")
 
     def on_test_epoch_end(self) -> None:
         self.test_results = self._scores("test")
-        self.examples = {k: np.concatenate(v)[:EXAMPLES] for k, v in self.examples.items()}
+        kept = sorted(self.candidates, key=lambda c: -c[0])[:EXAMPLES]  # stable: the earlier batch first on ties
+        names = ("image", "truth", "prediction")
+        self.examples = {name: np.stack([c[i] for c in kept]) for i, name in enumerate(names, 1)}
+        self.candidates = []
 
     def configure_optimizers(self):
         h = self.hparams
