@@ -87,6 +87,16 @@ def test_finetune_command_segments_the_task_and_trains_the_encoder_after_the_fro
         SegmentationFineTune(num_classes=3, mode="linear")
 
 
+def test_the_command_names_the_task_when_a_frozen_mode_is_asked_of_it(task, capsys):
+    from medssl.commands.finetune import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["fit", "--data.kind", "masks", "--data.path", str(task), "--model.mode", "linear"])
+    assert stopped.value.code == 1
+    assert capsys.readouterr().err.strip() == (f"error: {task}: a segmentation task is fine-tuned (--model.mode "
+                                               "finetune); 'linear' scores frozen features of whole images")
+
+
 def test_several_devices_are_refused_before_training():
     model = SegmentationFineTune(num_classes=3, arch="resnet18")
     model._trainer = SimpleNamespace(world_size=2)  # what a DDP run's trainer says

@@ -26,6 +26,7 @@ from .datamodule import TaskDataModule
 from .finetune import FROZEN_MODES, FineTune
 from .formats import family
 from .results import writing
+from .task_data import TaskError
 
 TRAINER_DEFAULTS = {"max_epochs": 70, "devices": 1}
 
@@ -59,6 +60,9 @@ class FineTuneCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(str(self.subcommand), self.config)
+        if family(config.data.kind) == "segmentation" and config.model.mode != "finetune":
+            raise TaskError(f"{config.data.path}: a segmentation task is fine-tuned (--model.mode finetune); "
+                            f"{config.model.mode!r} scores frozen features of whole images")
         if config.model.mode in FROZEN_MODES:  # features of the images themselves; nothing to checkpoint
             config.data.augment = False
             config.trainer.enable_checkpointing = False

@@ -37,6 +37,7 @@ from .formats import family
 from .results import COLUMNS, KEY, append_row, read_results, read_sweep, repair, shard_files, writing  # noqa: F401
 from .scores import SCORES, SEGMENTATION_SCORES
 from .subsets import DEFAULT_FRACTIONS
+from .task_data import TaskError
 
 RANDOM = "random"
 QUIET = ("--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false")
@@ -137,7 +138,7 @@ def check_inputs(config: SweepConfig, out: Path | None = None) -> dict[str, str]
     for name in config.tasks:
         settings = config.settings(name)
         if family(settings.data.kind) == "segmentation" and settings.model.mode != "finetune":
-            raise ValueError(f"task {name} ({settings.data.path}) is a segmentation task: it is fine-tuned "
+            raise TaskError(f"{settings.data.path} (task {name}) is a segmentation task: it is fine-tuned "
                              f"(--model.mode finetune), not scored by {settings.model.mode!r}")
         task = TaskDataModule(**settings.data.as_dict()).load()
         if out is not None:
