@@ -190,6 +190,9 @@ def test_task_level_problems_are_errors_naming_the_folder(tmp_path):
         Image.fromarray(np.ones((8, 8), np.uint8)).save(tmp_path / patient / "masks" / "s1.png")
     with pytest.raises(TaskError, match=r"splits.json: patient\(s\) \['ghost'\]"):
         load(tmp_path)
+    (tmp_path / "splits.json").write_text(json.dumps({"train": ["p2", "p3"], "test": ["p3"]}))
+    with pytest.raises(TaskError, match=r"splits.json: patient\(s\) \['p3'\] in more than one split"):
+        load(tmp_path)
 
 
 def test_patient_subsets_are_nested_and_slices_follow_their_patients(phantom):

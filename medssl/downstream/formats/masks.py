@@ -277,7 +277,11 @@ def split_patients(patients: list[str], strata: dict[str, int], root: Path, val_
         except (ValueError, AttributeError) as err:
             raise TaskError(f"{path}: expected {{\"train\": [patients], \"val\": [...], \"test\": [...]}} "
                             f"({err})") from err
-        unknown = sorted(set(sum(given.values(), [])) - set(patients))
+        named = sum(given.values(), [])
+        twice = sorted({p for p in named if named.count(p) > 1})
+        if twice:  # slices of one patient in two splits would score the test on training anatomy
+            raise TaskError(f"{path}: patient(s) {twice[:5]} in more than one split")
+        unknown = sorted(set(named) - set(patients))
         if unknown:
             raise TaskError(f"{path}: patient(s) {unknown[:5]} have no usable slices (or no folder)")
         return given
