@@ -16,6 +16,7 @@ from medssl.downstream.finetune import FineTune
 from medssl.downstream.formats import FORMATS
 from medssl.downstream.phantom_tasks import SEGMENTATION_CLASSES, segmentation_cases
 from medssl.downstream.report import write_report
+from medssl.downstream.results import examples_path
 from medssl.downstream.segmentation.finetune import SegmentationFineTune, patient_scores
 from medssl.downstream.sweep import SweepConfig, run_sweep
 
@@ -128,3 +129,11 @@ def test_a_segmentation_sweep_reports_verdicts_and_prediction_pictures(task, tmp
     config.finetune = (*QUICK, "--model.mode", "linear")
     with pytest.raises(ValueError, match="segmentation task: it is fine-tuned"):
         run_sweep(config, tmp_path / "other.csv", progress=False)
+
+
+def test_examples_of_checkpoints_with_one_file_name_keep_apart(tmp_path):
+    first = examples_path(tmp_path, "runs/spark/backbone.pt", 0.05, 0)
+    second = examples_path(tmp_path, "runs/simclr/backbone.pt", 0.05, 0)
+    assert first != second and first.name.startswith("backbone-") and second.name.startswith("backbone-")
+    assert first == examples_path(tmp_path, "runs/spark/backbone.pt", 0.05, 0)  # the report finds it again
+    assert examples_path(tmp_path, "random", 0.05, 1).name == "random-0.05-seed1.npz"

@@ -13,7 +13,7 @@ from matplotlib import ticker
 from matplotlib.figure import Figure
 
 from .comparison import display, percent
-from .results import class_names, writing
+from .results import class_names, examples_path, writing
 from .scores import METRICS
 
 BASELINE_COLOUR = "black"
@@ -130,8 +130,7 @@ def plot_predictions(runs: pd.DataFrame, folder: Path, baseline: str | None, pat
     for label in sorted(smallest.label.unique(), key=lambda label: (label != baseline, label)):
         for seed in sorted(smallest[smallest.label == label].seed):
             ckpt = smallest[smallest.label == label].checkpoint.iloc[0]
-            name = "random" if str(ckpt) == "random" else Path(str(ckpt)).stem
-            file = folder / f"{name}-{smallest.fraction.min():g}-seed{seed}.npz"
+            file = examples_path(folder, ckpt, smallest.fraction.min(), seed)
             if file.is_file():
                 picks[label] = np.load(file)
                 break

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import hashlib
 import io
 import json
 import os
@@ -179,6 +180,16 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
         raise ResultsError(f"{path}: the results file is empty (no header, no finished runs).")
     _warn(path, found, "skipped")
     return _frame(found)
+
+
+def examples_path(folder: str | os.PathLike, checkpoint: str, fraction: float, seed: int) -> Path:
+    """Where a segmentation run keeps its test examples in ``folder`` (``<task>/predictions/``):
+    named by the checkpoint's file stem and a digest of its path, so that ``a/backbone.pt`` and
+    ``b/backbone.pt`` keep apart."""
+    checkpoint = str(checkpoint)
+    name = "random" if checkpoint == "random" else (
+        f"{Path(checkpoint).stem}-{hashlib.sha1(checkpoint.encode()).hexdigest()[:8]}")
+    return Path(folder) / f"{name}-{fraction:g}-seed{seed}.npz"
 
 
 def shard_files(path: str | os.PathLike) -> list[Path]:

@@ -34,7 +34,7 @@ from ..checkpoints import CheckpointError, read_backbone
 from .cli import finetune_cli, finetune_settings
 from .datamodule import TaskDataModule
 from .formats import family
-from .results import COLUMNS, KEY, append_row, read_results, read_sweep, repair, shard_files, writing  # noqa: F401
+from .results import COLUMNS, KEY, append_row, examples_path, read_results, read_sweep, repair, shard_files, writing  # noqa: F401
 from .scores import SCORES, SEGMENTATION_SCORES
 from .subsets import DEFAULT_FRACTIONS
 from .task_data import TaskError
@@ -192,15 +192,10 @@ def run_one(config: SweepConfig, task: str, ckpt: str, fraction: float, seed: in
     return row
 
 
-def examples_path(folder: Path, task: str, ckpt: str, fraction: float, seed: int) -> Path:
-    name = "random" if ckpt == RANDOM else Path(ckpt).stem
-    return folder / task / "predictions" / f"{name}-{fraction:g}-seed{seed}.npz"
-
-
 def save_examples(folder: Path, task: str, ckpt: str, fraction: float, seed: int, method: str,
                   examples: dict, classes: list[str]) -> Path:
     """A run's test slices with truth and prediction, for the report's picture."""
-    path = examples_path(folder, task, ckpt, fraction, seed)
+    path = examples_path(folder / task / "predictions", ckpt, fraction, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     with writing(path):
         np.savez_compressed(path, method=method, checkpoint=ckpt, fraction=fraction, seed=seed,
