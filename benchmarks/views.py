@@ -1,7 +1,7 @@
 """Which views keep CT anatomy? The views ablation.
 
 Each method pre-trains on the phantom slice store with its quick config changed in one respect at a
-time (VARIANTS: no flips, no rotation, the full HU range instead of random windows, larger crops,
+time (VARIANTS: no flips, no rotation, the full HU range instead of random windows, larger crops, centred crops,
 and all the CT-aware choices together), for the same budget, and each backbone is scored as in the
 learning benchmark (``python -m benchmarks.learning``): on the organ task with 5 and 10 labels per class,
 by fine-tuning (the study's protocol, the short schedule), the kNN vote and the linear probe,
@@ -61,6 +61,10 @@ def large_crops(config: dict) -> None:
     view["scale"] = [max(0.6, view.get("scale", [0.6, 1.0])[0]), 1.0]
 
 
+def centred_crops(config: dict) -> None:
+    config["data"]["views"][0]["crop_position"] = "centre"  # the global views; multi-crop's local ones stay
+
+
 def ct_aware(config: dict) -> None:
     no_flips(config)
     no_rotation(config)
@@ -72,6 +76,7 @@ VARIANTS = {  # name: (change to the quick config, what it tests)
     "no-rotation": (no_rotation, "no rotation"),
     "full-range": (full_range, "the full HU range (-1024..3071) instead of random windows"),
     "large-crops": (large_crops, "crops of at least 60 % of the slice"),
+    "centred-crops": (centred_crops, "crops centred on the slice (their size drawn, not their position)"),
     "ct-aware": (ct_aware, "no flips and no rotation"),
 }
 

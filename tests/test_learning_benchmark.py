@@ -170,6 +170,7 @@ def test_views_ablation_changes_one_thing_per_variant_and_counts_laterality_erro
     assert configs["no-rotation"]["data"]["views"][0]["rotate_p"] == 0.0
     assert configs["full-range"]["data"]["intensity"] == {"mode": "full"}
     assert configs["large-crops"]["data"]["views"][0]["scale"] == [0.6, 1.0]
+    assert configs["centred-crops"]["data"]["views"][0]["crop_position"] == "centre"
     assert {k: v for k, v in configs["ct-aware"]["data"]["views"][0].items()
             if v != as_is["data"]["views"][0][k]} == {"hflip_p": 0.0, "vflip_p": 0.0, "rotate_p": 0.0}
     for v in views.VARIANTS:  # nothing but the views and the intensity changes

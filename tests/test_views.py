@@ -53,9 +53,11 @@ def smallest_p(a: torch.Tensor, b: torch.Tensor) -> tuple[str, float]:
     return min(((k, ks_2samp(sa[k].numpy(), sb[k].numpy()).pvalue) for k in sa), key=lambda kp: kp[1])
 
 
-CASES = {  # the study's full MoCo v2 / BYOL pipeline, SwAV's shrinking low-resolution crops
+CASES = {  # the study's full MoCo v2 / BYOL pipeline, SwAV's shrinking low-resolution crops, centred crops
     "mocov2": ({**config_views("mocov2")[0], "size": 64}, {"jitter_p": 0.0}),
     "swav-low-res": ({**config_views("swav")[1], "size": 32}, {"scale": [0.2, 0.5]}),
+    "centred-crops": ({"size": 64, "scale": [0.1, 0.3], "hflip_p": 0.5, "crop_position": "centre"},
+                      {"crop_position": "random"}),
 }
 
 
@@ -75,6 +77,32 @@ def test_the_comparison_sees_a_changed_augmentation(slice_intensity, case):
     reference = per_image_views(spec, slice_intensity)
     name, p = smallest_p(reference, batch_views({**spec, **change}, slice_intensity))
     assert p < 1e-4, f"{change} went unnoticed (smallest KS p = {p:.2g} for {name})"
+
+
+@pytest.mark.parametrize("position", ["centre", "random"])
+def test_centred_crops_keep_the_slice_centre_at_the_view_centre(position):
+    image = torch.zeros(1, 64, 64)
+    image[:, 30:34, 30:34] = 1.0  # a mark at the slice's centre
+    spec = {"size": 32, "count": 1, "scale": [0.1, 0.5], "hflip_p": 0.0, "crop_position": position,
+            "mean": [0.0], "std": [1.0], "channels": 1}
+    torch.manual_seed(0)
+    per_image = torch.stack([MultiView([spec])(image)[0] for _ in range(50)])
+    batched = BatchMultiView([spec])(image[None].expand(50, -1, -1, -1))[0]
+    for views in (per_image, batched):
+        grid = torch.arange(32, dtype=torch.float64) + 0.5
+        weights = views[:, 0].double().clamp(min=0)
+        centre_x = (weights.sum(1) * grid).sum(1) / weights.sum((1, 2))
+        centre_y = (weights.sum(2) * grid).sum(1) / weights.sum((1, 2))
+        offset = torch.maximum((centre_x - 16).abs(), (centre_y - 16).abs())
+        if position == "centre":
+            assert offset.max() < 1.5  # at most a pixel's rounding off the view's centre
+        else:
+            assert offset.nan_to_num(nan=16.0).max() > 4  # random crops move the mark, or miss it (nan)
+
+
+def test_a_crop_position_not_known_is_refused():
+    with pytest.raises(ValueError, match="crop_position 'middle': one of random, centre"):
+        MultiView([{"crop_position": "middle"}])
 
 
 def test_batch_views_draw_per_image_and_keep_shapes():

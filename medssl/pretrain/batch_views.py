@@ -1,12 +1,14 @@
 """The views of ``views.py``, made for a whole batch at once on the training device (GPU).
 
 Same ViewSpec, same steps in the same order, a fresh draw per image: rotation (kornia), random
-resized crop (kornia's crop sampler, torchvision's ``roi_align`` to crop and resize every image
-in one kernel, averaging over each output pixel's footprint when shrinking, like antialiasing),
-flips, brightness/contrast in a random order (kornia), Gaussian blur (kornia), Gaussian noise,
-normalisation. Random numbers are drawn on the host (a few per image) and sent with
-``non_blocking`` copies, so nothing here waits for the device. One difference: crops are
-resampled bilinearly even when a spec asks for bicubic.
+resized crop (kornia's crop sampler, the crop centred if the spec says so; torchvision's
+``roi_align`` to crop and resize every image in one kernel, averaging over each output pixel's
+footprint when shrinking, like antialiasing), flips, brightness/contrast in a random order
+(kornia), Gaussian blur (kornia), Gaussian noise, normalisation. Random numbers are drawn on the
+host (a few per image) and sent with ``non_blocking`` copies, so nothing here waits for the
+device. Two differences: crops are resampled bilinearly even when a spec asks for bicubic, and a
+crop shrunk 1.4 to 2 times comes out about 6 % sharper (mean difference of neighbouring pixels)
+than torchvision's antialiased resize makes it (box average against its wider triangle filter).
 """
 from __future__ import annotations
 
@@ -78,8 +80,12 @@ class BatchView(torch.nn.Module):
 
     def resized_crop(self, x: torch.Tensor) -> torch.Tensor:
         corners = self.crops(x.shape)["src"]  # (B, 4, 2) pixel corners, x then y
-        boxes = torch.cat([torch.arange(len(x), dtype=torch.float32)[:, None],
-                           corners[:, 0], corners[:, 2] + 1], dim=1)
+        start, end = corners[:, 0], corners[:, 2] + 1
+        if self.spec.crop_position == "centre":  # the same size, centred as views.CentredResizedCrop
+            extent = end - start
+            start = torch.div(torch.tensor([x.shape[-1], x.shape[-2]]) - extent, 2, rounding_mode="floor")
+            end = start + extent
+        boxes = torch.cat([torch.arange(len(x), dtype=torch.float32)[:, None], start, end], dim=1)
         boxes = boxes.to(x.device, x.dtype, non_blocking=True)
         return roi_align(x, boxes, (self.spec.size,) * 2, spatial_scale=1.0, sampling_ratio=-1,
                          aligned=True)

@@ -17,6 +17,8 @@ from torchvision.transforms import v2 as T
 
 from ..data.input_mapping import VIEW_MEAN, VIEW_SIZE, VIEW_STD
 
+CROP_POSITIONS = ("random", "centre")
+
 
 @dataclass
 class ViewSpec:
@@ -30,6 +32,9 @@ class ViewSpec:
         size: side of the square view in pixels.
         count: how many views of this kind each image gives (consecutive in the batch).
         scale: area range of the random resized crop, as fractions of the slice.
+        crop_position: where the crop lies: ``random`` (anywhere in the slice, as torchvision's
+            RandomResizedCrop) or ``centre`` (centred on the slice: only its size and aspect are
+            drawn, so a view keeps where in the body its anatomy sits).
         interpolation: resampling of the crop: ``bilinear`` or ``bicubic`` (SparK).
         rotate_p: probability of a random rotation up to +-``rotate_degrees``.
         rotate_degrees: largest rotation angle.
@@ -53,6 +58,7 @@ class ViewSpec:
     size: int = VIEW_SIZE
     count: int = 2
     scale: tuple[float, float] = (0.2, 1.0)
+    crop_position: str = "random"
     interpolation: str = "bilinear"
     rotate_p: float = 0.0
     rotate_degrees: float = 180.0
@@ -68,6 +74,10 @@ class ViewSpec:
     mean: list[float] = field(default_factory=lambda: [VIEW_MEAN])
     std: list[float] = field(default_factory=lambda: [VIEW_STD])
     channels: int = 3
+
+    def __post_init__(self):
+        if self.crop_position not in CROP_POSITIONS:
+            raise ValueError(f"crop_position {self.crop_position!r}: one of {', '.join(CROP_POSITIONS)}")
 
     @classmethod
     def of(cls, spec: "ViewSpec | dict") -> "ViewSpec":
@@ -103,6 +113,16 @@ class RandomGaussianBlur(torch.nn.Module):
         return gaussian_blur2d(x[None], (k, k), sigma)[0]
 
 
+class CentredResizedCrop(T.RandomResizedCrop):
+    """torchvision's RandomResizedCrop with the crop centred on the image: size and aspect drawn
+    as there, the position not."""
+
+    def make_params(self, flat_inputs: list) -> dict:
+        params = super().make_params(flat_inputs)
+        height, width = T.functional.get_size(flat_inputs[0])
+        return {**params, "top": (height - params["height"]) // 2, "left": (width - params["width"]) // 2}
+
+
 class GreyToChannels(torch.nn.Module):
     def __init__(self, channels: int = 3):
         super().__init__()
@@ -132,7 +152,8 @@ def build_view(spec: ViewSpec) -> T.Compose:
     if spec.rotate_p > 0:
         rotation = T.RandomRotation(spec.rotate_degrees, interpolation=InterpolationMode.BILINEAR)
         steps.append(T.RandomApply([rotation], p=spec.rotate_p))
-    steps.append(T.RandomResizedCrop(spec.size, scale=tuple(spec.scale), antialias=True,
+    crop = CentredResizedCrop if spec.crop_position == "centre" else T.RandomResizedCrop
+    steps.append(crop(spec.size, scale=tuple(spec.scale), antialias=True,
                                      interpolation=InterpolationMode(spec.interpolation)))
     if spec.hflip_p > 0:
         steps.append(T.RandomHorizontalFlip(spec.hflip_p))
