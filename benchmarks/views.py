@@ -95,6 +95,29 @@ def variant_config(method: str, variant: str, configs: Path | None, folder: Path
     return path
 
 
+def effective(config: Path) -> str:
+    """A config as it acts: its views with every default filled in (no ``rotate_p`` is 0)."""
+    from medssl.pretrain.views import ViewSpec
+
+    settings = yaml.safe_load(config.read_text())
+    settings["data"]["views"] = [ViewSpec.of(v).as_dict() for v in settings["data"]["views"]]
+    return json.dumps(settings, sort_keys=True)
+
+
+def distinct_variants(method: str, variants, configs: Path | None, folder: Path) -> tuple[dict, dict]:
+    """The variants worth a run, {variant: config path}, and those whose change leaves the config
+    acting as an earlier one (no rotation for views that do not rotate), {run name: the earlier}."""
+    runs, same_as, seen = {}, {}, {}
+    for variant in variants:
+        config = variant_config(method, variant, configs, folder)
+        earlier = seen.setdefault(effective(config), variant)
+        if earlier == variant:
+            runs[variant] = config
+        else:
+            same_as[f"{method}-{variant}"] = f"{method}-{earlier}"
+    return runs, same_as
+
+
 def laterality_errors(checkpoint: str | None, arch: str, tasks_dir: Path, per_class: int, seeds,
                       mapping) -> dict:
     """Mirror-class errors of the linear probe on the organ task, ``per_class`` labels per class:
@@ -166,6 +189,9 @@ def markdown(report: dict) -> str:
     if random_lat:
         lines += ["", "Random init's laterality errors: " + "; ".join(
             f"{key}: {total_errors(v):.1f} of {v['tested']}" for key, v in random_lat.items())]
+    if report.get("same_as"):
+        lines += ["", "Not run, their change leaving the quick config as it was: " + "; ".join(
+            f"{name} (the same as {earlier})" for name, earlier in report["same_as"].items())]
     lines += ["", "Differences to random init in accuracy, 95 % interval paired by seed. Variants:", ""]
     lines += [f"- `{name}`: {what}" for name, (_, what) in VARIANTS.items() if name in s["variants"]]
     return "\n".join(lines) + "\n"
@@ -208,11 +234,14 @@ def main(argv=None) -> int:
     root = phantom(args.work)
     seeds = list(range(args.seeds))
     plan = finetune_plan(args)
-    entries, random_lat = {}, {}
+    entries, random_lat, same_as = {}, {}, {}
     for method in args.methods:
-        for variant in args.variants:
+        runs, same = distinct_variants(method, args.variants, args.configs, args.work / "configs")
+        same_as.update(same)
+        for name, earlier in same.items():
+            print(f"  {name}: the same config as {earlier}, not run again", flush=True)
+        for variant, config in runs.items():
             name = f"{method}-{variant}"
-            config = variant_config(method, variant, args.configs, args.work / "configs")
             pre = pretrain(method, config, root / "store", args.work / "pretrain" / name, args.minutes,
                            args.workers, None if args.minutes else args.steps)
             arch = yaml.safe_load(config.read_text())["model"]["arch"]
@@ -232,7 +261,7 @@ def main(argv=None) -> int:
               "settings": {"minutes": args.minutes, "steps": args.steps, "labels": args.labels, "seeds": args.seeds,
                            "finetune": plan, "variants": args.variants,
                            "methods": args.methods},
-              "entries": entries, "random_laterality": random_lat}
+              "entries": entries, "random_laterality": random_lat, "same_as": same_as}
     common.write(args.out, f"views-{report['machine']}", report, markdown(report))
     return 0
 

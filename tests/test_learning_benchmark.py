@@ -207,6 +207,17 @@ def test_views_ablation_changes_one_thing_per_variant_and_counts_laterality_erro
     assert "evaluating" not in again.stdout
 
 
+def test_views_ablation_runs_a_config_once_when_a_change_leaves_it_as_it_was(tmp_path):
+    runs, same_as = views.distinct_variants("swav", list(views.VARIANTS), None, tmp_path)
+    assert same_as == {"swav-no-rotation": "swav-as-is",  # its views do not rotate
+                       "swav-large-crops": "swav-as-is",  # its global crops take 90 % or more already
+                       "swav-ct-aware": "swav-no-flips"}
+    assert list(runs) == ["as-is", "no-flips", "full-range", "centred-crops"]
+    assert len({path.read_text() for path in runs.values()}) == len(runs)
+    runs, same_as = views.distinct_variants("mocov2", list(views.VARIANTS), None, tmp_path)
+    assert same_as == {} and list(runs) == list(views.VARIANTS)
+
+
 def test_learning_curves_score_the_backbones_kept_along_one_run(tmp_path):
     work, schedule = tiny_benchmark(tmp_path, epochs=1, frozen=0)
     command = [sys.executable, "-m", "benchmarks.curves", "--methods", "mocov2", "--minutes", "0.25", "--marks", "0.05",
