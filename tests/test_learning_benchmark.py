@@ -1,6 +1,7 @@
 """The learning benchmark (benchmarks/learning/), its views ablation and learning curves: their
 statistics on known numbers, and one tiny real run of each command."""
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -133,6 +134,7 @@ def test_the_benchmark_command_pretrains_scores_and_writes_its_report(tmp_path):
                                                                     "model": {"freeze_epochs": 1}}
     text = (out / f"learning-{report['machine']}.md").read_text()
     assert "| mocov2 | 5 |" in text and ("PASS" in text or "MISS" in text)
+    assert re.search(r"(PASS|MISS) \(\d of \d above zero\) \|", text)  # how many goal rows clear zero
     assert "| mocov2 | finetune | " in text
     assert "## segmentation: test Dice" in text and "| 1 patients |" in text  # rows, outside the goal
     assert (out / f"learning-{report['machine']}-difference.png").stat().st_size > 0
