@@ -5,9 +5,11 @@ import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from benchmarks import curves, learning, views
@@ -149,6 +151,32 @@ def test_the_benchmark_command_pretrains_scores_and_writes_its_report(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert "evaluating mocov2" in more.stdout and "evaluating random" in more.stdout
     assert more.stdout.count("  fine-tuned ") == 2
+
+
+def test_a_run_folder_is_re_used_only_with_the_settings_it_was_begun_with(tmp_path, monkeypatch):
+    from benchmarks.learning import pretraining
+
+    runs = []
+
+    def fake_pretraining(command, **kwargs):  # what the pre-training command leaves: a backbone file
+        runs.append(command)
+        run_dir = Path(command[command.index("--trainer.default_root_dir") + 1])
+        torch.save({"steps": 7, "epochs": 1}, run_dir / "mocov2_backbone.pt")
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(pretraining.subprocess, "run", fake_pretraining)
+    config, run_dir = tmp_path / "mocov2.yaml", tmp_path / "work" / "pretrain" / "mocov2"
+    config.write_text("model: {arch: resnet18}\n")
+    assert pretraining.pretrain("mocov2", config, tmp_path / "store", run_dir, 10, 1)["steps"] == 7
+    assert pretraining.pretrain("mocov2", config, tmp_path / "store", run_dir, 10, 1)["steps"] == 7
+    assert len(runs) == 1  # the second call re-used the first
+    with pytest.raises(RuntimeError, match=r"mocov2: pre-trained with other settings \(the budget: "
+                                           r"\{'minutes': 10\} then, \{'minutes': 30\} now\); give another --work"):
+        pretraining.pretrain("mocov2", config, tmp_path / "store", run_dir, 30, 1)
+    config.write_text("model: {arch: resnet50}\n")
+    with pytest.raises(RuntimeError, match="the config file's contents"):
+        pretraining.pretrain("mocov2", config, tmp_path / "store", run_dir, 10, 1)
+    assert len(runs) == 1
 
 
 def test_random_init_draws_different_weights_per_seed(tmp_path):

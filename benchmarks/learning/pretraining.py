@@ -2,6 +2,7 @@
 command per method, resumed when cut short and re-used when done."""
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 import subprocess
@@ -40,11 +41,20 @@ def max_time(minutes: float) -> str:
 def pretrain(method: str, config: Path, store: Path, run_dir: Path, minutes: float, workers: int,
              steps: int | None = None, extra: tuple[str, ...] = ()) -> dict:
     """Pre-train ``method`` with ``config`` for ``minutes`` or ``steps`` (resuming a run cut
-    short), ``extra``: more arguments of the pre-training command; its backbone and figures."""
+    short), ``extra``: more arguments of the pre-training command; its backbone and figures. A
+    run folder begun with another config, budget or arguments is refused, not re-used."""
     backbone = run_dir / f"{method}_backbone.pt"
-    done = run_dir / "benchmark-done.json"
+    done, settings_file = run_dir / "benchmark-done.json", run_dir / "benchmark-settings.json"
+    settings = {"config_sha256": hashlib.sha256(config.read_bytes()).hexdigest(),
+                "budget": {"steps": steps} if steps else {"minutes": minutes}, "extra": list(extra)}
+    earlier = json.loads(settings_file.read_text()) if settings_file.exists() else None
+    if earlier is not None and earlier != settings:
+        raise RuntimeError(f"{run_dir}: pre-trained with other settings ({different(earlier, settings)}); "
+                           "give another --work, or delete that folder to pre-train again")
     if done.exists():
         return json.loads(done.read_text())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(settings_file, json.dumps(settings).encode())
     command = [sys.executable, "-m", "medssl.pretrain", method, "fit",
                "--config", str(config), "--data.store", str(store),
                "--data.num_workers", str(workers), "--trainer.max_epochs", "-1",
@@ -55,7 +65,6 @@ def pretrain(method: str, config: Path, store: Path, run_dir: Path, minutes: flo
     print(f"  pre-training {method} for {budget}: {shlex.join(command[1:])}", flush=True)
     start = time.perf_counter()
     log = run_dir / "pretrain.log"
-    run_dir.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as out:
         status = subprocess.run(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT).returncode
     if status != 0 or not backbone.exists():
@@ -65,6 +74,13 @@ def pretrain(method: str, config: Path, store: Path, run_dir: Path, minutes: flo
               "seconds": round(time.perf_counter() - start, 1), "loss": loss_curve(run_dir)}
     atomic_write_bytes(done, json.dumps(record).encode())
     return record
+
+
+def different(earlier: dict, now: dict) -> str:
+    """What changed between two runs' settings, in words."""
+    words = {"config_sha256": "the config file's contents", "budget": "the budget", "extra": "the extra arguments"}
+    return "; ".join(f"{words[key]}: {earlier.get(key)} then, {now[key]} now" if key == "budget" else words[key]
+                     for key in now if earlier.get(key) != now[key])
 
 
 def loss_curve(run_dir: Path) -> list[tuple[int, float]]:
