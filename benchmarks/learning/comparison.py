@@ -31,7 +31,8 @@ def compare(results: dict, methods: list[str]) -> dict:
                                  "difference": d.mean, "low": d.low, "high": d.high, "n": d.n})
                     if probe == GOAL_PROTOCOL and n in GOAL_LABELS and task != SEGMENTATION:
                         goal.append(d.above)
-        out[method] = {"rows": rows, "passed": bool(goal) and all(goal)}
+        out[method] = {"rows": rows, "passed": bool(goal) and all(goal),
+                       "goal_above": sum(goal), "goal_rows": len(goal)}
     return out
 
 

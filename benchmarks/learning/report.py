@@ -40,11 +40,9 @@ def markdown(report: dict) -> str:
         first_last = f"{loss[0][1]:.3f} -> {loss[-1][1]:.3f}" if loss else ""
         rank, base_rank = (report["results"][name]["tasks"]["organ"]["effective_rank"]
                            for name in (method, res["baseline"]))
-        goal = [r for r in comp["rows"] if r["probe"] == GOAL_PROTOCOL and r["labels"] in GOAL_LABELS
-                and r["task"] != SEGMENTATION]
-        above = sum(bool(r["low"] > 0) for r in goal)
         lines.append(f"| {method} | {pre['steps']} | {first_last} | {rank:.0f}; {base_rank:.0f} | "
-                     f"{'PASS' if comp['passed'] else 'MISS'} ({above} of {len(goal)} above zero) |")
+                     f"{'PASS' if comp['passed'] else 'MISS'} ({comp['goal_above']} of {comp['goal_rows']} "
+                     "above zero) |")
     return "\n".join(lines + scores_tables(report)) + "\n"
 
 
