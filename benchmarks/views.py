@@ -146,6 +146,18 @@ def laterality_errors(checkpoint: str | None, arch: str, tasks_dir: Path, per_cl
     return {"errors": out, "tested": int(sum(((yte == a) | (yte == b)).sum() for a, b, _ in pairs))}
 
 
+def views_picture(method: str, runs: dict[str, Path], store: Path, path: Path) -> Path:
+    """One slice of the store and each variant's views of it, drawn with the same seed."""
+    from medssl.data.store import SliceStore
+    from medssl.pretrain.view_pictures import save_views_picture
+
+    slices = SliceStore(store)
+    first = slices.manifest.patient_id == slices.manifest.patient_id.iloc[0]
+    middle = int(np.flatnonzero(first.to_numpy())[int(first.sum()) // 2])
+    rows = {variant: yaml.safe_load(config.read_text())["data"] for variant, config in runs.items()}
+    return save_views_picture(slices[middle], rows, path, title=f"{method}: the views of each variant, same seed")
+
+
 def kept(path: Path, compute) -> dict:
     """``compute()``, kept in ``path`` (JSON) for the next run."""
     if path.exists():
@@ -192,7 +204,8 @@ def markdown(report: dict) -> str:
     if report.get("same_as"):
         lines += ["", "Not run, their change leaving the quick config as it was: " + "; ".join(
             f"{name} (the same as {earlier})" for name, earlier in report["same_as"].items())]
-    lines += ["", "Differences to random init in accuracy, 95 % interval paired by seed. Variants:", ""]
+    lines += ["", "Differences to random init in accuracy, 95 % interval paired by seed. Each method's views, "
+              f"variant by variant: `views-{report['machine']}-<method>.png`. Variants:", ""]
     lines += [f"- `{name}`: {what}" for name, (_, what) in VARIANTS.items() if name in s["variants"]]
     return "\n".join(lines) + "\n"
 
@@ -240,6 +253,8 @@ def main(argv=None) -> int:
         same_as.update(same)
         for name, earlier in same.items():
             print(f"  {name}: the same config as {earlier}, not run again", flush=True)
+        picture = views_picture(method, runs, root / "store", args.out / f"views-{common.machine()}-{method}.png")
+        print(f"  {method}'s views, variant by variant: {picture}", flush=True)
         for variant, config in runs.items():
             name = f"{method}-{variant}"
             pre = pretrain(method, config, root / "store", args.work / "pretrain" / name, args.minutes,

@@ -231,6 +231,7 @@ def test_views_ablation_changes_one_thing_per_variant_and_counts_laterality_erro
     assert random_lateral["tested"] == mirror_tested > 0
     text = (tmp_path / "out" / f"views-{report['machine']}.md").read_text()
     assert "| mocov2 | no-flips | 3 |" in text and "laterality" in text
+    assert (tmp_path / "out" / f"views-{report['machine']}-mocov2.png").stat().st_size > 0
     assert "| method | variant | covid knn 1/class | covid linear 1/class | brain knn 1/class |" in text
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert "  pre-training " not in again.stdout and "  fine-tuned " not in again.stdout

@@ -157,3 +157,38 @@ def test_blur_sigma_is_given_for_224_px_and_scales_with_the_view(batched):
     centre = (profile * torch.arange(64)).sum() / profile.sum()
     sigma = ((profile * (torch.arange(64) - centre) ** 2).sum() / profile.sum()).sqrt()
     assert sigma == pytest.approx(2.0 * 64 / 224, rel=0.1)
+
+
+def test_pictured_views_are_the_views_training_makes(slice_intensity):
+    """draw_views undoes the normalisation and keeps the orientation: a view that takes the whole
+    slice through a fixed window is the windowed slice; one flipped with p = 1 is its mirror."""
+    from medssl.data.intensity import WINDOWS
+    from medssl.pretrain.view_pictures import draw_views
+
+    hu, _, _ = phantom_volume(0, 3, 1, 64, z_range=(0.45, 0.45))
+    level, width = WINDOWS["abdomen"]
+    windowed = HUToIntensity(mode="window", level=level, width=width)(hu[0])
+    whole = {"size": 64, "count": 1, "scale": [1.0, 1.0], "hflip_p": 0.0, "mean": [0.3], "std": [0.2]}
+    data = {"intensity": {"mode": "window", "level": level, "width": width}, "views": [whole]}
+    (view,) = draw_views(hu[0], data, count=1)
+    flipped = draw_views(hu[0], {**data, "views": [{**whole, "hflip_p": 1.0}]}, count=3)
+    assert np.abs(view - windowed).max() < 1e-5
+    assert len(flipped) == 3 and all(np.abs(v - windowed[:, ::-1]).max() < 1e-5 for v in flipped)
+
+
+def test_pictured_views_repeat_with_the_seed_and_leave_the_global_stream(tmp_path):
+    from medssl.pretrain.view_pictures import draw_views, save_views_picture
+
+    hu, _, _ = phantom_volume(0, 3, 1, 64, z_range=(0.45, 0.45))
+    data = {"intensity": {"mode": "random_window"}, "views": config_views("swav")}
+    torch.manual_seed(5)
+    expected_next = torch.rand(3)
+    torch.manual_seed(5)
+    first, again = draw_views(hu[0], data, 4, seed=1), draw_views(hu[0], data, 4, seed=1)
+    assert torch.equal(torch.rand(3), expected_next)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, draw_views(hu[0], data, 4, seed=2)))
+    path = save_views_picture(hu[0], {"as-is": data, "no flips": data}, tmp_path / "views.png", count=3)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="no configs"):
+        save_views_picture(hu[0], {}, tmp_path / "none.png")
