@@ -1,8 +1,8 @@
 """Which views keep CT anatomy? The views ablation.
 
 Each method pre-trains on the phantom slice store with its quick config changed in one respect at
-a time (VARIANTS: no flips, no rotation, the full HU range instead of random windows, larger
-crops, centred crops, and all the CT-aware choices together), for the same budget, and each
+a time (VARIANTS: no flips, no rotation, the full HU range or one fixed window instead of random
+windows, larger crops, centred crops, and all the CT-aware choices together), for the same budget, and each
 backbone is scored as in the learning benchmark (``python -m benchmarks.learning``): on the organ
 task with 5 and 10 labels per class, by fine-tuning (the study's protocol, the short schedule), the
 kNN vote and the linear probe, paired with random init; and, so that a choice rests on more than
@@ -57,6 +57,14 @@ def full_range(config: dict) -> None:
     config["data"]["intensity"] = {"mode": "full"}
 
 
+def fixed_window(config: dict) -> None:
+    """The one window a DICOM input gets downstream: the middle of the random windows' ranges."""
+    from medssl.data.input_mapping import InputMapping
+
+    fixed = InputMapping.of_pretraining(config["data"]["intensity"], None).hu_intensity()
+    config["data"]["intensity"] = {"mode": "window", "level": fixed.level, "width": fixed.width}
+
+
 def large_crops(config: dict) -> None:
     view = config["data"]["views"][0]  # the global views; multi-crop's local ones stay
     view["scale"] = [max(0.6, view.get("scale", [0.6, 1.0])[0]), 1.0]
@@ -76,6 +84,7 @@ VARIANTS = {  # name: (change to the quick config, what it tests)
     "no-flips": (no_flips, "no horizontal or vertical flips"),
     "no-rotation": (no_rotation, "no rotation"),
     "full-range": (full_range, "the full HU range (-1024..3071) instead of random windows"),
+    "fixed-window": (fixed_window, "one fixed window, the middle of the random ones (what DICOM inputs get downstream)"),
     "large-crops": (large_crops, "crops of at least 60 % of the slice"),
     "centred-crops": (centred_crops, "crops centred on the slice (their size drawn, not their position)"),
     "ct-aware": (ct_aware, "no flips and no rotation"),

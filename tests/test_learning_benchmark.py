@@ -199,6 +199,8 @@ def test_views_ablation_changes_one_thing_per_variant_and_counts_laterality_erro
     assert flips == {"hflip_p": 0.0, "vflip_p": 0.0}
     assert configs["no-rotation"]["data"]["views"][0]["rotate_p"] == 0.0
     assert configs["full-range"]["data"]["intensity"] == {"mode": "full"}
+    assert as_is["data"]["intensity"] == {"mode": "random_window"}  # levels -600..100, widths 400..2000
+    assert configs["fixed-window"]["data"]["intensity"] == {"mode": "window", "level": -250.0, "width": 1200.0}
     assert configs["large-crops"]["data"]["views"][0]["scale"] == [0.6, 1.0]
     assert configs["centred-crops"]["data"]["views"][0]["crop_position"] == "centre"
     assert {k: v for k, v in configs["ct-aware"]["data"]["views"][0].items()
@@ -243,7 +245,7 @@ def test_views_ablation_runs_a_config_once_when_a_change_leaves_it_as_it_was(tmp
     assert same_as == {"swav-no-rotation": "swav-as-is",  # its views do not rotate
                        "swav-large-crops": "swav-as-is",  # its global crops take 90 % or more already
                        "swav-ct-aware": "swav-no-flips"}
-    assert list(runs) == ["as-is", "no-flips", "full-range", "centred-crops"]
+    assert list(runs) == ["as-is", "no-flips", "full-range", "fixed-window", "centred-crops"]
     assert len({path.read_text() for path in runs.values()}) == len(runs)
     runs, same_as = views.distinct_variants("mocov2", list(views.VARIANTS), None, tmp_path)
     assert same_as == {} and list(runs) == list(views.VARIANTS)
