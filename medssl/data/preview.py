@@ -36,9 +36,16 @@ def save_store_preview(store, path: str | Path, *, count: int = 16, window: str 
     units = f"{window} window (L {level}, W {width})" if level is not None else "raw values"
     fig.suptitle(f"{Path(store.path).name}: {len(store)} slices, {store.height}x{store.width}, {units}",
                  fontsize=9)
+    return save_figure(fig, path, dpi=90)
+
+
+def save_figure(fig, path: str | Path, *, dpi: int) -> Path:
+    """Lay a pyplot figure out, write it as ``path`` (its folder made) and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..data.intensity import WINDOWS, HUToIntensity
+from ..data.preview import save_figure
 from .views import MultiView, ViewSpec
 
 SHOWN_WINDOW = "lung"
@@ -61,9 +62,4 @@ def save_views_picture(slice_hu: np.ndarray, rows: dict[str, dict], path: str | 
         axes[0, c].set_title(f"view {c}", fontsize=7)
     if title:
         fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
