@@ -31,7 +31,7 @@ import torch
 import yaml
 
 from benchmarks import common
-from benchmarks.learning import GOAL_LABELS, PROBES, PROTOCOLS, TASKS
+from benchmarks.learning import FINETUNE, GOAL_LABELS, PROBES, PROTOCOLS, TASKS
 from benchmarks.learning.cache import safe_name
 from benchmarks.learning.comparison import compare, row_of
 from benchmarks.learning.options import finetune_plan, scoring_arguments
@@ -207,6 +207,7 @@ def markdown(report: dict) -> str:
         cells.append(f"{total_errors(entry['laterality']):.1f} of {entry['laterality']['tested']}")
         lines.append(f"| {entry['method']} | {entry['variant']} | {entry['steps']} | " + " | ".join(cells) + " |")
     lines += other_tasks(report)
+    lines += choices(report)
     random_lat = report.get("random_laterality")
     if random_lat:
         lines += ["", "Random init's laterality errors: " + "; ".join(
@@ -218,6 +219,72 @@ def markdown(report: dict) -> str:
               f"variant by variant: `views-{report['machine']}-<method>.png`. Variants:", ""]
     lines += [f"- `{name}`: {what}" for name, (_, what) in VARIANTS.items() if name in s["variants"]]
     return "\n".join(lines) + "\n"
+
+
+ANATOMY_CHANGES = ("no-flips", "no-rotation", "ct-aware")  # drop views a CT never shows, unless they help
+
+
+def frozen_score(entry: dict, task: str, labels) -> float | None:
+    """The mean of the kNN and linear-probe differences to random init on ``task`` over ``labels``."""
+    rows = [row_of(entry["comparison"], task, p, n) for p in PROBES for n in labels]
+    return None if any(r is None for r in rows) else float(np.mean([r["difference"] for r in rows]))
+
+
+def finetune_gain(entry: dict, labels) -> float | None:
+    """The organ task's fine-tuning difference to random init, the fewest labels fine-tuned."""
+    rows = [row_of(entry["comparison"], "organ", FINETUNE, n) for n in sorted(labels)]
+    rows = [r for r in rows if r is not None]
+    return rows[0]["difference"] if rows else None
+
+
+def choice(variant: str, as_is: dict, entry: dict, labels, finetune_labels) -> dict:
+    """The rule that picks the CT-aware defaults (docs/protocol.md), for one variant against the
+    quick config as it is: a change that drops flips or rotation is made unless the variant is
+    worse by its frozen score on at least 2 of the 3 tasks and worse by fine-tuning; any other
+    change only if it is better on at least 2 of the 3 tasks and not worse by fine-tuning."""
+    deltas = {}
+    for task in TASKS:
+        mine, theirs = frozen_score(entry, task, labels), frozen_score(as_is, task, labels)
+        if mine is not None and theirs is not None:
+            deltas[task] = mine - theirs
+    ft_mine, ft_theirs = finetune_gain(entry, finetune_labels), finetune_gain(as_is, finetune_labels)
+    ft_delta = None if ft_mine is None or ft_theirs is None else ft_mine - ft_theirs
+    better = sum(d > 0 for d in deltas.values())
+    worse = sum(d < 0 for d in deltas.values())
+    if len(deltas) < len(TASKS) or ft_delta is None:
+        verdict = "not decided: a task or fine-tuning is missing"
+    elif variant in ANATOMY_CHANGES:
+        verdict = "keep the quick config" if worse >= 2 and ft_delta < 0 else "change"
+    else:
+        verdict = "change" if better >= 2 and ft_delta >= 0 else "keep the quick config"
+    return {"frozen": deltas, "finetune": ft_delta, "verdict": verdict}
+
+
+def choices(report: dict) -> list[str]:
+    """Each variant's verdict by the rule, per method, with the figures it rests on."""
+    s = report["settings"]
+    ft_labels = (s["finetune"] or {}).get("labels", [])
+    by_method = {}
+    for entry in report["entries"].values():
+        by_method.setdefault(entry["method"], {})[entry["variant"]] = entry
+    lines = []
+    for method, entries in by_method.items():
+        if "as-is" not in entries:
+            continue
+        for variant, entry in entries.items():
+            if variant == "as-is":
+                continue
+            c = choice(variant, entries["as-is"], entry, s["labels"], ft_labels)
+            frozen = ", ".join(f"{t} {d:+.3f}" for t, d in c["frozen"].items())
+            ft = "" if c["finetune"] is None else f"{c['finetune']:+.3f}"
+            lines.append(f"| {method} | {variant} | {frozen} | {ft} | {c['verdict']} |")
+    if not lines:
+        return []
+    return ["", "The rule that chooses the defaults (docs/protocol.md), each variant against the quick config as "
+            "it is: its frozen score (mean of kNN and linear-probe differences) minus the quick config's, per "
+            "task, and the same for the organ task's fine-tuning:", "",
+            "| method | variant | frozen score, minus the quick config's | fine-tuning, minus | verdict |",
+            "|---|---|---|---|---|", *lines]
 
 
 def difference(comparison: dict, task: str, probe: str, n: int) -> str:

@@ -280,3 +280,39 @@ def test_a_curve_clears_zero_where_every_later_interval_lies_above_it():
     points = [{"minutes": m, "low": low} for m, low in ((2.5, -0.1), (5, 0.01), (10, -0.01), (20, 0.02), (40, 0.05))]
     assert curves.first_clear(points) == 20
     assert curves.first_clear(points[:3]) is None
+
+
+def views_entry(method: str, variant: str, frozen: dict[str, float], finetune: float | None) -> dict:
+    """An entry of the views report whose kNN and linear differences on each task are ``frozen[task]``."""
+    rows = [{"task": t, "probe": p, "labels": n, "difference": d}
+            for t, d in frozen.items() for p in learning.PROBES for n in (5, 10)]
+    if finetune is not None:
+        rows.append({"task": "organ", "probe": learning.FINETUNE, "labels": 5, "difference": finetune})
+    return {"method": method, "variant": variant, "comparison": {"rows": rows}}
+
+
+UNDECIDED = "not decided: a task or fine-tuning is missing"
+
+
+@pytest.mark.parametrize("variant, frozen, finetune, verdict", [
+    ("no-flips", {"organ": -0.02, "covid": -0.01, "brain": +0.05}, -0.01, "keep the quick config"),
+    ("no-flips", {"organ": -0.02, "covid": -0.01, "brain": +0.05}, +0.01, "change"),  # fine-tuning gains
+    ("ct-aware", {"organ": -0.02, "covid": +0.01, "brain": +0.05}, -0.03, "change"),  # worse on one task only
+    ("centred-crops", {"organ": +0.02, "covid": +0.01, "brain": -0.05}, 0.0, "change"),
+    ("centred-crops", {"organ": +0.02, "covid": -0.01, "brain": -0.05}, +0.02, "keep the quick config"),
+    ("fixed-window", {"organ": +0.02, "covid": +0.01, "brain": +0.05}, -0.01, "keep the quick config"),
+    ("fixed-window", {"organ": +0.02, "covid": +0.01}, +0.01, UNDECIDED),
+    ("full-range", {"organ": +0.02, "covid": +0.01, "brain": 0.0}, None, UNDECIDED),
+])
+def test_views_ablation_applies_the_rule_that_chooses_the_defaults(variant, frozen, finetune, verdict):
+    as_is = views_entry("simclr", "as-is", {"organ": 0.05, "covid": 0.02, "brain": 0.0}, 0.05)
+    entry = views_entry("simclr", variant, {t: as_is_d + frozen[t] for t, as_is_d in
+                                            {"organ": 0.05, "covid": 0.02, "brain": 0.0}.items() if t in frozen},
+                        None if finetune is None else 0.05 + finetune)
+    got = views.choice(variant, as_is, entry, [5, 10], [5])
+    assert got["verdict"] == verdict
+    assert got["frozen"] == pytest.approx(frozen)
+    report = {"settings": {"labels": [5, 10], "finetune": {"labels": [5]}},
+              "entries": {"simclr-as-is": as_is, f"simclr-{variant}": entry}}
+    (line,) = [x for x in views.choices(report) if x.startswith("| simclr |")]
+    assert line.endswith(f"| {verdict} |") and f"| {variant} |" in line
