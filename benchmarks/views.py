@@ -1,14 +1,15 @@
 """Which views keep CT anatomy? The views ablation.
 
-Each method pre-trains on the phantom slice store with its quick config changed in one respect at
-a time (VARIANTS: no flips, no rotation, the full HU range or one fixed window instead of random
-windows, larger crops, centred crops, and all the CT-aware choices together), for the same
-budget, and each backbone is scored as in the learning benchmark (``python -m
-benchmarks.learning``): on the organ task with 5 and 10 labels per class, by fine-tuning (the
-study's protocol, the short schedule), the kNN vote and the linear probe, paired with random init; and, so that a choice rests on more than
-one task, by the kNN vote and the linear probe on the COVID and brain phantoms. It also counts
-laterality errors: organ test images of a left or right organ that the linear probe puts in the
-mirror class (lung-left as lung-right, ...), since a flipped slice shows the other side's anatomy.
+Each method pre-trains on the phantom slice store with its quick config changed in one respect at a
+time (VARIANTS: no flips, no rotation, the full HU range or one fixed window instead of random
+windows, larger crops, centred crops, and all the CT-aware choices together), for the same budget,
+and each backbone is scored as in the learning benchmark (``python -m benchmarks.learning``): on
+the organ task with 5 and 10 labels per class, by fine-tuning (the study's protocol, the short
+schedule), the kNN vote and the linear probe, paired with random init; and, so that a choice rests
+on more than one task, by the kNN vote and the linear probe on the COVID and brain phantoms. It
+also counts laterality errors: organ test images of a left or right organ that the linear probe
+puts in the mirror class (lung-left as lung-right, ...), since a flipped slice shows the other
+side's anatomy.
 
     python -m benchmarks.views --methods simclr spark --steps 500
     python -m benchmarks.views --methods simclr --variants as-is no-flips --steps 200 --work /tmp/views
