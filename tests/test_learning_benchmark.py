@@ -190,10 +190,10 @@ def test_random_init_draws_different_weights_per_seed(tmp_path):
 
 
 def test_views_ablation_changes_one_thing_per_variant_and_counts_laterality_errors(tmp_path):
-    configs = {v: yaml.safe_load(views.variant_config("mocov2", v, None, tmp_path / "c").read_text())
+    configs = {v: yaml.safe_load(views.variant_config("byol", v, None, tmp_path / "c").read_text())
                for v in views.VARIANTS}
     as_is = configs["as-is"]
-    assert as_is == yaml.safe_load(quick_config("mocov2").read_text())
+    assert as_is == yaml.safe_load(quick_config("byol").read_text())
     assert as_is["data"]["views"][0]["hflip_p"] > 0 and as_is["data"]["views"][0]["rotate_p"] > 0
     flips = {k: v for k, v in configs["no-flips"]["data"]["views"][0].items() if v != as_is["data"]["views"][0][k]}
     assert flips == {"hflip_p": 0.0, "vflip_p": 0.0}
@@ -209,7 +209,7 @@ def test_views_ablation_changes_one_thing_per_variant_and_counts_laterality_erro
         assert {k: configs[v][k] for k in configs[v] if k != "data"} == {k: as_is[k] for k in as_is if k != "data"}
 
     work, schedule = tiny_benchmark(tmp_path, epochs=1, frozen=0)
-    command = [sys.executable, "-m", "benchmarks.views", "--methods", "mocov2", "--variants", "as-is", "no-flips",
+    command = [sys.executable, "-m", "benchmarks.views", "--methods", "byol", "--variants", "as-is", "no-flips",
                "--steps", "3", "--labels", "1", "--seeds", "2", "--finetune-seeds", "1", "--finetune-schedule",
                str(schedule), "--work", str(work), "--out", str(tmp_path / "out")]
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -220,7 +220,7 @@ def test_views_ablation_changes_one_thing_per_variant_and_counts_laterality_erro
     mirrors = [organ.classes.index(name) for name in ("kidney-left", "kidney-right", "lung-left", "lung-right")]
     mirror_tested = int(np.isin(organ.splits["test"].labels, mirrors).sum())
     (report,) = [json.loads(p.read_text()) for p in (tmp_path / "out").glob("views-*.json")]
-    assert set(report["entries"]) == {"mocov2-as-is", "mocov2-no-flips"}
+    assert set(report["entries"]) == {"byol-as-is", "byol-no-flips"}
     for entry in report["entries"].values():
         assert entry["steps"] == 3
         assert {(r["task"], r["probe"]) for r in entry["comparison"]["rows"]} == {
@@ -232,8 +232,8 @@ def test_views_ablation_changes_one_thing_per_variant_and_counts_laterality_erro
     (random_lateral,) = report["random_laterality"].values()
     assert random_lateral["tested"] == mirror_tested > 0
     text = (tmp_path / "out" / f"views-{report['machine']}.md").read_text()
-    assert "| mocov2 | no-flips | 3 |" in text and "laterality" in text
-    assert (tmp_path / "out" / f"views-{report['machine']}-mocov2.png").stat().st_size > 0
+    assert "| byol | no-flips | 3 |" in text and "laterality" in text
+    assert (tmp_path / "out" / f"views-{report['machine']}-byol.png").stat().st_size > 0
     assert "| method | variant | covid knn 1/class | covid linear 1/class | brain knn 1/class |" in text
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert "  pre-training " not in again.stdout and "  fine-tuned " not in again.stdout
@@ -247,8 +247,23 @@ def test_views_ablation_runs_a_config_once_when_a_change_leaves_it_as_it_was(tmp
                        "swav-ct-aware": "swav-no-flips"}
     assert list(runs) == ["as-is", "no-flips", "full-range", "fixed-window", "centred-crops"]
     assert len({path.read_text() for path in runs.values()}) == len(runs)
-    runs, same_as = views.distinct_variants("mocov2", list(views.VARIANTS), None, tmp_path)
+    runs, same_as = views.distinct_variants("byol", list(views.VARIANTS), None, tmp_path)
     assert same_as == {} and list(runs) == list(views.VARIANTS)
+
+
+def test_quick_configs_chosen_by_the_views_ablation_keep_ct_anatomy(tmp_path):
+    """SimCLR's and MoCo v2's quick configs took the ablation's verdicts (docs/protocol.md): no flips
+    or rotation; MoCo v2 also centred crops of at least 60 %. Their CT-aware variants change nothing,
+    while the full configs keep the study's views."""
+    runs, same_as = views.distinct_variants("simclr", list(views.VARIANTS), None, tmp_path / "simclr")
+    assert {k: v for k, v in same_as.items() if v == "simclr-as-is"} == {
+        "simclr-no-flips": "simclr-as-is", "simclr-no-rotation": "simclr-as-is", "simclr-ct-aware": "simclr-as-is"}
+    runs, same_as = views.distinct_variants("mocov2", list(views.VARIANTS), None, tmp_path / "mocov2")
+    assert list(runs) == ["as-is", "full-range", "fixed-window"]
+    assert set(same_as.values()) == {"mocov2-as-is"}
+    for method in ("simclr", "mocov2"):
+        (study,) = yaml.safe_load((ROOT / "Pre-Training" / "configs" / f"{method}.yaml").read_text())["data"]["views"]
+        assert study.get("hflip_p", 0.5) > 0 and study.get("crop_position", "random") == "random"
 
 
 def test_learning_curves_score_the_backbones_kept_along_one_run(tmp_path):
