@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEMO   ?= demo-output
 # the methods the demo pre-trains (METHODS=all: every registered one), minutes per method (the
 # learning-rate schedule stretches over them), and the label-subset seeds of each training fraction.
-# SimCLR by default: on 2 CPU cores its 64 px views fit about 400 steps in 4 minutes, enough to help
+# SimCLR by default: on 2 CPU cores its 64 px views fit about 550 steps in 4 minutes, enough to help
 # fine-tuning; SparK (METHODS=spark DEMO_SIZE=128) needs a longer budget (README, learning curves)
 METHODS ?= simclr
 DEMO_MINUTES ?= 4
