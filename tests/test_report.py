@@ -161,6 +161,14 @@ def test_labels_saved_reached_and_not_reached(study):
     assert "organ, finetune: byol does not reach random init's accuracy at 100 % (n=252, 0.800)" in lines
 
 
+def test_a_sweep_of_one_fraction_names_it_and_does_not_claim_labels_saved_or_lost(tmp_path):
+    rows = [r for r in study_rows() if r["fraction"] == 0.25 and r["method"] in ("random", "spark")]
+    lines = build_report(write(tmp_path / "results.csv", rows)).findings
+    assert lines[0] == "organ, finetune: spark beats random init at 25 %"
+    assert lines[1] == ("organ, finetune: spark reaches random init's accuracy at 25 % (n=63, 0.600); no smaller "
+                        "fraction ran, so the labels it would save are not measured")
+
+
 def test_labels_saved_needs_seeds_and_test_images(tmp_path):
     few_seeds = [row for row in study_rows() if row["seed"] < 2]
     lines = build_report(write(tmp_path / "results.csv", few_seeds)).findings

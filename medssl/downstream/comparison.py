@@ -155,8 +155,8 @@ PHRASES = {  # verdict: (first in the sentence, later in it)
 
 def where(fractions: list[float], every: list[float], verdict: str) -> str:
     """'at any fraction'; 'from 25 % up', 'up to 10 %' (three fractions or more at the top or
-    bottom); else a list: 'at 1 % and 5 %'."""
-    if fractions == every:
+    bottom); else a list: 'at 1 % and 5 %' (and 'at 15 %' where the sweep ran one fraction)."""
+    if fractions == every and len(every) > 1:
         return "at any fraction" if verdict == "no difference" else "at every fraction"
     if len(fractions) > 2 and fractions == every[-len(fractions):]:
         return f"from {percent(fractions[0])} up"
@@ -207,6 +207,9 @@ def labels_saved_line(summary: pd.DataFrame, label: str, baseline: str, metric: 
         tested = "an unknown number of" if np.isnan(n_test) else f"{n_test:.0f}"
         return (f"{display(label)} vs {goal}: too few to tell ({seeds} seeds, {tested} {unit}; a claim "
                 f"of labels saved needs {MIN_SEEDS} seeds and {least} {unit})")
+    if fraction == reference and not (own.index < reference).any():
+        return (f"{display(label)} reaches {goal}; no smaller fraction ran, so the labels it would save "
+                f"are not measured")
     if fraction == reference:
         return f"{display(label)} reaches {goal} only at that fraction: no labels saved"
     if fraction > reference:
