@@ -189,11 +189,24 @@ def test_random_init_draws_different_weights_per_seed(tmp_path):
     assert np.array_equal(a, a_again) and not np.allclose(a, b)
 
 
+def study_style_quick_configs(folder: Path) -> Path:
+    """A folder with MoCo v2's quick config whose views flip, rotate and crop anywhere, as the study's
+    do (the views ablation's starting point, whatever defaults it has chosen since)."""
+    config = yaml.safe_load(quick_config("mocov2").read_text())
+    config["data"]["views"] = [{"size": 64, "count": 2, "scale": [0.2, 1.0], "rotate_p": 0.5, "hflip_p": 0.5,
+                                "vflip_p": 0.5, "jitter_p": 0.8, "blur_p": 0.5, "noise_p": 0.5,
+                                "mean": [0.25], "std": [0.32]}]
+    folder.mkdir(parents=True)
+    (folder / "mocov2_quick.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return folder
+
+
 def test_views_ablation_changes_one_thing_per_variant_and_counts_laterality_errors(tmp_path):
-    configs = {v: yaml.safe_load(views.variant_config("byol", v, None, tmp_path / "c").read_text())
+    study_style = study_style_quick_configs(tmp_path / "quick")
+    configs = {v: yaml.safe_load(views.variant_config("mocov2", v, study_style, tmp_path / "c").read_text())
                for v in views.VARIANTS}
     as_is = configs["as-is"]
-    assert as_is == yaml.safe_load(quick_config("byol").read_text())
+    assert as_is == yaml.safe_load((study_style / "mocov2_quick.yaml").read_text())
     assert as_is["data"]["views"][0]["hflip_p"] > 0 and as_is["data"]["views"][0]["rotate_p"] > 0
     flips = {k: v for k, v in configs["no-flips"]["data"]["views"][0].items() if v != as_is["data"]["views"][0][k]}
     assert flips == {"hflip_p": 0.0, "vflip_p": 0.0}
@@ -209,8 +222,8 @@ def test_views_ablation_changes_one_thing_per_variant_and_counts_laterality_erro
         assert {k: configs[v][k] for k in configs[v] if k != "data"} == {k: as_is[k] for k in as_is if k != "data"}
 
     work, schedule = tiny_benchmark(tmp_path, epochs=1, frozen=0)
-    command = [sys.executable, "-m", "benchmarks.views", "--methods", "byol", "--variants", "as-is", "no-flips",
-               "--steps", "3", "--labels", "1", "--seeds", "2", "--finetune-seeds", "1", "--finetune-schedule",
+    command = [sys.executable, "-m", "benchmarks.views", "--methods", "mocov2", "--variants", "as-is", "no-flips",
+               "--configs", str(study_style), "--steps", "3", "--labels", "1", "--seeds", "2", "--finetune-seeds", "1", "--finetune-schedule",
                str(schedule), "--work", str(work), "--out", str(tmp_path / "out")]
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -220,7 +233,7 @@ def test_views_ablation_changes_one_thing_per_variant_and_counts_laterality_erro
     mirrors = [organ.classes.index(name) for name in ("kidney-left", "kidney-right", "lung-left", "lung-right")]
     mirror_tested = int(np.isin(organ.splits["test"].labels, mirrors).sum())
     (report,) = [json.loads(p.read_text()) for p in (tmp_path / "out").glob("views-*.json")]
-    assert set(report["entries"]) == {"byol-as-is", "byol-no-flips"}
+    assert set(report["entries"]) == {"mocov2-as-is", "mocov2-no-flips"}
     for entry in report["entries"].values():
         assert entry["steps"] == 3
         assert {(r["task"], r["probe"]) for r in entry["comparison"]["rows"]} == {
@@ -232,8 +245,8 @@ def test_views_ablation_changes_one_thing_per_variant_and_counts_laterality_erro
     (random_lateral,) = report["random_laterality"].values()
     assert random_lateral["tested"] == mirror_tested > 0
     text = (tmp_path / "out" / f"views-{report['machine']}.md").read_text()
-    assert "| byol | no-flips | 3 |" in text and "laterality" in text
-    assert (tmp_path / "out" / f"views-{report['machine']}-byol.png").stat().st_size > 0
+    assert "| mocov2 | no-flips | 3 |" in text and "laterality" in text
+    assert (tmp_path / "out" / f"views-{report['machine']}-mocov2.png").stat().st_size > 0
     assert "| method | variant | covid knn 1/class | covid linear 1/class | brain knn 1/class |" in text
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert "  pre-training " not in again.stdout and "  fine-tuned " not in again.stdout
@@ -247,7 +260,8 @@ def test_views_ablation_runs_a_config_once_when_a_change_leaves_it_as_it_was(tmp
                        "swav-ct-aware": "swav-no-flips"}
     assert list(runs) == ["as-is", "no-flips", "full-range", "fixed-window", "centred-crops"]
     assert len({path.read_text() for path in runs.values()}) == len(runs)
-    runs, same_as = views.distinct_variants("byol", list(views.VARIANTS), None, tmp_path)
+    study_style = study_style_quick_configs(tmp_path / "quick")
+    runs, same_as = views.distinct_variants("mocov2", list(views.VARIANTS), study_style, tmp_path / "c")
     assert same_as == {} and list(runs) == list(views.VARIANTS)
 
 
