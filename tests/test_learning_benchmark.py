@@ -223,8 +223,8 @@ def test_views_ablation_changes_one_thing_per_variant_and_counts_laterality_erro
 
     work, schedule = tiny_benchmark(tmp_path, epochs=1, frozen=0)
     command = [sys.executable, "-m", "benchmarks.views", "--methods", "mocov2", "--variants", "as-is", "no-flips",
-               "--configs", str(study_style), "--steps", "3", "--labels", "1", "--seeds", "2", "--finetune-seeds", "1", "--finetune-schedule",
-               str(schedule), "--work", str(work), "--out", str(tmp_path / "out")]
+               "--configs", str(study_style), "--steps", "3", "--labels", "1", "--seeds", "2", "--finetune-seeds", "1",
+               "--finetune-schedule", str(schedule), "--work", str(work), "--out", str(tmp_path / "out")]
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     from medssl.downstream.tasks import load_task
