@@ -266,16 +266,19 @@ def test_views_ablation_runs_a_config_once_when_a_change_leaves_it_as_it_was(tmp
 
 
 def test_quick_configs_chosen_by_the_views_ablation_keep_ct_anatomy(tmp_path):
-    """SimCLR's and MoCo v2's quick configs took the ablation's verdicts (docs/protocol.md): no flips
-    or rotation; MoCo v2 also centred crops of at least 60 %. Their CT-aware variants change nothing,
-    while the full configs keep the study's views."""
+    """SimCLR's, MoCo v2's and BYOL's quick configs took the ablation's verdicts (docs/protocol.md):
+    no flips or rotation, MoCo v2 also centred crops of at least 60 %; BYOL no rotation, flips kept.
+    The variants that take those views away change nothing, while the full configs keep the study's
+    views."""
     runs, same_as = views.distinct_variants("simclr", list(views.VARIANTS), None, tmp_path / "simclr")
     assert {k: v for k, v in same_as.items() if v == "simclr-as-is"} == {
         "simclr-no-flips": "simclr-as-is", "simclr-no-rotation": "simclr-as-is", "simclr-ct-aware": "simclr-as-is"}
     runs, same_as = views.distinct_variants("mocov2", list(views.VARIANTS), None, tmp_path / "mocov2")
     assert list(runs) == ["as-is", "full-range", "fixed-window"]
     assert set(same_as.values()) == {"mocov2-as-is"}
-    for method in ("simclr", "mocov2"):
+    runs, same_as = views.distinct_variants("byol", list(views.VARIANTS), None, tmp_path / "byol")
+    assert same_as == {"byol-no-rotation": "byol-as-is", "byol-ct-aware": "byol-no-flips"}
+    for method in ("simclr", "mocov2", "byol"):
         (study,) = yaml.safe_load((ROOT / "Pre-Training" / "configs" / f"{method}.yaml").read_text())["data"]["views"]
         assert study.get("hflip_p", 0.5) > 0 and study.get("crop_position", "random") == "random"
 
