@@ -254,10 +254,10 @@ def test_views_ablation_changes_one_thing_per_variant_and_counts_laterality_erro
 
 
 def test_views_ablation_runs_a_config_once_when_a_change_leaves_it_as_it_was(tmp_path):
-    runs, same_as = views.distinct_variants("swav", list(views.VARIANTS), None, tmp_path)
-    assert same_as == {"swav-no-rotation": "swav-as-is",  # its views do not rotate
-                       "swav-large-crops": "swav-as-is",  # its global crops take 90 % or more already
-                       "swav-ct-aware": "swav-no-flips"}
+    runs, same_as = views.distinct_variants("dino", list(views.VARIANTS), None, tmp_path)
+    assert same_as == {"dino-no-rotation": "dino-as-is",  # its views do not rotate
+                       "dino-large-crops": "dino-as-is",  # its global crops take 90 % or more already
+                       "dino-ct-aware": "dino-no-flips"}
     assert list(runs) == ["as-is", "no-flips", "full-range", "fixed-window", "centred-crops"]
     assert len({path.read_text() for path in runs.values()}) == len(runs)
     study_style = study_style_quick_configs(tmp_path / "quick")
@@ -266,8 +266,9 @@ def test_views_ablation_runs_a_config_once_when_a_change_leaves_it_as_it_was(tmp
 
 
 def test_quick_configs_chosen_by_the_views_ablation_keep_ct_anatomy(tmp_path):
-    """SimCLR's, MoCo v2's and BYOL's quick configs took the ablation's verdicts (docs/protocol.md):
-    no flips or rotation, MoCo v2 also centred crops of at least 60 %; BYOL no rotation, flips kept.
+    """SimCLR's, MoCo v2's, BYOL's and SwAV's quick configs took the ablation's verdicts
+    (docs/protocol.md): no flips or rotation, MoCo v2 also centred crops of at least 60 %; BYOL no
+    rotation, flips kept; SwAV no flips (its views never rotate).
     The variants that take those views away change nothing, while the full configs keep the study's
     views."""
     runs, same_as = views.distinct_variants("simclr", list(views.VARIANTS), None, tmp_path / "simclr")
@@ -278,8 +279,11 @@ def test_quick_configs_chosen_by_the_views_ablation_keep_ct_anatomy(tmp_path):
     assert set(same_as.values()) == {"mocov2-as-is"}
     runs, same_as = views.distinct_variants("byol", list(views.VARIANTS), None, tmp_path / "byol")
     assert same_as == {"byol-no-rotation": "byol-as-is", "byol-ct-aware": "byol-no-flips"}
-    for method in ("simclr", "mocov2", "byol"):
-        (study,) = yaml.safe_load((ROOT / "Pre-Training" / "configs" / f"{method}.yaml").read_text())["data"]["views"]
+    runs, same_as = views.distinct_variants("swav", list(views.VARIANTS), None, tmp_path / "swav")
+    assert list(runs) == ["as-is", "full-range", "fixed-window", "centred-crops"]  # no flips, no rotation
+    assert all(v["hflip_p"] == 0 for v in yaml.safe_load(runs["as-is"].read_text())["data"]["views"])
+    for method in ("simclr", "mocov2", "byol", "swav"):
+        study = yaml.safe_load((ROOT / "Pre-Training" / "configs" / f"{method}.yaml").read_text())["data"]["views"][0]
         assert study.get("hflip_p", 0.5) > 0 and study.get("crop_position", "random") == "random"
 
 
