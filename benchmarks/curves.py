@@ -33,7 +33,7 @@ from benchmarks import common
 from benchmarks.learning import GOAL_LABELS, label
 from benchmarks.learning.comparison import compare
 from benchmarks.learning.figures import panels, save
-from benchmarks.learning.options import finetune_plan, scoring_arguments
+from benchmarks.learning.options import finetune_plan, parse, scoring_arguments
 from benchmarks.learning.pretraining import phantom, pretrain
 from benchmarks.learning.scoring import evaluate
 
@@ -131,7 +131,7 @@ def main(argv=None) -> int:
     ap.add_argument("--marks", nargs="+", type=float, default=list(MARKS), help="minutes at which backbones are kept")
     scoring_arguments(ap, labels=list(GOAL_LABELS), finetune_labels=[5], finetune_seeds=3, finetune_tasks=["organ"],
                       work="learning-work")
-    args = ap.parse_args(argv)
+    args = parse(ap, argv)
     torch.set_num_threads(common.cores())
     root = phantom(args.work)
     seeds = list(range(args.seeds))

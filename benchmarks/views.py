@@ -35,7 +35,7 @@ from benchmarks import common
 from benchmarks.learning import FINETUNE, GOAL_LABELS, PROBES, PROTOCOLS, TASKS
 from benchmarks.learning.cache import safe_name
 from benchmarks.learning.comparison import compare, row_of
-from benchmarks.learning.options import finetune_plan, scoring_arguments
+from benchmarks.learning.options import finetune_plan, parse, scoring_arguments
 from benchmarks.learning.pretraining import phantom, pretrain
 from benchmarks.learning.probes import features, input_of
 from benchmarks.learning.scoring import evaluate
@@ -320,7 +320,7 @@ def main(argv=None) -> int:
     ap.add_argument("--minutes", type=float, help="pre-training time per method and variant instead of --steps")
     scoring_arguments(ap, labels=list(GOAL_LABELS), finetune_labels=list(GOAL_LABELS), finetune_seeds=5,
                       finetune_tasks=["organ"], work="views-work")
-    args = ap.parse_args(argv)
+    args = parse(ap, argv)
     torch.set_num_threads(common.cores())
     root = phantom(args.work)
     seeds = list(range(args.seeds))

@@ -1,5 +1,6 @@
 """The learning benchmark (benchmarks/learning/), its views ablation and learning curves: their
 statistics on known numbers, and one tiny real run of each command."""
+import argparse
 import json
 import re
 import signal
@@ -14,6 +15,7 @@ import yaml
 
 from benchmarks import curves, learning, views
 from benchmarks.common import quick_config
+from benchmarks.learning import options
 from benchmarks.learning.comparison import compare
 from benchmarks.learning.probes import effective_rank, features, input_of, scores
 from medssl.data.phantom import write_phantom_store
@@ -285,6 +287,40 @@ def test_quick_configs_chosen_by_the_views_ablation_keep_ct_anatomy(tmp_path):
     for method in ("simclr", "mocov2", "byol", "swav"):
         study = yaml.safe_load((ROOT / "Pre-Training" / "configs" / f"{method}.yaml").read_text())["data"]["views"][0]
         assert study.get("hflip_p", 0.5) > 0 and study.get("crop_position", "random") == "random"
+
+
+def test_configs_at_a_revision_are_the_quick_configs_as_committed_then(tmp_path):
+    """``--configs-at REV`` repeats a report made before the quick configs changed: it writes the
+    revision's ``*_quick.yaml`` (not the full configs, not today's files) into the work folder."""
+    repo, work = tmp_path / "repo", tmp_path / "work"
+    configs = repo / "Pre-Training" / "configs"
+    configs.mkdir(parents=True)
+
+    def git(*words):
+        return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *words],
+                              check=True, capture_output=True, text=True).stdout.strip()
+
+    git("init", "-q")
+    (configs / "simclr_quick.yaml").write_text("data: {views: [{hflip_p: 0.5}]}\n")
+    (configs / "simclr.yaml").write_text("full: true\n")
+    git("add", ".")
+    git("commit", "-qm", "study views")
+    before = git("rev-parse", "HEAD")
+    (configs / "simclr_quick.yaml").write_text("data: {views: [{hflip_p: 0.0}]}\n")
+    git("commit", "-qam", "no flips")
+    folder = options.configs_at(before[:7], work, repo)
+    assert folder == work / f"configs-at-{before[:12]}"
+    assert [p.name for p in folder.iterdir()] == ["simclr_quick.yaml"]
+    assert (folder / "simclr_quick.yaml").read_text() == "data: {views: [{hflip_p: 0.5}]}\n"
+    assert options.configs_at("HEAD", work, repo).joinpath("simclr_quick.yaml").read_text().count("0.0") == 1
+    with pytest.raises(SystemExit, match="--configs-at no-such-revision: git cannot read it"):
+        options.configs_at("no-such-revision", work, repo)
+    ap = argparse.ArgumentParser()
+    options.scoring_arguments(ap, labels=[5], finetune_labels=[5], finetune_seeds=1, finetune_tasks=["organ"],
+                              work=str(work))
+    assert options.parse(ap, ["--configs-at", "HEAD"]).configs.name.startswith("configs-at-")
+    with pytest.raises(SystemExit):  # one way to name the configs at a time
+        options.parse(ap, ["--configs-at", "HEAD", "--configs", str(configs)])
 
 
 def test_learning_curves_score_the_backbones_kept_along_one_run(tmp_path):

@@ -34,7 +34,7 @@ from benchmarks import common
 from benchmarks.learning import ALL, GOAL_LABELS, TASKS
 from benchmarks.learning.comparison import compare
 from benchmarks.learning.figures import plots
-from benchmarks.learning.options import finetune_plan, scoring_arguments
+from benchmarks.learning.options import finetune_plan, parse, scoring_arguments
 from benchmarks.learning.pretraining import phantom, pretrain
 from benchmarks.learning.report import markdown
 from benchmarks.learning.scoring import evaluate
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, help="pre-training steps per method instead of --minutes")
     scoring_arguments(ap, labels=[5, 10, 25, ALL], finetune_labels=list(GOAL_LABELS), finetune_seeds=5,
                       finetune_tasks=list(TASKS), work="learning-work", segmentation_seeds=3)
-    args = ap.parse_args(argv)
+    args = parse(ap, argv)
     torch.set_num_threads(common.cores())
     root = phantom(args.work)
     pretraining = {m: pretrain(m, common.quick_config(m, args.configs), root / "store", args.work / "pretrain" / m,

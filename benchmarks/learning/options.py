@@ -3,12 +3,14 @@ the views ablation and the learning curves (each with its own defaults)."""
 from __future__ import annotations
 
 import argparse
+import subprocess
 from pathlib import Path
 
 import yaml
 
-from benchmarks.common import RESULTS
+from benchmarks.common import RESULTS, ROOT
 from benchmarks.learning import QUICK_SCHEDULE, SEGMENTATION_PATIENTS, TASKS
+from medssl.files import atomic_write_bytes
 
 
 def scoring_arguments(ap: argparse.ArgumentParser, *, labels, finetune_labels, finetune_seeds: int,
@@ -28,9 +30,46 @@ def scoring_arguments(ap: argparse.ArgumentParser, *, labels, finetune_labels, f
                     help="fine-tune config with the schedule (trainer.max_epochs, model.freeze_epochs)")
     ap.add_argument("--workers", type=int, default=1, help="pre-training data workers")
     ap.add_argument("--work", type=Path, default=Path(work), help="phantom data, runs and scores (kept)")
-    ap.add_argument("--configs", type=Path, help="folder of the <method>_quick.yaml configs (default: the "
-                    "registry's: $MEDSSL_PRETRAIN_CONFIGS, else Pre-Training/configs)")
+    configs = ap.add_mutually_exclusive_group()
+    configs.add_argument("--configs", type=Path, help="folder of the <method>_quick.yaml configs (default: the "
+                         "registry's: $MEDSSL_PRETRAIN_CONFIGS, else Pre-Training/configs)")
+    configs.add_argument("--configs-at", metavar="REV", help="the quick configs as they were at git revision REV "
+                         "of this repository (e.g. to repeat a committed report made before they changed)")
     ap.add_argument("--out", type=Path, default=RESULTS)
+
+
+def parse(ap: argparse.ArgumentParser, argv: list[str] | None):
+    """``ap``'s arguments, ``--configs-at REV`` resolved into ``--configs``: the revision's quick
+    configs written to ``<work>/configs-at-<commit>``."""
+    args = ap.parse_args(argv)
+    if args.configs_at:
+        args.configs = configs_at(args.configs_at, args.work)
+    return args
+
+
+def configs_at(revision: str, work: Path, repository: Path = ROOT) -> Path:
+    """Write the ``Pre-Training/configs/*_quick.yaml`` files of git ``revision`` of ``repository``
+    into ``work/configs-at-<commit>`` and return that folder; a revision git does not know (or no
+    git at all) stops with the reason."""
+    def git(*words: str) -> bytes:
+        try:
+            return subprocess.run(["git", "-C", str(repository), *words], check=True, capture_output=True).stdout
+        except FileNotFoundError:
+            raise SystemExit(f"--configs-at {revision}: git is not installed") from None
+        except subprocess.CalledProcessError as error:
+            raise SystemExit(f"--configs-at {revision}: git cannot read it in {repository}: "
+                             f"{error.stderr.decode(errors='replace').strip()}") from None
+
+    commit = git("rev-parse", "--verify", f"{revision}^{{commit}}").decode().strip()
+    names = [n for n in git("ls-tree", "--name-only", f"{commit}:Pre-Training/configs").decode().split()
+             if n.endswith("_quick.yaml")]
+    if not names:
+        raise SystemExit(f"--configs-at {revision}: no Pre-Training/configs/*_quick.yaml at that revision")
+    folder = work / f"configs-at-{commit[:12]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        atomic_write_bytes(folder / name, git("show", f"{commit}:Pre-Training/configs/{name}"))
+    return folder
 
 
 def finetune_plan(args) -> dict | None:
