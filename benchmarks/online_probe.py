@@ -50,7 +50,8 @@ def make_data(folder: Path, slices: int, labelled_ratio: float) -> tuple[Path, P
     store = write_phantom_store(folder / "store", patients=max(1, slices // 32), slices_per_patient=32,
                                 size=64, seed=0, workers=1, progress=False).path
     per_class = max(2, round(labelled_ratio * slices / 7 / 0.85))  # 7 organs; train + test = 85 %
-    tasks = write_phantom_tasks(folder / "tasks", size=32, counts=TaskCounts(per_class, 2, 2), progress=False)
+    counts = TaskCounts(per_class, 2, 2, covid_extra_test_per_class=0, brain_extra_test_per_class=0)  # organ only
+    tasks = write_phantom_tasks(folder / "tasks", size=32, counts=counts, progress=False)
     return store, tasks["organ"]
 
 

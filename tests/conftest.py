@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from medssl.downstream.phantom_tasks import TaskCounts
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def task_counts(*per_class: int) -> TaskCounts:
+    """Phantom task counts (TaskCounts' positional fields) without the extra test images: tests
+    that need a few images of a task, not a test set that decides a benchmark."""
+    return TaskCounts(*per_class, covid_extra_test_per_class=0, brain_extra_test_per_class=0)
 
 DDP_SCRIPT = textwrap.dedent("""
     import json, sys, torch, pytorch_lightning as pl

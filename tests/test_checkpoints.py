@@ -27,11 +27,11 @@ from medssl.checkpoints import (
 )
 from medssl.checkpoints.export import export_backbone
 from medssl.data.input_mapping import IMAGENET_INPUT
-from medssl.downstream.phantom_tasks import TaskCounts, write_phantom_tasks
+from medssl.downstream.phantom_tasks import write_phantom_tasks
 from medssl.downstream.sweep import SweepConfig, check_inputs, run_sweep
 from medssl.pretrain.methods import method_names
 
-from conftest import RangeHandler
+from conftest import RangeHandler, task_counts
 from registered import build, quick_views, view_sizes, without_warmup
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -356,7 +356,7 @@ def test_a_released_name_of_another_arch_says_which_to_use(reference, tmp_path):
 def test_the_sweep_runs_imagenet_by_name_beside_random(tmp_path, monkeypatch):
     torchvision_style(tmp_path).rename(tmp_path / RELEASED["imagenet-resnet18"].filename)
     monkeypatch.setenv(CHECKPOINTS_ENV, str(tmp_path))
-    tasks = write_phantom_tasks(tmp_path / "tasks", size=32, counts=TaskCounts(4, 1, 1), progress=False)
+    tasks = write_phantom_tasks(tmp_path / "tasks", size=32, counts=task_counts(4, 1, 1), progress=False)
     config = SweepConfig({"organ": ("medmnist", str(tasks["organ"]))}, ("random", "imagenet-resnet18"),
                          fractions=(1.0,), seeds=(0,),
                          finetune=("--model.mode", "knn", "--model.arch", "resnet18", "--data.image_size", "32",
@@ -370,7 +370,7 @@ def test_the_sweep_runs_imagenet_by_name_beside_random(tmp_path, monkeypatch):
 def test_a_sweep_without_an_architecture_runs_random_init_on_the_checkpoints(tmp_path, monkeypatch):
     torchvision_style(tmp_path).rename(tmp_path / RELEASED["imagenet-resnet18"].filename)
     monkeypatch.setenv(CHECKPOINTS_ENV, str(tmp_path))
-    tasks = write_phantom_tasks(tmp_path / "tasks", size=32, counts=TaskCounts(4, 1, 1), progress=False)
+    tasks = write_phantom_tasks(tmp_path / "tasks", size=32, counts=task_counts(4, 1, 1), progress=False)
     config = SweepConfig({"organ": ("medmnist", str(tasks["organ"]))}, ("random", "imagenet-resnet18"),
                          fractions=(1.0,), seeds=(0,), finetune=("--model.mode", "knn"))
     check_inputs(config)

@@ -14,13 +14,15 @@ from medssl.data.synthetic_dicom import write_series
 from medssl.downstream import FORMATS, ClassificationMetrics, Split, TaskData, TaskError, load_task, nested_subsets
 from medssl.downstream.formats import Sample, TaskFormat
 from medssl.downstream.formats.medmnist import read_npz
-from medssl.downstream.phantom_tasks import ORGAN_CLASSES, TaskCounts, write_phantom_tasks
+from medssl.downstream.phantom_tasks import ORGAN_CLASSES, write_phantom_tasks
+
+from conftest import task_counts
 
 
 @pytest.fixture(scope="module")
 def phantom_tasks(tmp_path_factory):
     root = tmp_path_factory.mktemp("down") / "tasks"
-    return write_phantom_tasks(root, size=32, counts=TaskCounts(4, 10, 10), progress=False)
+    return write_phantom_tasks(root, size=32, counts=task_counts(4, 10, 10), progress=False)
 
 
 def copy_of(path, tmp_path):

@@ -14,9 +14,11 @@ from medssl.checkpoints.formats import CheckpointFormat
 from medssl.downstream.cli import finetune_cli
 from medssl.downstream.datamodule import TaskDataModule
 from medssl.downstream.finetune import FineTune
-from medssl.downstream.phantom_tasks import TaskCounts, write_phantom_tasks
+from medssl.downstream.phantom_tasks import write_phantom_tasks
 from medssl.models import build_backbone
 from medssl.pretrain.knn_monitor import KNNMonitor
+
+from conftest import task_counts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def organ(tmp_path_factory):
     root = tmp_path_factory.mktemp("ft") / "tasks"
-    return write_phantom_tasks(root, size=32, counts=TaskCounts(6, 1, 1), progress=False)["organ"]
+    return write_phantom_tasks(root, size=32, counts=task_counts(6, 1, 1), progress=False)["organ"]
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from medssl.downstream.cli import finetune_cli
 from medssl.downstream.linear_probe import C_GRID, LinearProbe
-from medssl.downstream.phantom_tasks import TaskCounts, write_phantom_tasks
+from medssl.downstream.phantom_tasks import write_phantom_tasks
 from medssl.downstream.sweep import SweepConfig, run_sweep
+
+from conftest import task_counts
 
 FROZEN = ("knn", "linear")
 SMALL = ("--model.arch", "resnet18", "--data.image_size", "32", "--data.batch_size", "16",
@@ -20,7 +22,7 @@ SMALL = ("--model.arch", "resnet18", "--data.image_size", "32", "--data.batch_si
 @pytest.fixture(scope="module")
 def organ(tmp_path_factory):
     root = tmp_path_factory.mktemp("frozen") / "tasks"
-    return write_phantom_tasks(root, size=32, counts=TaskCounts(20, 1, 1), progress=False)["organ"]
+    return write_phantom_tasks(root, size=32, counts=task_counts(20, 1, 1), progress=False)["organ"]
 
 
 def logged_scalars(folder) -> dict[str, float]:

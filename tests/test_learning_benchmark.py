@@ -19,9 +19,9 @@ from benchmarks.learning import options
 from benchmarks.learning.comparison import compare
 from benchmarks.learning.probes import effective_rank, features, input_of, scores
 from medssl.data.phantom import write_phantom_store
-from medssl.downstream.phantom_tasks import TaskCounts, write_phantom_tasks
+from medssl.downstream.phantom_tasks import write_phantom_tasks
 
-from conftest import ROOT
+from conftest import ROOT, task_counts
 
 pytestmark = pytest.mark.slow
 
@@ -91,7 +91,8 @@ def tiny_benchmark(tmp_path, epochs: int, frozen: int):
     work = tmp_path / "work"
     write_phantom_store(work / "phantom" / "store", patients=5, slices_per_patient=8, size=64, seed=0,
                         workers=1, progress=False)
-    write_phantom_tasks(work / "phantom" / "tasks", size=32, counts=TaskCounts(4, 6, 6, 6, 4), progress=False)
+    counts = task_counts(4, 6, 6, 6, 4)
+    write_phantom_tasks(work / "phantom" / "tasks", size=32, counts=counts, progress=False)
     schedule = tmp_path / "schedule.yaml"
     schedule.write_text(f"trainer: {{max_epochs: {epochs}}}\nmodel: {{freeze_epochs: {frozen}}}\n")
     return work, schedule
@@ -182,7 +183,7 @@ def test_a_run_folder_is_re_used_only_with_the_settings_it_was_begun_with(tmp_pa
 
 
 def test_random_init_draws_different_weights_per_seed(tmp_path):
-    write_phantom_tasks(tmp_path / "tasks", size=32, counts=TaskCounts(4, 6, 6), progress=False)
+    write_phantom_tasks(tmp_path / "tasks", size=32, counts=task_counts(4, 6, 6), progress=False)
     from medssl.downstream.tasks import load_task
 
     task = load_task("covid", tmp_path / "tasks" / "covid", progress=False)

@@ -18,6 +18,8 @@ from medssl.cli import COMMANDS, main
 from medssl.data.phantom import phantom_volume
 from medssl.data.synthetic_dicom import write_series
 
+from conftest import task_counts
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # each script and the command module whose main it runs
@@ -184,9 +186,9 @@ def test_ordinary_mistakes_get_one_line_naming_the_file(tmp_path):
     proc = subprocess.run([sys.executable, "-m", *run, "--data.store", str(store), "--data.batch_size", "64"],
                           capture_output=True, text=True, timeout=300)
     assert "lower --data.batch_size (at most 16)" in one_line_error(proc)
-    from medssl.downstream.phantom_tasks import TaskCounts, write_phantom_tasks
+    from medssl.downstream.phantom_tasks import write_phantom_tasks
 
-    tasks = write_phantom_tasks(tmp_path / "tasks", size=32, counts=TaskCounts(4, 1, 1), progress=False)
+    tasks = write_phantom_tasks(tmp_path / "tasks", size=32, counts=task_counts(4, 1, 1), progress=False)
     finetune = [sys.executable, "-m", "medssl", "finetune", "fit", "--data.kind", "medmnist"]
     proc = subprocess.run([*finetune, "--data.path", str(tasks["organ"]), "--model.checkpoint", str(tmp_path)],
                           capture_output=True, text=True, timeout=300)

@@ -16,7 +16,7 @@ from medssl.pretrain.labelled_set import LabelledSetCallback
 from medssl.pretrain.methods import MoCoV2, method
 from medssl.pretrain.online_eval import EmbeddingPicture, OnlineLinearProbe, project_2d
 
-from conftest import phantom_store, run_two_process_ddp
+from conftest import phantom_store, run_two_process_ddp, task_counts
 
 VIEWS = [{"size": 32, "count": 2, "scale": [0.5, 1.0], "mean": [0.25], "std": [0.32]}]
 EPOCHS = 2
@@ -138,9 +138,9 @@ def drawn_legend(data: Path, monkeypatch, tmp_path) -> list[str]:
 
 
 def test_the_legend_names_the_classes_of_the_phantom_organ_task(monkeypatch, tmp_path):
-    from medssl.downstream.phantom_tasks import ORGAN_CLASSES, TaskCounts, write_phantom_tasks
+    from medssl.downstream.phantom_tasks import ORGAN_CLASSES, write_phantom_tasks
 
-    organ = write_phantom_tasks(tmp_path / "tasks", size=32, counts=TaskCounts(3, 1, 1), progress=False)["organ"]
+    organ = write_phantom_tasks(tmp_path / "tasks", size=32, counts=task_counts(3, 1, 1), progress=False)["organ"]
     assert drawn_legend(organ, monkeypatch, tmp_path) == list(ORGAN_CLASSES)
 
 

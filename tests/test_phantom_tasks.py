@@ -12,7 +12,8 @@ from sklearn.preprocessing import StandardScaler
 from medssl.downstream import phantom_tasks
 from medssl.downstream.phantom_tasks import ORGAN_CLASSES, TaskCounts, write_phantom_tasks
 
-COUNTS = TaskCounts(organ_per_class=40, covid_per_class=100, brain_per_class=100)
+COUNTS = TaskCounts(organ_per_class=40, covid_per_class=100, brain_per_class=100, covid_extra_test_per_class=4,
+                    brain_extra_test_per_class=3)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +67,7 @@ def test_covid_folder_has_the_ucsd_layout_with_disjoint_split_lists(tasks):
     root = tasks["covid"]
     for name in ("COVID", "NonCOVID"):
         files = {p.name for p in (root / "Images-processed" / f"CT_{name}").iterdir()}
-        assert len(files) == COUNTS.covid_per_class
+        assert len(files) == COUNTS.covid_per_class + COUNTS.covid_extra_test_per_class
         listed = []
         for split in ("train", "val", "test"):
             names = (root / "Data-split" / name / f"{split}CT_{name}.txt").read_text().split()
@@ -82,8 +83,25 @@ def test_brain_folder_has_train_and_test_per_class(tasks):
     counts = {(s, c): len(list((root / s / c).glob("*.png")))
               for s in ("train", "test") for c in ("a_without", "b_with")}
     assert all(counts.values())
-    assert sum(counts.values()) == 2 * COUNTS.brain_per_class
+    assert sum(counts.values()) == 2 * (COUNTS.brain_per_class + COUNTS.brain_extra_test_per_class)
     assert counts["train", "a_without"] > counts["test", "a_without"]
+
+
+@pytest.mark.parametrize("samples", [phantom_tasks.covid_samples, phantom_tasks.brain_samples])
+def test_extra_test_images_leave_the_split_as_it_was(samples):
+    """The extra test images come after the split's own: the training images (those the
+    calibration measured) and the split's test images stay the same, the extras are new patients
+    of both classes in equal numbers, all of them test images."""
+    plain = list(samples(0, 6, 32, False))
+    more = list(samples(0, 6, 32, False, extra_test_per_class=3))
+    assert len(more) == len(plain) + 6
+    for a, b in zip(plain, more):
+        assert (a.name, a.label, a.split) == (b.name, b.label, b.split)
+        np.testing.assert_array_equal(a.image, b.image)
+    extra = more[len(plain):]
+    assert {s.split for s in extra} == {"test"} and sorted(s.label for s in extra) == [0, 0, 0, 1, 1, 1]
+    assert len({s.name for s in more}) == len(more)
+    assert not any(np.array_equal(e.image, a.image) for e in extra for a in plain)
 
 
 def test_tasks_are_reproducible(tasks, tmp_path):

@@ -15,7 +15,7 @@ from medssl.pretrain import methods
 from medssl.pretrain.cli import pretrain_cli
 from medssl.pretrain.methods import BYOL, MoCoV2, SwAV, method_names
 
-from conftest import phantom_store, run_two_process_ddp
+from conftest import phantom_store, run_two_process_ddp, task_counts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -265,9 +265,9 @@ def test_export_on_demand_from_a_checkpoint(store, tmp_path):
 
 @pytest.mark.slow
 def test_knn_monitor_logs_accuracy_on_a_labelled_set(store, tmp_path):
-    from medssl.downstream.phantom_tasks import TaskCounts, write_phantom_tasks
+    from medssl.downstream.phantom_tasks import write_phantom_tasks
 
-    tasks = write_phantom_tasks(tmp_path / "tasks", size=32, counts=TaskCounts(6, 1, 1),
+    tasks = write_phantom_tasks(tmp_path / "tasks", size=32, counts=task_counts(6, 1, 1),
                                 progress=False)
     cli = pretrain_cli("byol", args=cli_args(
         "byol", store, tmp_path, "--trainer.max_epochs", "2",

@@ -20,7 +20,8 @@ def test_make_phantom_writes_store_preview_and_tasks(tmp_path):
     out = tmp_path / "phantom"
     proc = run("Pre-Training/make_phantom.py", "--out", out, "--patients", "3", "--slices", "4",
                "--size", "32", "--task-size", "32", "--organ-per-class", "2",
-               "--covid-per-class", "3", "--brain-per-class", "3")
+               "--covid-per-class", "3", "--brain-per-class", "3", "--covid-extra-test", "2",
+               "--brain-extra-test", "1")
     assert proc.returncode == 0, proc.stderr
     store = SliceStore(out / "store")
     assert len(store) == 12 and store.size == (32, 32)
@@ -30,6 +31,10 @@ def test_make_phantom_writes_store_preview_and_tasks(tmp_path):
     assert np.load(out / "tasks" / "organsmnist_phantom.npz")["train_images"].shape[1:] == (28, 28)
     assert (out / "tasks" / "covid" / "Data-split" / "COVID" / "trainCT_COVID.txt").exists()
     assert (out / "tasks" / "brain" / "train" / "b_with").is_dir()
+    covid_test = (out / "tasks" / "covid" / "Data-split" / "COVID" / "testCT_COVID.txt").read_text().split()
+    assert len(list((out / "tasks" / "covid" / "Images-processed" / "CT_COVID").iterdir())) == 3 + 2
+    assert len(covid_test) >= 2  # the extra ones are all test images
+    assert len(list((out / "tasks" / "brain").glob("*/*/*.png"))) == 2 * (3 + 1)
     again = run("Pre-Training/make_phantom.py", "--out", out, "--patients", "3", "--slices", "4",
                 "--size", "32")
     assert again.returncode == 0 and "already there" in again.stdout

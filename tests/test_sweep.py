@@ -12,12 +12,14 @@ from medssl.checkpoints import CheckpointError
 from medssl.checkpoints.export import export_backbone
 from medssl.downstream import sweep as sweep_module
 from medssl.downstream.cli import finetune_settings
-from medssl.downstream.phantom_tasks import ORGAN_CLASSES, TaskCounts, write_phantom_tasks
+from medssl.downstream.phantom_tasks import ORGAN_CLASSES, write_phantom_tasks
 from medssl.downstream.report import write_report
 from medssl.downstream.scores import METRICS
 from medssl.downstream.sweep import SweepConfig, run_sweep
 from medssl.downstream.tasks import TaskError
 from medssl.models import build_backbone
+
+from conftest import task_counts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep")
-    tasks = write_phantom_tasks(root / "tasks", size=32, counts=TaskCounts(5, 1, 1), progress=False)
+    tasks = write_phantom_tasks(root / "tasks", size=32, counts=task_counts(5, 1, 1), progress=False)
     torch.manual_seed(0)
     ckpt = export_backbone(build_backbone("resnet18"), root / "byol_backbone.pt", method="byol",
                            arch="resnet18")

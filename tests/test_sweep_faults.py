@@ -17,6 +17,8 @@ from medssl.downstream.report import write_report
 from medssl.downstream.scores import SEGMENTATION_SCORES
 from medssl.downstream.sweep import SweepConfig, run_sweep
 
+from conftest import task_counts
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = SweepConfig({"organ": ("medmnist", "unused.npz")}, ["random", "ckpt.pt"], fractions=(1.0, 0.5),
                      seeds=(0,))
@@ -184,9 +186,9 @@ def test_disk_full_during_report_names_the_file(tmp_path, fake_sweep, monkeypatc
 def test_scratch_lives_beside_the_results_and_a_rerun_clears_it(tmp_path, monkeypatch):
     """A killed sweep leaves its checkpoints in the output folder (never in /tmp); the next
     run removes them."""
-    from medssl.downstream.phantom_tasks import TaskCounts, write_phantom_tasks
+    from medssl.downstream.phantom_tasks import write_phantom_tasks
 
-    tasks = write_phantom_tasks(tmp_path / "tasks", size=32, counts=TaskCounts(3, 1, 1), progress=False)
+    tasks = write_phantom_tasks(tmp_path / "tasks", size=32, counts=task_counts(3, 1, 1), progress=False)
     config = SweepConfig({"organ": ("medmnist", str(tasks["organ"]))}, ("random",), fractions=(1.0,),
                          seeds=(0,), finetune=("--model.arch", "resnet18", "--data.image_size", "32",
                                                "--data.num_workers", "0", "--trainer.accelerator", "cpu"))

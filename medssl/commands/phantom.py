@@ -28,6 +28,10 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap.add_argument("--organ-per-class", type=int, default=60, help="organ task images per class")
     ap.add_argument("--covid-per-class", type=int, default=80, help="COVID task images per class")
     ap.add_argument("--brain-per-class", type=int, default=60, help="brain task images per class")
+    ap.add_argument("--covid-extra-test", type=int, default=TaskCounts.covid_extra_test_per_class,
+                    help="COVID test images per class added after the split's own (other patients)")
+    ap.add_argument("--brain-extra-test", type=int, default=TaskCounts.brain_extra_test_per_class,
+                    help="brain test images per class added after the split's own (other patients)")
     ap.add_argument("--segmentation-patients", type=int, default=24, help="segmentation task patients")
     ap.add_argument("--segmentation-slices", type=int, default=8, help="segmentation task slices per patient")
     ap.add_argument("--seed", type=int, default=0, help="the phantoms' random seed")
@@ -50,7 +54,8 @@ def main(argv=None, prog: str | None = None) -> int:
             print(f"tasks      {tasks_dir} (already there; --overwrite to make them again)")
         else:
             counts = TaskCounts(args.organ_per_class, args.covid_per_class, args.brain_per_class,
-                                args.segmentation_patients, args.segmentation_slices)
+                                args.segmentation_patients, args.segmentation_slices, args.covid_extra_test,
+                                args.brain_extra_test)
             paths = write_phantom_tasks(tasks_dir, seed=args.seed, size=args.task_size,
                                         organ_size=args.organ_size, counts=counts,
                                         overwrite=args.overwrite)
