@@ -269,9 +269,9 @@ def test_views_ablation_runs_a_config_once_when_a_change_leaves_it_as_it_was(tmp
 
 
 def test_quick_configs_chosen_by_the_views_ablation_keep_ct_anatomy(tmp_path):
-    """SimCLR's, MoCo v2's, BYOL's and SwAV's quick configs took the ablation's verdicts
+    """SimCLR's, MoCo v2's, BYOL's, SwAV's and VICReg's quick configs took the ablation's verdicts
     (docs/protocol.md): no flips or rotation, MoCo v2 also centred crops of at least 60 %; BYOL no
-    rotation, flips kept; SwAV no flips (its views never rotate).
+    rotation, flips kept; SwAV no flips (its views never rotate); SparK keeps its flips.
     The variants that take those views away change nothing, while the full configs keep the study's
     views."""
     runs, same_as = views.distinct_variants("simclr", list(views.VARIANTS), None, tmp_path / "simclr")
@@ -285,7 +285,13 @@ def test_quick_configs_chosen_by_the_views_ablation_keep_ct_anatomy(tmp_path):
     runs, same_as = views.distinct_variants("swav", list(views.VARIANTS), None, tmp_path / "swav")
     assert list(runs) == ["as-is", "full-range", "fixed-window", "centred-crops"]  # no flips, no rotation
     assert all(v["hflip_p"] == 0 for v in yaml.safe_load(runs["as-is"].read_text())["data"]["views"])
-    for method in ("simclr", "mocov2", "byol", "swav"):
+    runs, same_as = views.distinct_variants("vicreg", list(views.VARIANTS), None, tmp_path / "vicreg")
+    assert {k for k, v in same_as.items() if v == "vicreg-as-is"} == {
+        "vicreg-no-flips", "vicreg-no-rotation", "vicreg-ct-aware"}
+    assert "large-crops" in runs and "centred-crops" in runs  # random crops kept
+    runs, same_as = views.distinct_variants("spark", list(views.VARIANTS), None, tmp_path / "spark")
+    assert "no-flips" in runs and same_as["spark-ct-aware"] == "spark-no-flips"  # SparK keeps its flips
+    for method in ("simclr", "mocov2", "byol", "swav", "vicreg"):
         study = yaml.safe_load((ROOT / "Pre-Training" / "configs" / f"{method}.yaml").read_text())["data"]["views"][0]
         assert study.get("hflip_p", 0.5) > 0 and study.get("crop_position", "random") == "random"
 
