@@ -159,3 +159,23 @@ def test_interrupted_write_leaves_no_task_folder(tmp_path, monkeypatch):
     assert all(Path(p).exists() for p in paths.values())
     with pytest.raises(FileExistsError):
         write_phantom_tasks(tmp_path / "t", size=32, counts=TaskCounts(1, 1, 1), progress=False)
+
+
+@pytest.mark.parametrize("field, value", [("organ_per_class", 0), ("brain_per_class", -2),
+                                          ("covid_extra_test_per_class", -1), ("segmentation_slices", 1.5)])
+def test_task_counts_refuse_what_would_write_too_few_images(field, value):
+    with pytest.raises(ValueError, match=f"TaskCounts.{field} = {value}: must be a whole number of at least"):
+        TaskCounts(**{field: value})
+    assert TaskCounts(covid_extra_test_per_class=0).covid_extra_test_per_class == 0
+
+
+@pytest.mark.parametrize("argv, message", [(["--covid-extra-test", "-3"], "--covid-extra-test: -3: must be at least 0"),
+                                           (["--brain-per-class", "0"], "--brain-per-class: 0: must be at least 1"),
+                                           (["--patients", "many"], "--patients: invalid count value: 'many'")])
+def test_phantom_command_names_the_bad_count(argv, message, capsys, tmp_path):
+    from medssl.commands import phantom as command
+
+    with pytest.raises(SystemExit) as stop:
+        command.parser("medssl phantom").parse_args(["--out", str(tmp_path), *argv])
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

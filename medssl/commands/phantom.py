@@ -16,24 +16,34 @@ from ..data.summary import describe_store
 from ..downstream.phantom_tasks import TaskCounts, write_phantom_tasks
 
 
+def at_least(least: int):
+    """An argparse type: a whole number of at least ``least``."""
+    def count(text: str) -> int:
+        value = int(text)  # not a number: argparse says "invalid count value"
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{text}: must be at least {least}")
+        return value
+    return count
+
+
 def parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="output folder")
-    ap.add_argument("--patients", type=int, default=40, help="phantom patients in the store")
-    ap.add_argument("--slices", type=int, default=32, help="slices per patient")
-    ap.add_argument("--size", type=int, default=64, help="slice size in pixels (store)")
-    ap.add_argument("--task-size", type=int, default=64, help="image size of the COVID/brain tasks")
+    ap.add_argument("--patients", type=at_least(1), default=40, help="phantom patients in the store")
+    ap.add_argument("--slices", type=at_least(1), default=32, help="slices per patient")
+    ap.add_argument("--size", type=at_least(1), default=64, help="slice size in pixels (store)")
+    ap.add_argument("--task-size", type=at_least(1), default=64, help="image size of the COVID/brain tasks")
     ap.add_argument("--organ-size", type=int, default=28, choices=(28, 64, 128, 224),
                     help="image size of the organ task (MedMNIST sizes)")
-    ap.add_argument("--organ-per-class", type=int, default=60, help="organ task images per class")
-    ap.add_argument("--covid-per-class", type=int, default=80, help="COVID task images per class")
-    ap.add_argument("--brain-per-class", type=int, default=60, help="brain task images per class")
-    ap.add_argument("--covid-extra-test", type=int, default=TaskCounts.covid_extra_test_per_class,
+    ap.add_argument("--organ-per-class", type=at_least(1), default=60, help="organ task images per class")
+    ap.add_argument("--covid-per-class", type=at_least(1), default=80, help="COVID task images per class")
+    ap.add_argument("--brain-per-class", type=at_least(1), default=60, help="brain task images per class")
+    ap.add_argument("--covid-extra-test", type=at_least(0), default=TaskCounts.covid_extra_test_per_class,
                     help="COVID test images per class added after the split's own (other patients)")
-    ap.add_argument("--brain-extra-test", type=int, default=TaskCounts.brain_extra_test_per_class,
+    ap.add_argument("--brain-extra-test", type=at_least(0), default=TaskCounts.brain_extra_test_per_class,
                     help="brain test images per class added after the split's own (other patients)")
-    ap.add_argument("--segmentation-patients", type=int, default=24, help="segmentation task patients")
-    ap.add_argument("--segmentation-slices", type=int, default=8, help="segmentation task slices per patient")
+    ap.add_argument("--segmentation-patients", type=at_least(1), default=24, help="segmentation task patients")
+    ap.add_argument("--segmentation-slices", type=at_least(1), default=8, help="segmentation task slices per patient")
     ap.add_argument("--seed", type=int, default=0, help="the phantoms' random seed")
     ap.add_argument("--no-tasks", action="store_true", help="write only the pre-training store")
     ap.add_argument("--overwrite", action="store_true", help="replace existing outputs")

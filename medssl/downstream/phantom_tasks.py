@@ -82,6 +82,12 @@ class TaskCounts:
     covid_extra_test_per_class: int = 80
     brain_extra_test_per_class: int = 90
 
+    def __post_init__(self):
+        for name, value in vars(self).items():
+            least = 0 if name.endswith("extra_test_per_class") else 1
+            if not isinstance(value, int) or value < least:
+                raise ValueError(f"TaskCounts.{name} = {value!r}: must be a whole number of at least {least}")
+
 
 def _split_of(index: int, total: int, fractions=(0.6, 0.15, 0.25)) -> str:
     """Deterministic split by position in a shuffled order."""
