@@ -35,15 +35,20 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap.add_argument("--task-size", type=at_least(1), default=64, help="image size of the COVID/brain tasks")
     ap.add_argument("--organ-size", type=int, default=28, choices=(28, 64, 128, 224),
                     help="image size of the organ task (MedMNIST sizes)")
-    ap.add_argument("--organ-per-class", type=at_least(1), default=60, help="organ task images per class")
-    ap.add_argument("--covid-per-class", type=at_least(1), default=80, help="COVID task images per class")
-    ap.add_argument("--brain-per-class", type=at_least(1), default=60, help="brain task images per class")
+    ap.add_argument("--organ-per-class", type=at_least(1), default=TaskCounts.organ_per_class,
+                    help="organ task images per class")
+    ap.add_argument("--covid-per-class", type=at_least(1), default=TaskCounts.covid_per_class,
+                    help="COVID task images per class")
+    ap.add_argument("--brain-per-class", type=at_least(1), default=TaskCounts.brain_per_class,
+                    help="brain task images per class")
     ap.add_argument("--covid-extra-test", type=at_least(0), default=TaskCounts.covid_extra_test_per_class,
                     help="COVID test images per class added after the split's own (other patients)")
     ap.add_argument("--brain-extra-test", type=at_least(0), default=TaskCounts.brain_extra_test_per_class,
                     help="brain test images per class added after the split's own (other patients)")
-    ap.add_argument("--segmentation-patients", type=at_least(1), default=24, help="segmentation task patients")
-    ap.add_argument("--segmentation-slices", type=at_least(1), default=8, help="segmentation task slices per patient")
+    ap.add_argument("--segmentation-patients", type=at_least(1), default=TaskCounts.segmentation_patients,
+                    help="segmentation task patients")
+    ap.add_argument("--segmentation-slices", type=at_least(1), default=TaskCounts.segmentation_slices,
+                    help="segmentation task slices per patient")
     ap.add_argument("--seed", type=int, default=0, help="the phantoms' random seed")
     ap.add_argument("--no-tasks", action="store_true", help="write only the pre-training store")
     ap.add_argument("--overwrite", action="store_true", help="replace existing outputs")
