@@ -26,6 +26,17 @@ def at_least(least: int):
     return count
 
 
+TASK_COUNT_OPTIONS = {  # TaskCounts field: (option, help)
+    "organ_per_class": ("--organ-per-class", "organ task images per class"),
+    "covid_per_class": ("--covid-per-class", "COVID task images per class"),
+    "brain_per_class": ("--brain-per-class", "brain task images per class"),
+    "segmentation_patients": ("--segmentation-patients", "segmentation task patients"),
+    "segmentation_slices": ("--segmentation-slices", "segmentation task slices per patient"),
+    "covid_extra_test_per_class": ("--covid-extra-test", "COVID test images per class added after the split's own"),
+    "brain_extra_test_per_class": ("--brain-extra-test", "brain test images per class added after the split's own"),
+}
+
+
 def parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="output folder")
@@ -35,20 +46,9 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap.add_argument("--task-size", type=at_least(1), default=64, help="image size of the COVID/brain tasks")
     ap.add_argument("--organ-size", type=int, default=28, choices=(28, 64, 128, 224),
                     help="image size of the organ task (MedMNIST sizes)")
-    ap.add_argument("--organ-per-class", type=at_least(1), default=TaskCounts.organ_per_class,
-                    help="organ task images per class")
-    ap.add_argument("--covid-per-class", type=at_least(1), default=TaskCounts.covid_per_class,
-                    help="COVID task images per class")
-    ap.add_argument("--brain-per-class", type=at_least(1), default=TaskCounts.brain_per_class,
-                    help="brain task images per class")
-    ap.add_argument("--covid-extra-test", type=at_least(0), default=TaskCounts.covid_extra_test_per_class,
-                    help="COVID test images per class added after the split's own (other patients)")
-    ap.add_argument("--brain-extra-test", type=at_least(0), default=TaskCounts.brain_extra_test_per_class,
-                    help="brain test images per class added after the split's own (other patients)")
-    ap.add_argument("--segmentation-patients", type=at_least(1), default=TaskCounts.segmentation_patients,
-                    help="segmentation task patients")
-    ap.add_argument("--segmentation-slices", type=at_least(1), default=TaskCounts.segmentation_slices,
-                    help="segmentation task slices per patient")
+    for field, (option, words) in TASK_COUNT_OPTIONS.items():
+        least = 0 if field.endswith("extra_test_per_class") else 1
+        ap.add_argument(option, dest=field, type=at_least(least), default=getattr(TaskCounts, field), help=words)
     ap.add_argument("--seed", type=int, default=0, help="the phantoms' random seed")
     ap.add_argument("--no-tasks", action="store_true", help="write only the pre-training store")
     ap.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -68,9 +68,7 @@ def main(argv=None, prog: str | None = None) -> int:
         if tasks_dir.exists() and not args.overwrite:
             print(f"tasks      {tasks_dir} (already there; --overwrite to make them again)")
         else:
-            counts = TaskCounts(args.organ_per_class, args.covid_per_class, args.brain_per_class,
-                                args.segmentation_patients, args.segmentation_slices, args.covid_extra_test,
-                                args.brain_extra_test)
+            counts = TaskCounts(**{field: getattr(args, field) for field in TASK_COUNT_OPTIONS})
             paths = write_phantom_tasks(tasks_dir, seed=args.seed, size=args.task_size,
                                         organ_size=args.organ_size, counts=counts,
                                         overwrite=args.overwrite)
