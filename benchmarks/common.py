@@ -77,3 +77,64 @@ def write(out: Path, stem: str, report: dict, text: str | list[str], *, echo: bo
     if echo:
         print(text, end="")
     return out / stem
+
+
+def earlier_report(path: Path | None, settings: dict) -> dict | None:
+    """The report at ``path`` (``--add-to``), read before any work is done: one this benchmark wrote
+    before on this machine with the same ``settings`` but other methods; None without a path. Any
+    other file stops with what is wrong with it."""
+    if path is None:
+        return None
+    try:
+        earlier = json.loads(Path(path).read_text())
+        before = comparable(earlier["settings"])
+        earlier["settings"]["methods"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SystemExit(f"--add-to {path}: not a report this benchmark can read ({error!r})") from None
+    if earlier.get("machine") != machine():
+        raise SystemExit(f"--add-to {path}: written on {earlier.get('machine')}, this is {machine()}: the "
+                         "figures of two machines do not mix")
+    now = comparable(settings)
+    differ = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+    if differ:
+        raise SystemExit(f"--add-to {path}: it was run with other settings ({', '.join(differ)}); give this "
+                         "benchmark the options of its command, other methods only")
+    return earlier
+
+
+def add_to(earlier: dict | None, report: dict, sections: tuple[str, ...]) -> dict:
+    """``report`` joined to ``earlier`` (``earlier_report``), so that a benchmark too long for one
+    sitting runs a few methods at a time: each of ``sections`` (dicts keyed by method or backbone)
+    keeps the earlier entries this run did not make again (this run's win);
+    ``settings["methods"]`` lists the earlier methods, then this run's; ``runs`` lists every run's
+    command, date and methods. ``earlier`` None: ``report`` with its one run listed."""
+    if earlier is None:
+        return {**report, "runs": [run_of(report)]}
+    merged = {**report, **{s: {**earlier.get(s, {}), **report[s]} for s in sections}}
+    methods = report["settings"]["methods"]
+    merged["settings"] = {**report["settings"], "methods": [m for m in earlier["settings"]["methods"]
+                                                            if m not in methods] + list(methods)}
+    merged["runs"] = earlier.get("runs", [run_of(earlier)]) + [run_of(report)]
+    return merged
+
+def run_of(report: dict) -> dict:
+    return {"command": report["command"], "date": report["date"], "methods": list(report["settings"]["methods"])}
+
+
+def comparable(settings: dict) -> dict:
+    """``settings`` without what may differ between the runs of one report: the methods, and the
+    fine-tuning's CPU time and schedule file path (its settings are compared)."""
+    out = json.loads(json.dumps({k: v for k, v in settings.items() if k != "methods"}))
+    if out.get("finetune"):
+        out["finetune"] = {k: v for k, v in out["finetune"].items() if k not in ("cpu_minutes", "schedule")}
+    return out
+
+
+def command_lines(report: dict) -> list[str]:
+    """The Markdown lines saying how a report was made: its command, or each run's when it was
+    made a few methods at a time (``add_to``)."""
+    runs = report.get("runs") or [run_of(report)]
+    if len(runs) == 1:
+        return [f"- command: `{runs[0]['command']}`"]
+    return ["- made in runs of a few methods each (--add-to):"] + [
+        f"  - {', '.join(r['methods'])}: `{r['command']}` ({r['date']})" for r in runs]

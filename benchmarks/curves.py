@@ -80,7 +80,7 @@ def curves(comparison: dict, marks: dict, method: str) -> dict:
 def markdown(report: dict) -> str:
     s = report["settings"]
     ft = s["finetune"]
-    lines = [f"# Learning curves on {report['machine']}", "", f"- command: `{report['command']}`",
+    lines = [f"# Learning curves on {report['machine']}", "", *common.command_lines(report),
              f"- {report['device']}; torch {report['torch']}; {report['date']}",
              f"- frozen features: {', '.join(map(label, s['labels']))} labels per class, {s['seeds']} seeds; "
              f"fine-tuning: tasks {', '.join(ft['tasks'])}, {', '.join(map(label, ft['labels']))} "
@@ -133,10 +133,12 @@ def main(argv=None) -> int:
                       work="learning-work")
     args = parse(ap, argv)
     torch.set_num_threads(common.cores())
-    root = phantom(args.work)
     seeds = list(range(args.seeds))
     plan = finetune_plan(args)
-    methods, pre_seconds, ft_seconds = {}, 0.0, {}
+    settings = {"labels": args.labels, "seeds": args.seeds, "finetune": plan, "methods": args.methods}
+    earlier = common.earlier_report(args.add_to, settings)
+    root = phantom(args.work)
+    methods, finetune_seconds = {}, {}
     for method in args.methods:
         minutes = budget(method, args.minutes)
         config = common.quick_config(method, args.configs)
@@ -145,7 +147,6 @@ def main(argv=None) -> int:
         run = pretrain(method, config, root / "store", run_dir, minutes, args.workers, extra=(
             "--trainer.callbacks+=medssl.pretrain.callbacks.ExportAtMinutes", "--trainer.callbacks.minutes",
             marks_arg))
-        pre_seconds += run["seconds"]
         batch = yaml.safe_load(config.read_text())["data"]["batch_size"]
         marks = checkpoints(method, run, run_dir, minutes, args.marks)
         for info in marks.values():
@@ -153,14 +154,15 @@ def main(argv=None) -> int:
         arch = yaml.safe_load(config.read_text())["model"]["arch"]
         backbones = {f"{method}@{m:g}min": info["backbone"] for m, info in marks.items()}
         results = evaluate(backbones, arch, root / "tasks", args.labels, seeds, args.work, plan)
-        ft_seconds.update({name: entry.get("finetune_seconds", 0) for name, entry in results.items()})
+        finetune_seconds.update({name: entry.get("finetune_seconds", 0) for name, entry in results.items()})
         comparison = compare(results, list(backbones))
         methods[method] = {"minutes": minutes, "marks": {f"{m:g}": info for m, info in marks.items()},
-                           "curves": curves(comparison, marks, method), "loss": run["loss"]}
-    report = {**common.header("curves", argv),
-              "settings": {"labels": args.labels, "seeds": args.seeds, "finetune": plan, "methods": args.methods},
-              "cpu_minutes": {"pretraining": pre_seconds / 60, "finetuning": sum(ft_seconds.values()) / 60},
-              "methods": methods}
+                           "curves": curves(comparison, marks, method), "loss": run["loss"],
+                           "pretraining_seconds": run["seconds"]}
+    report = common.add_to(earlier, {**common.header("curves", argv), "settings": settings, "methods": methods,
+                                     "finetune_seconds": finetune_seconds}, ("methods", "finetune_seconds"))
+    report["cpu_minutes"] = {"pretraining": sum(e["pretraining_seconds"] for e in report["methods"].values()) / 60,
+                             "finetuning": sum(report["finetune_seconds"].values()) / 60}
     text = markdown(report)
     prefix = common.write(args.out, f"curves-{report['machine']}", report, text, echo=False)
     print(f"picture    {plot(report, prefix.with_name(prefix.name + '.png'))}")

@@ -189,7 +189,7 @@ def markdown(report: dict) -> str:
     ft = s["finetune"] or {}
     budget = f"{s['minutes']:g} min" if s["minutes"] else f"{s['steps']} steps"
     lines = [f"# Views ablation on {report['machine']}", "",
-             f"- command: `{report['command']}`", f"- {report['device']}; torch {report['torch']}; {report['date']}",
+             *common.command_lines(report), f"- {report['device']}; torch {report['torch']}; {report['date']}",
              f"- pre-training: each method's quick config with one change, "
              f"{budget} each on the phantom "
              f"store; scored on the organ task with {' and '.join(map(str, s['labels']))} labels per class: "
@@ -322,9 +322,12 @@ def main(argv=None) -> int:
                       finetune_tasks=["organ"], work="views-work")
     args = parse(ap, argv)
     torch.set_num_threads(common.cores())
-    root = phantom(args.work)
     seeds = list(range(args.seeds))
     plan = finetune_plan(args)
+    settings = {"minutes": args.minutes, "steps": args.steps, "labels": args.labels, "seeds": args.seeds,
+                "finetune": plan, "variants": args.variants, "methods": args.methods}
+    earlier = common.earlier_report(args.add_to, settings)
+    root = phantom(args.work)
     entries, random_lat, same_as = {}, {}, {}
     for method in args.methods:
         runs, same = distinct_variants(method, args.variants, args.configs, args.work / "configs")
@@ -350,11 +353,9 @@ def main(argv=None) -> int:
             if baseline not in random_lat:
                 random_lat[baseline] = kept(scores / f"laterality-{safe_name(baseline)}.json", lambda: (
                     laterality_errors(None, arch, root / "tasks", args.labels[0], seeds, mapping)))
-    report = {**common.header("views", argv),
-              "settings": {"minutes": args.minutes, "steps": args.steps, "labels": args.labels, "seeds": args.seeds,
-                           "finetune": plan, "variants": args.variants,
-                           "methods": args.methods},
-              "entries": entries, "random_laterality": random_lat, "same_as": same_as}
+    report = common.add_to(earlier, {**common.header("views", argv), "settings": settings, "entries": entries,
+                                     "random_laterality": random_lat, "same_as": same_as},
+                           ("entries", "random_laterality", "same_as"))
     common.write(args.out, f"views-{report['machine']}", report, markdown(report))
     return 0
 

@@ -49,23 +49,24 @@ def main(argv=None) -> int:
                       finetune_tasks=list(TASKS), work="learning-work", segmentation_seeds=3)
     args = parse(ap, argv)
     torch.set_num_threads(common.cores())
-    root = phantom(args.work)
-    pretraining = {m: pretrain(m, common.quick_config(m, args.configs), root / "store", args.work / "pretrain" / m,
-                               args.minutes, args.workers, args.steps) for m in args.methods}
     config = common.quick_config(args.methods[0], args.configs)
     arch = yaml.safe_load(config.read_text())["model"]["arch"]
     seeds = list(range(args.seeds))
     finetune = finetune_plan(args)
+    settings = {"arch": arch, "minutes": args.minutes, "steps": args.steps, "labels": args.labels, "seeds": seeds,
+                "workers": args.workers, "methods": args.methods, "finetune": finetune}
+    earlier = common.earlier_report(args.add_to, settings)
+    root = phantom(args.work)
+    pretraining = {m: pretrain(m, common.quick_config(m, args.configs), root / "store", args.work / "pretrain" / m,
+                               args.minutes, args.workers, args.steps) for m in args.methods}
     results = evaluate({m: r["backbone"] for m, r in pretraining.items()}, arch, root / "tasks", args.labels,
                        seeds, args.work, finetune)
+    report = common.add_to(earlier, {**common.header("learning", argv), "settings": settings,
+                                     "pretraining": pretraining, "results": results,
+                                     "comparison": compare(results, args.methods)},
+                           ("pretraining", "results", "comparison"))
     if finetune:
-        finetune["cpu_minutes"] = sum(r.get("finetune_seconds", 0) for r in results.values()) / 60
-    report = {**common.header("learning", argv),
-              "settings": {"arch": arch, "minutes": args.minutes, "steps": args.steps, "labels": args.labels,
-                           "seeds": seeds, "workers": args.workers, "methods": args.methods,
-                           "finetune": finetune},
-              "pretraining": pretraining, "results": results,
-              "comparison": compare(results, args.methods)}
+        finetune["cpu_minutes"] = sum(r.get("finetune_seconds", 0) for r in report["results"].values()) / 60
     text = markdown(report)
     prefix = common.write(args.out, f"learning-{report['machine']}", report, text, echo=False)
     for path in plots(report, prefix):

@@ -36,6 +36,9 @@ def scoring_arguments(ap: argparse.ArgumentParser, *, labels, finetune_labels, f
     configs.add_argument("--configs-at", metavar="REV", help="the quick configs as they were at git revision REV "
                          "of this repository (e.g. to repeat a committed report made before they changed)")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--add-to", type=Path, metavar="REPORT.json",
+                    help="a report this benchmark wrote before on this machine, with these options but other "
+                    "methods: the new report holds its methods too (a long benchmark, a few methods at a time)")
 
 
 def parse(ap: argparse.ArgumentParser, argv: list[str] | None):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from benchmarks.common import command_lines
 from benchmarks.learning import ALL, GOAL_LABELS, GOAL_PROTOCOL, SEGMENTATION, label
 from benchmarks.learning.comparison import protocols_of, row_of, tasks_of
 
@@ -11,8 +12,7 @@ from benchmarks.learning.comparison import protocols_of, row_of, tasks_of
 def markdown(report: dict) -> str:
     s = report["settings"]
     ft = s.get("finetune")
-    lines = [f"# Learning benchmark on {report['machine']}", "",
-             f"- command: `{report['command']}`",
+    lines = [f"# Learning benchmark on {report['machine']}", "", *command_lines(report),
              f"- {report['device']}; torch {report['torch']}; {report['date']}",
              f"- pre-training: each method's quick config ({s['arch']}), "
              f"{str(s['steps']) + ' steps' if s.get('steps') else format(s['minutes'], 'g') + ' min'} on the phantom "
