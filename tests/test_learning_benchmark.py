@@ -280,8 +280,9 @@ def test_views_ablation_runs_a_config_once_when_a_change_leaves_it_as_it_was(tmp
     runs, same_as = views.distinct_variants("dino", list(views.VARIANTS), None, tmp_path)
     assert same_as == {"dino-no-rotation": "dino-as-is",  # its views do not rotate
                        "dino-large-crops": "dino-as-is",  # its global crops take 90 % or more already
-                       "dino-ct-aware": "dino-no-flips"}
-    assert list(runs) == ["as-is", "no-flips", "full-range", "fixed-window", "centred-crops"]
+                       "dino-ct-aware": "dino-no-flips",
+                       "dino-fixed-window": "dino-as-is"}  # its quick config took the fixed window
+    assert list(runs) == ["as-is", "no-flips", "full-range", "centred-crops"]
     assert len({path.read_text() for path in runs.values()}) == len(runs)
     study_style = study_style_quick_configs(tmp_path / "quick")
     runs, same_as = views.distinct_variants("mocov2", list(views.VARIANTS), study_style, tmp_path / "c")
@@ -291,7 +292,8 @@ def test_views_ablation_runs_a_config_once_when_a_change_leaves_it_as_it_was(tmp
 def test_quick_configs_chosen_by_the_views_ablation_keep_ct_anatomy(tmp_path):
     """SimCLR's, MoCo v2's, BYOL's, SwAV's and VICReg's quick configs took the ablation's verdicts
     (docs/protocol.md): no flips or rotation, MoCo v2 also centred crops of at least 60 %; BYOL no
-    rotation, flips kept; SwAV no flips (its views never rotate); SparK keeps its flips.
+    rotation, flips kept; SwAV no flips (its views never rotate); SparK keeps its flips; DINO keeps
+    its flips and sees one fixed window.
     The variants that take those views away change nothing, while the full configs keep the study's
     views."""
     runs, same_as = views.distinct_variants("simclr", list(views.VARIANTS), None, tmp_path / "simclr")
@@ -311,6 +313,10 @@ def test_quick_configs_chosen_by_the_views_ablation_keep_ct_anatomy(tmp_path):
     assert "large-crops" in runs and "centred-crops" in runs  # random crops kept
     runs, same_as = views.distinct_variants("spark", list(views.VARIANTS), None, tmp_path / "spark")
     assert "no-flips" in runs and same_as["spark-ct-aware"] == "spark-no-flips"  # SparK keeps its flips
+    runs, same_as = views.distinct_variants("dino", list(views.VARIANTS), None, tmp_path / "dino")
+    assert "no-flips" in runs and same_as["dino-fixed-window"] == "dino-as-is"  # flips kept, one fixed window
+    assert yaml.safe_load(runs["as-is"].read_text())["data"]["intensity"] == {
+        "mode": "window", "level": -250.0, "width": 1200.0}
     for method in ("simclr", "mocov2", "byol", "swav", "vicreg"):
         study = yaml.safe_load((ROOT / "Pre-Training" / "configs" / f"{method}.yaml").read_text())["data"]["views"][0]
         assert study.get("hflip_p", 0.5) > 0 and study.get("crop_position", "random") == "random"
