@@ -332,8 +332,8 @@ def main(argv=None) -> int:
     for method in args.methods:
         runs, same = distinct_variants(method, args.variants, args.configs, args.work / "configs")
         same_as.update(same)
-        for name, earlier in same.items():
-            print(f"  {name}: the same config as {earlier}, not run again", flush=True)
+        for name, first in same.items():
+            print(f"  {name}: the same config as {first}, not run again", flush=True)
         picture = views_picture(method, runs, root / "store", args.out / f"views-{common.machine()}-{method}.png")
         print(f"  {method}'s views, variant by variant: {picture}", flush=True)
         for variant, config in runs.items():

@@ -274,6 +274,19 @@ def test_views_ablation_changes_one_thing_per_variant_and_counts_laterality_erro
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert "  pre-training " not in again.stdout and "  fine-tuned " not in again.stdout
     assert "evaluating" not in again.stdout
+    # another method added to that report: both methods' rows in one report
+    (study_style / "simclr_quick.yaml").write_text(quick_config("simclr").read_text())
+    written = tmp_path / "out" / f"views-{report['machine']}.json"
+    added = subprocess.run([*command[:4], "simclr", *command[5:], "--add-to", str(written)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)
+    assert added.returncode == 0, added.stdout[-3000:] + added.stderr[-3000:]
+    both = json.loads(written.read_text())
+    assert set(both["entries"]) == {"mocov2-as-is", "mocov2-no-flips", "simclr-as-is"}
+    assert both["same_as"] == {"simclr-no-flips": "simclr-as-is"}
+    assert both["settings"]["methods"] == ["mocov2", "simclr"]
+    assert both["entries"]["mocov2-no-flips"] == report["entries"]["mocov2-no-flips"]
+    text = (tmp_path / "out" / f"views-{report['machine']}.md").read_text()
+    assert "| mocov2 | no-flips | 3 |" in text and "| simclr | as-is | 3 |" in text
 
 
 def test_views_ablation_runs_a_config_once_when_a_change_leaves_it_as_it_was(tmp_path):
@@ -293,7 +306,8 @@ def test_quick_configs_chosen_by_the_views_ablation_keep_ct_anatomy(tmp_path):
     """SimCLR's, MoCo v2's, BYOL's, SwAV's and VICReg's quick configs took the ablation's verdicts
     (docs/protocol.md): no flips or rotation, MoCo v2 also centred crops of at least 60 %; BYOL no
     rotation, flips kept; SwAV no flips (its views never rotate); SparK keeps its flips; DINO keeps
-    its flips and sees one fixed window.
+    its flips and sees one fixed window; Barlow Twins no flips or rotation (the four changes that
+    passed the rule alone fine-tuned worse together).
     The variants that take those views away change nothing, while the full configs keep the study's
     views."""
     runs, same_as = views.distinct_variants("simclr", list(views.VARIANTS), None, tmp_path / "simclr")
@@ -317,7 +331,11 @@ def test_quick_configs_chosen_by_the_views_ablation_keep_ct_anatomy(tmp_path):
     assert "no-flips" in runs and same_as["dino-fixed-window"] == "dino-as-is"  # flips kept, one fixed window
     assert yaml.safe_load(runs["as-is"].read_text())["data"]["intensity"] == {
         "mode": "window", "level": -250.0, "width": 1200.0}
-    for method in ("simclr", "mocov2", "byol", "swav", "vicreg"):
+    runs, same_as = views.distinct_variants("barlowtwins", list(views.VARIANTS), None, tmp_path / "barlowtwins")
+    assert {k for k, v in same_as.items() if v == "barlowtwins-as-is"} == {
+        "barlowtwins-no-flips", "barlowtwins-no-rotation", "barlowtwins-ct-aware"}
+    assert {"full-range", "centred-crops", "large-crops"} <= set(runs)  # random windows and crops kept
+    for method in ("simclr", "mocov2", "byol", "swav", "vicreg", "barlowtwins"):
         study = yaml.safe_load((ROOT / "Pre-Training" / "configs" / f"{method}.yaml").read_text())["data"]["views"][0]
         assert study.get("hflip_p", 0.5) > 0 and study.get("crop_position", "random") == "random"
 
