@@ -77,6 +77,17 @@ def curves(comparison: dict, marks: dict, method: str) -> dict:
     return out
 
 
+def cpu_minutes(report: dict) -> dict:
+    """CPU minutes of pre-training (a run's seconds; in a report written before they were kept,
+    its budget) and of fine-tuning (every backbone's runs, random init's included), and the
+    methods whose fine-tuning time an earlier report did not keep per backbone."""
+    methods = report["methods"]
+    seconds = report["finetune_seconds"]
+    return {"pretraining": sum(e.get("pretraining_seconds", e["minutes"] * 60) for e in methods.values()) / 60,
+            "finetuning": sum(seconds.values()) / 60,
+            "finetuning_unknown": [m for m in methods if not any(k.startswith(f"{m}@") for k in seconds)]}
+
+
 def markdown(report: dict) -> str:
     s = report["settings"]
     ft = s["finetune"]
@@ -86,7 +97,9 @@ def markdown(report: dict) -> str:
              f"fine-tuning: tasks {', '.join(ft['tasks'])}, {', '.join(map(label, ft['labels']))} "
              f"labels per class, {len(ft['seeds'])} seeds, schedule {ft['schedule_settings']}",
              f"- CPU time: pre-training {report['cpu_minutes']['pretraining']:.0f} min, fine-tuning "
-             f"{report['cpu_minutes']['finetuning']:.0f} min", "",
+             f"{report['cpu_minutes']['finetuning']:.0f} min"
+             + "".join(f" (and {', '.join(unknown)}'s, not kept per backbone by an earlier report)"
+                       for unknown in [report["cpu_minutes"].get("finetuning_unknown")] if unknown), "",
              "Difference to random init in accuracy [95 % interval] at each mark (minutes of pre-training); "
              "'clears zero at': the first mark from which every interval lies above zero.", ""]
     for method, entry in report["methods"].items():
@@ -161,8 +174,7 @@ def main(argv=None) -> int:
                            "pretraining_seconds": run["seconds"]}
     report = common.add_to(earlier, {**common.header("curves", argv), "settings": settings, "methods": methods,
                                      "finetune_seconds": finetune_seconds}, ("methods", "finetune_seconds"))
-    report["cpu_minutes"] = {"pretraining": sum(e["pretraining_seconds"] for e in report["methods"].values()) / 60,
-                             "finetuning": sum(report["finetune_seconds"].values()) / 60}
+    report["cpu_minutes"] = cpu_minutes(report)
     text = markdown(report)
     prefix = common.write(args.out, f"curves-{report['machine']}", report, text, echo=False)
     print(f"picture    {plot(report, prefix.with_name(prefix.name + '.png'))}")

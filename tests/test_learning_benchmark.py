@@ -467,3 +467,12 @@ def test_a_report_to_add_to_is_read_and_checked_before_any_work(tmp_path):
                                      "entries": {"simclr": 1, "spark": 2}}, ("entries",))
     assert joined["settings"]["methods"] == ["simclr", "spark"] and joined["entries"] == {"simclr": 1, "spark": 2}
     assert [r["command"] for r in joined["runs"]] == ["python -m benchmarks.views", "c2"]
+
+
+def test_curves_cpu_time_adds_up_across_runs_and_names_what_an_earlier_report_did_not_keep():
+    report = {"methods": {"spark": {"minutes": 60.0},  # from a report written before per-run times
+                          "simclr": {"minutes": 60.0, "pretraining_seconds": 3612.0}},
+              "finetune_seconds": {"simclr@2.5min": 600.0, "simclr@60min": 540.0, "random (64 px)": 60.0}}
+    minutes = curves.cpu_minutes(report)
+    assert minutes["pretraining"] == pytest.approx(120.2) and minutes["finetuning"] == pytest.approx(20.0)
+    assert minutes["finetuning_unknown"] == ["spark"]
