@@ -79,10 +79,10 @@ def write(out: Path, stem: str, report: dict, text: str | list[str], *, echo: bo
     return out / stem
 
 
-def earlier_report(path: Path | None, settings: dict) -> dict | None:
-    """The report at ``path`` (``--add-to``), read before any work is done: one this benchmark wrote
-    before on this machine with the same ``settings`` but other methods; None without a path. Any
-    other file stops with what is wrong with it."""
+def earlier_report(path: Path | None, name: str, settings: dict) -> dict | None:
+    """The report at ``path`` (``--add-to``), read before any work is done: one benchmark ``name``
+    wrote before on this machine with the same ``settings`` but other methods; None without a
+    path. Any other file stops with what is wrong with it."""
     if path is None:
         return None
     try:
@@ -91,6 +91,10 @@ def earlier_report(path: Path | None, settings: dict) -> dict | None:
         earlier["settings"]["methods"]
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise SystemExit(f"--add-to {path}: not a report this benchmark can read ({error!r})") from None
+    made_by = str(earlier.get("runs", [earlier])[0].get("command", ""))
+    if made_by.split()[2:3] != [f"benchmarks.{name}"]:
+        raise SystemExit(f"--add-to {path}: a report of another benchmark (made by `{made_by}`), not of "
+                         f"benchmarks.{name}")
     if earlier.get("machine") != machine():
         raise SystemExit(f"--add-to {path}: written on {earlier.get('machine')}, this is {machine()}: the "
                          "figures of two machines do not mix")

@@ -149,7 +149,7 @@ def main(argv=None) -> int:
     seeds = list(range(args.seeds))
     plan = finetune_plan(args)
     settings = {"labels": args.labels, "seeds": args.seeds, "finetune": plan, "methods": args.methods}
-    earlier = common.earlier_report(args.add_to, settings)
+    earlier = common.earlier_report(args.add_to, "curves", settings)
     root = phantom(args.work)
     methods, finetune_seconds = {}, {}
     for method in args.methods:

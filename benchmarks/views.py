@@ -326,7 +326,7 @@ def main(argv=None) -> int:
     plan = finetune_plan(args)
     settings = {"minutes": args.minutes, "steps": args.steps, "labels": args.labels, "seeds": args.seeds,
                 "finetune": plan, "variants": args.variants, "methods": args.methods}
-    earlier = common.earlier_report(args.add_to, settings)
+    earlier = common.earlier_report(args.add_to, "views", settings)
     root = phantom(args.work)
     entries, random_lat, same_as = {}, {}, {}
     for method in args.methods:

@@ -446,22 +446,24 @@ def test_a_report_to_add_to_is_read_and_checked_before_any_work(tmp_path):
 
     settings = {"labels": [5], "seeds": 10, "methods": ["spark"],
                 "finetune": {"labels": [5], "schedule": "/a/quick.yaml", "cpu_minutes": 3.0}}
-    assert common.earlier_report(None, settings) is None
+    assert common.earlier_report(None, "views", settings) is None
     broken = tmp_path / "broken.json"
     broken.write_text('{"machine": ')
     with pytest.raises(SystemExit, match="broken.json: not a report"):
-        common.earlier_report(broken, settings)
+        common.earlier_report(broken, "views", settings)
     report = tmp_path / "report.json"
     written = {"machine": common.machine(), "command": "python -m benchmarks.views", "date": "2026-12-01",
                "settings": {**settings, "finetune": {**settings["finetune"], "schedule": "/b/quick.yaml",
                                                      "cpu_minutes": 50.0}}}
     report.write_text(json.dumps({**written, "machine": "other-64cpu"}))
     with pytest.raises(SystemExit, match="written on other-64cpu"):
-        common.earlier_report(report, settings)
+        common.earlier_report(report, "views", settings)
     report.write_text(json.dumps(written))  # another checkout's schedule path and CPU time: the same settings
-    earlier = common.earlier_report(report, {**settings, "methods": ["simclr"]})
+    earlier = common.earlier_report(report, "views", {**settings, "methods": ["simclr"]})
+    with pytest.raises(SystemExit, match=r"another benchmark \(made by `python -m benchmarks.views`\)"):
+        common.earlier_report(report, "learning", settings)
     with pytest.raises(SystemExit, match=r"other settings \(labels\)"):
-        common.earlier_report(report, {**settings, "labels": [10]})
+        common.earlier_report(report, "views", {**settings, "labels": [10]})
     joined = common.add_to(earlier, {"machine": common.machine(), "command": "c2", "date": "2026-12-07",
                                      "settings": {**settings, "methods": ["simclr", "spark"]},
                                      "entries": {"simclr": 1, "spark": 2}}, ("entries",))

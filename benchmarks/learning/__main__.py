@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     finetune = finetune_plan(args)
     settings = {"arch": arch, "minutes": args.minutes, "steps": args.steps, "labels": args.labels, "seeds": seeds,
                 "workers": args.workers, "methods": args.methods, "finetune": finetune}
-    earlier = common.earlier_report(args.add_to, settings)
+    earlier = common.earlier_report(args.add_to, "learning", settings)
     root = phantom(args.work)
     pretraining = {m: pretrain(m, common.quick_config(m, args.configs), root / "store", args.work / "pretrain" / m,
                                args.minutes, args.workers, args.steps) for m in args.methods}
