@@ -121,6 +121,7 @@ def add_to(earlier: dict | None, report: dict, sections: tuple[str, ...]) -> dic
     merged["runs"] = earlier.get("runs", [run_of(earlier)]) + [run_of(report)]
     return merged
 
+
 def run_of(report: dict) -> dict:
     return {"command": report["command"], "date": report["date"], "methods": list(report["settings"]["methods"])}
 
