@@ -34,7 +34,7 @@ from benchmarks.learning import GOAL_LABELS, label
 from benchmarks.learning.comparison import compare
 from benchmarks.learning.figures import panels, save
 from benchmarks.learning.options import finetune_plan, parse, scoring_arguments
-from benchmarks.learning.pretraining import phantom, pretrain
+from benchmarks.learning.pretraining import phantom, phantom_tasks, pretrain
 from benchmarks.learning.scoring import evaluate
 
 LONG = ("spark", "simclr", "mocov2")  # 60 minutes; the others 20
@@ -148,7 +148,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(common.cores())
     seeds = list(range(args.seeds))
     plan = finetune_plan(args)
-    settings = {"labels": args.labels, "seeds": args.seeds, "finetune": plan, "methods": args.methods}
+    settings = {"labels": args.labels, "seeds": args.seeds, "finetune": plan, "methods": args.methods,
+                "phantom": phantom_tasks(args.work)}
     earlier = common.earlier_report(args.add_to, "curves", settings)
     root = phantom(args.work)
     methods, finetune_seconds = {}, {}

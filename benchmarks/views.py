@@ -36,7 +36,7 @@ from benchmarks.learning import FINETUNE, GOAL_LABELS, PROBES, PROTOCOLS, TASKS
 from benchmarks.learning.cache import safe_name
 from benchmarks.learning.comparison import compare, row_of
 from benchmarks.learning.options import finetune_plan, parse, scoring_arguments
-from benchmarks.learning.pretraining import phantom, pretrain
+from benchmarks.learning.pretraining import phantom, phantom_tasks, pretrain
 from benchmarks.learning.probes import features, input_of
 from benchmarks.learning.scoring import evaluate
 from medssl.files import atomic_write_bytes
@@ -325,7 +325,8 @@ def main(argv=None) -> int:
     seeds = list(range(args.seeds))
     plan = finetune_plan(args)
     settings = {"minutes": args.minutes, "steps": args.steps, "labels": args.labels, "seeds": args.seeds,
-                "finetune": plan, "variants": args.variants, "methods": args.methods}
+                "finetune": plan, "variants": args.variants, "methods": args.methods,
+                "phantom": phantom_tasks(args.work)}
     earlier = common.earlier_report(args.add_to, "views", settings)
     root = phantom(args.work)
     entries, random_lat, same_as = {}, {}, {}

@@ -191,6 +191,12 @@ def test_random_init_and_files_that_record_nothing_get_the_project_default(check
     assert data.input_mapping() == DEFAULT and (DEFAULT.mean, DEFAULT.std) == (CT_FULL_MEAN, CT_FULL_STD)
     pixels = np.asarray(Image.open(data.task.splits["val"].items[0]), np.float32)
     torch.testing.assert_close(seen(data), torch.from_numpy((pixels / 255 - CT_FULL_MEAN) / CT_FULL_STD))
+    if checkpoint is None:  # random init set otherwise: the values used, without a warning (nothing was pre-trained)
+        windowed = TaskDataModule("folder", str(path), image_size=16, num_workers=0, mean=0.25, std=0.32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", InputMappingWarning)
+            windowed.setup("fit")
+        assert (windowed.input_mapping().mean, windowed.input_mapping().std) == (0.25, 0.32)
 
 
 def test_values_that_differ_from_the_backbones_are_used_with_a_warning(tmp_path, caplog):

@@ -174,6 +174,14 @@ def test_the_benchmark_command_pretrains_scores_and_writes_its_report(tmp_path):
                              capture_output=True, text=True, timeout=600)
     assert refused.returncode != 0 and "pre-training" not in refused.stdout
     assert "other settings (finetune, seeds)" in refused.stderr and "learning-" in refused.stderr
+    # so is a report scored on other phantom tasks (here: another version's test sets)
+    assert report["settings"]["phantom"]["counts"]["organ_per_class"] == 4
+    phantom = report["settings"]["phantom"]
+    older = tmp_path / "older.json"
+    older.write_text(json.dumps({**report, "settings": {**report["settings"], "phantom": {
+        **phantom, "counts": {**phantom["counts"], "brain_extra_test_per_class": 90}}}}))
+    refused = subprocess.run([*other, "--add-to", str(older)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert refused.returncode != 0 and "other settings (phantom)" in refused.stderr, refused.stderr[-2000:]
 
 
 def test_a_run_folder_is_re_used_only_with_the_settings_it_was_begun_with(tmp_path, monkeypatch):
@@ -469,6 +477,25 @@ def test_a_report_to_add_to_is_read_and_checked_before_any_work(tmp_path):
                                      "entries": {"simclr": 1, "spark": 2}}, ("entries",))
     assert joined["settings"]["methods"] == ["simclr", "spark"] and joined["entries"] == {"simclr": 1, "spark": 2}
     assert [r["command"] for r in joined["runs"]] == ["python -m benchmarks.views", "c2"]
+
+
+def test_a_report_keeps_the_phantom_tasks_it_was_scored_on(tmp_path, capsys):
+    from benchmarks.learning.pretraining import phantom_tasks
+    from medssl.downstream.phantom_tasks import tasks_description
+
+    work = tmp_path / "work"
+    assert phantom_tasks(work) == tasks_description(seed=0)  # not made yet: the tasks it will make
+    assert tasks_description(seed=0)["counts"]["brain_extra_test_per_class"] == 90
+    counts = task_counts(4, 6, 6, 6, 4)
+    write_phantom_tasks(work / "phantom" / "tasks", size=32, counts=counts, progress=False)
+    written = json.loads((work / "phantom" / "tasks" / "tasks.json").read_text())
+    assert written == tasks_description(size=32, counts=counts)
+    capsys.readouterr()
+    assert phantom_tasks(work) == written
+    printed = capsys.readouterr().out
+    assert "tasks.json: phantom tasks other than this version writes" in printed
+    assert "size 32 there, 64 now" in printed and "organ_per_class 4 there, 60 now" in printed
+    assert "seed" not in printed
 
 
 def test_curves_cpu_time_adds_up_across_runs_and_names_what_an_earlier_report_did_not_keep():

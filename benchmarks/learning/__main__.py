@@ -35,7 +35,7 @@ from benchmarks.learning import ALL, GOAL_LABELS, TASKS
 from benchmarks.learning.comparison import compare
 from benchmarks.learning.figures import plots
 from benchmarks.learning.options import finetune_plan, parse, scoring_arguments
-from benchmarks.learning.pretraining import phantom, pretrain
+from benchmarks.learning.pretraining import phantom, phantom_tasks, pretrain
 from benchmarks.learning.report import markdown
 from benchmarks.learning.scoring import evaluate
 
@@ -54,7 +54,8 @@ def main(argv=None) -> int:
     seeds = list(range(args.seeds))
     finetune = finetune_plan(args)
     settings = {"arch": arch, "minutes": args.minutes, "steps": args.steps, "labels": args.labels, "seeds": seeds,
-                "workers": args.workers, "methods": args.methods, "finetune": finetune}
+                "workers": args.workers, "methods": args.methods, "finetune": finetune,
+                "phantom": phantom_tasks(args.work)}
     earlier = common.earlier_report(args.add_to, "learning", settings)
     root = phantom(args.work)
     pretraining = {m: pretrain(m, common.quick_config(m, args.configs), root / "store", args.work / "pretrain" / m,

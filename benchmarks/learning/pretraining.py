@@ -32,6 +32,29 @@ def phantom(work: Path) -> Path:
     return root
 
 
+def phantom_tasks(work: Path) -> dict:
+    """The phantom tasks the benchmark scores on in ``work``: their ``tasks.json``, or what
+    ``phantom`` writes there. A report keeps it in its settings, so that figures scored on other
+    tasks (another version's test sets, say) are never joined into one report. Tasks other than
+    this version's are named on the console."""
+    from medssl.downstream.phantom_tasks import tasks_description
+
+    tasks_file, wanted = work / "phantom" / "tasks" / "tasks.json", tasks_description(seed=0)
+    if not tasks_file.exists():
+        return wanted
+    found = json.loads(tasks_file.read_text())
+    if found != wanted:
+        there, now = flat(found), flat(wanted)
+        differ = "; ".join(f"{k} {there.get(k)} there, {v} now" for k, v in now.items() if there.get(k) != v)
+        print(f"  {tasks_file}: phantom tasks other than this version writes ({differ})", flush=True)
+    return found
+
+
+def flat(description: dict) -> dict:
+    """A phantom tasks' description with its counts among its other settings."""
+    return {**{k: v for k, v in description.items() if k != "counts"}, **description.get("counts", {})}
+
+
 def max_time(minutes: float) -> str:
     """``--trainer.max_time``'s DD:HH:MM:SS."""
     seconds = int(round(minutes * 60))

@@ -19,6 +19,8 @@ def markdown(report: dict) -> str:
              f"store ({s['workers']} data workers)",
              f"- frozen features (kNN, linear probe): {', '.join(label(n) for n in s['labels'])} labels per class, "
              f"{len(s['seeds'])} label-subset seeds"]
+    if s.get("phantom"):
+        lines.append(f"- phantom tasks: {phantom_counts(s['phantom'])}")
     if ft:
         lines.append(f"- fine-tuning (the study's protocol, schedule {ft['schedule_settings']}): "
                      f"{', '.join(label(n) for n in ft['labels'])} labels per class, {len(ft['seeds'])} seeds, "
@@ -44,6 +46,15 @@ def markdown(report: dict) -> str:
                      f"{'PASS' if comp['passed'] else 'MISS'} ({comp['goal_above']} of {comp['goal_rows']} "
                      "above zero) |")
     return "\n".join(lines + scores_tables(report)) + "\n"
+
+
+def phantom_counts(tasks: dict) -> str:
+    """The phantom tasks' images per class, as ``tasks.json`` counts them."""
+    c = tasks["counts"]
+    return (f"organ {c['organ_per_class']}, COVID {c['covid_per_class']} + {c.get('covid_extra_test_per_class', 0)} "
+            f"test, brain {c['brain_per_class']} + {c.get('brain_extra_test_per_class', 0)} test images per class "
+            f"(before the train / val / test split, then test images added); segmentation "
+            f"{c.get('segmentation_patients')} patients; seed {tasks['seed']}")
 
 
 def scores_tables(report: dict) -> list[str]:

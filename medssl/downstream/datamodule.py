@@ -223,7 +223,7 @@ class TaskDataModule(pl.LightningDataModule):
             told = {name: (getattr(recorded, name), getattr(self._mapping, name))
                     for name in ("intensity", "mean", "std") if h[name] is not None}
             differ = {name: pair for name, pair in told.items() if pair[0] != pair[1]}
-            if differ:
+            if differ and h.backbone:  # random init was not pre-trained: nothing to differ from
                 warnings.warn("the data options feed the backbone otherwise than it was pre-trained: "
                               + "; ".join(f"{n} {new} instead of {old}" for n, (old, new) in differ.items())
                               + f" ({origin})", InputMappingWarning, stacklevel=2)

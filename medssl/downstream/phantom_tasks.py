@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -221,6 +221,13 @@ def write_segmentation_task(path: str | Path, *, seed: int = 0, size: int = 64, 
     return path
 
 
+def tasks_description(*, seed: int = 0, size: int = 64, organ_size: int = 28,
+                      counts: TaskCounts = TaskCounts()) -> dict:
+    """What ``write_phantom_tasks`` with these arguments writes into the set's ``tasks.json``."""
+    return {"seed": seed, "size": size, "organ_size": organ_size, "organ_classes": list(ORGAN_CLASSES),
+            "counts": asdict(counts)}
+
+
 def write_phantom_tasks(root: str | Path, *, seed: int = 0, size: int = 64, organ_size: int = 28,
                         counts: TaskCounts = TaskCounts(), progress: bool = True,
                         overwrite: bool = False) -> dict[str, Path]:
@@ -252,9 +259,7 @@ def write_phantom_tasks(root: str | Path, *, seed: int = 0, size: int = 64, orga
         FORMATS[kind].write(tmp / name, samples, list(classes))
     (tmp / "README.md").write_text(TASKS_README.format(seed=seed, organs=", ".join(ORGAN_CLASSES),
                                                                 segmentation=", ".join(SEGMENTATION_CLASSES[1:])))
-    (tmp / "tasks.json").write_text(json.dumps({
-        "seed": seed, "size": size, "organ_size": organ_size,
-        "organ_classes": list(ORGAN_CLASSES), "counts": counts.__dict__,
-    }, indent=1))
+    (tmp / "tasks.json").write_text(json.dumps(tasks_description(seed=seed, size=size, organ_size=organ_size,
+                                                                  counts=counts), indent=1))
     os.replace(tmp, root)
     return {task: root / name for task, (_, name, _, _) in tasks.items()}
