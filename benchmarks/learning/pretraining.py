@@ -16,6 +16,8 @@ from benchmarks.common import ROOT
 from benchmarks.learning import SEGMENTATION_TASK
 from medssl.files import atomic_write_bytes
 
+PHANTOM_SEED = 0  # the seed of the benchmarks' phantom store and tasks
+
 
 def phantom(work: Path) -> Path:
     """The phantom store and tasks under ``work/phantom`` (made once)."""
@@ -24,11 +26,12 @@ def phantom(work: Path) -> Path:
 
     root = work / "phantom"
     if not (root / "store" / "store.json").exists():
-        write_phantom_store(root / "store", patients=40, slices_per_patient=32, size=64, seed=0, overwrite=True)
+        write_phantom_store(root / "store", patients=40, slices_per_patient=32, size=64, seed=PHANTOM_SEED,
+                            overwrite=True)
     if not (root / "tasks" / "tasks.json").exists():
-        write_phantom_tasks(root / "tasks", seed=0, overwrite=True)
+        write_phantom_tasks(root / "tasks", seed=PHANTOM_SEED, overwrite=True)
     elif not (root / "tasks" / SEGMENTATION_TASK[1]).exists():  # a phantom set from before the segmentation task
-        write_segmentation_task(root / "tasks" / SEGMENTATION_TASK[1], seed=0)
+        write_segmentation_task(root / "tasks" / SEGMENTATION_TASK[1], seed=PHANTOM_SEED)
     return root
 
 
@@ -39,7 +42,7 @@ def phantom_tasks(work: Path) -> dict:
     this version's are named on the console."""
     from medssl.downstream.phantom_tasks import tasks_description
 
-    tasks_file, wanted = work / "phantom" / "tasks" / "tasks.json", tasks_description(seed=0)
+    tasks_file, wanted = work / "phantom" / "tasks" / "tasks.json", tasks_description(seed=PHANTOM_SEED)
     if not tasks_file.exists():
         return wanted
     found = json.loads(tasks_file.read_text())
