@@ -1,3 +1,4 @@
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -5,6 +6,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+import yaml
 from lightly.utils.benchmarking.knn import knn_predict
 from PIL import Image
 
@@ -101,6 +103,26 @@ def test_backbone_frozen_then_trained_at_its_own_lr(tmp_path, backbone_file, rec
     assert not torch.equal(seen[0]["fc"], start["fc"])
     assert not torch.equal(seen[1]["conv1"], seen[0]["conv1"])  # unfrozen from epoch 1
     assert seen[1]["groups"] == [1e-3, 3e-5]  # the backbone's explicit learning rate
+
+
+@pytest.mark.slow
+def test_a_backbone_frozen_for_every_epoch_never_trains(tmp_path, backbone_file):
+    module = FineTune(num_classes=3, checkpoint=str(backbone_file), arch="resnet18", lr=1e-3,
+                      freeze_epochs=2, backbone_lr=3e-5)
+    start, seen = run(module, folder_task(tmp_path), epochs=2)
+    assert torch.equal(seen[-1]["conv1"], start["conv1"])
+    assert not torch.equal(seen[-1]["bn1"], start["bn1"]) and not torch.equal(seen[-1]["fc"], start["fc"])
+    assert seen[-1]["groups"] == [1e-3]  # no backbone group was ever added
+
+
+def test_the_schedule_ablations_change_one_setting_of_the_quick_schedule():
+    configs = ROOT / "Downstream" / "configs"
+    quick = yaml.safe_load((configs / "finetune_quick.yaml").read_text())
+    frozen = yaml.safe_load((configs / "finetune_quick_frozen.yaml").read_text())
+    slower_backbone = yaml.safe_load((configs / "finetune_quick_backbone_lr.yaml").read_text())
+    assert frozen == {**quick, "model": {**quick["model"], "freeze_epochs": quick["trainer"]["max_epochs"]}}
+    assert slower_backbone == {**quick, "model": {**quick["model"], "backbone_lr": 1e-5}}
+    assert inspect.signature(FineTune).parameters["lr"].default == 1e-4  # the head's: ten times the backbone's
 
 
 def test_wrong_architecture_fails_before_training(backbone_file):

@@ -18,6 +18,7 @@ from benchmarks.common import quick_config
 from benchmarks.learning import options
 from benchmarks.learning.comparison import compare
 from benchmarks.learning.probes import effective_rank, features, input_of, scores
+from benchmarks.learning.report import schedule_words
 from medssl.data.phantom import write_phantom_store
 from medssl.downstream.phantom_tasks import write_phantom_tasks
 
@@ -139,6 +140,7 @@ def test_the_benchmark_command_pretrains_scores_and_writes_its_report(tmp_path):
                                                                     "model": {"freeze_epochs": 1}}
     text = (out / f"learning-{report['machine']}.md").read_text()
     assert "| mocov2 | 5 |" in text and ("PASS" in text or "MISS" in text)
+    assert "with another schedule than finetune_quick.yaml: {'trainer': {'max_epochs': 2}" in text
     assert re.search(r"(PASS|MISS) \(\d of \d above zero\) \|", text)  # how many goal rows clear zero
     assert "| mocov2 | finetune | " in text
     assert "## segmentation: test Dice" in text and "| 1 patients |" in text  # rows, outside the goal
@@ -477,6 +479,14 @@ def test_a_report_to_add_to_is_read_and_checked_before_any_work(tmp_path):
                                      "entries": {"simclr": 1, "spark": 2}}, ("entries",))
     assert joined["settings"]["methods"] == ["simclr", "spark"] and joined["entries"] == {"simclr": 1, "spark": 2}
     assert [r["command"] for r in joined["runs"]] == ["python -m benchmarks.views", "c2"]
+
+
+def test_a_report_calls_only_the_quick_schedule_the_study_s_protocol():
+    quick = yaml.safe_load(learning.QUICK_SCHEDULE.read_text())
+    assert schedule_words(quick).startswith("the study's protocol, schedule")
+    frozen = {**quick, "model": {**quick["model"], "freeze_epochs": 70}}
+    assert "with another schedule than finetune_quick.yaml" in schedule_words(frozen)
+    assert "'freeze_epochs': 70" in schedule_words(frozen)
 
 
 def test_a_report_keeps_the_phantom_tasks_it_was_scored_on(tmp_path, capsys):

@@ -3,10 +3,19 @@ then per task every score with its difference to random init."""
 from __future__ import annotations
 
 import numpy as np
+import yaml
 
 from benchmarks.common import command_lines
-from benchmarks.learning import ALL, GOAL_LABELS, GOAL_PROTOCOL, SEGMENTATION, label
+from benchmarks.learning import ALL, GOAL_LABELS, GOAL_PROTOCOL, QUICK_SCHEDULE, SEGMENTATION, label
 from benchmarks.learning.comparison import protocols_of, row_of, tasks_of
+
+
+def schedule_words(settings: dict) -> str:
+    """The fine-tuning schedule as the report names it: the study's protocol when it is the quick
+    schedule's, otherwise said to be another."""
+    if settings == yaml.safe_load(QUICK_SCHEDULE.read_text()):
+        return f"the study's protocol, schedule {settings}"
+    return f"the study's protocol with another schedule than {QUICK_SCHEDULE.name}: {settings}"
 
 
 def markdown(report: dict) -> str:
@@ -22,7 +31,7 @@ def markdown(report: dict) -> str:
     if s.get("phantom"):
         lines.append(f"- phantom tasks: {phantom_counts(s['phantom'])}")
     if ft:
-        lines.append(f"- fine-tuning (the study's protocol, schedule {ft['schedule_settings']}): "
+        lines.append(f"- fine-tuning ({schedule_words(ft['schedule_settings'])}): "
                      f"{', '.join(label(n) for n in ft['labels'])} labels per class, {len(ft['seeds'])} seeds, "
                      f"tasks {', '.join(ft['tasks'])}; {ft.get('cpu_minutes', 0):.0f} CPU-minutes of runs")
         if ft.get("segmentation"):
