@@ -15,7 +15,7 @@ import yaml
 
 from benchmarks import curves, learning, views
 from benchmarks.common import quick_config
-from benchmarks.learning import options
+from benchmarks.learning import figures, options
 from benchmarks.learning.comparison import compare
 from benchmarks.learning.probes import effective_rank, features, input_of, scores
 from benchmarks.learning.report import schedule_words
@@ -479,6 +479,25 @@ def test_a_report_to_add_to_is_read_and_checked_before_any_work(tmp_path):
                                      "entries": {"simclr": 1, "spark": 2}}, ("entries",))
     assert joined["settings"]["methods"] == ["simclr", "spark"] and joined["entries"] == {"simclr": 1, "spark": 2}
     assert [r["command"] for r in joined["runs"]] == ["python -m benchmarks.views", "c2"]
+
+
+def test_the_difference_plot_names_the_methods_where_a_panel_is_drawn(tmp_path, monkeypatch):
+    def row(task, probe, labels, difference):
+        return {"task": task, "probe": probe, "labels": labels, "difference": difference,
+                "low": difference - 0.05, "high": difference + 0.05}
+
+    rows = [row("covid", "finetune", n, 0.05) for n in (5, 10)]  # only COVID fine-tuned
+    rows += [row(task, probe, n, 0.01) for task in ("organ", "covid") for probe in ("knn", "linear") for n in (5, 10)]
+    report = {"comparison": {m: {"rows": rows} for m in ("simclr", "vicreg")},
+              "pretraining": {m: {"loss": [[0, 1.0], [1, 0.5]]} for m in ("simclr", "vicreg")}}
+    drawn = []
+    monkeypatch.setattr(figures, "save", lambda fig, path: drawn.append(fig) or path)
+    figures.plots(report, tmp_path / "learning")
+    panels = [ax for ax in drawn[-1].axes if ax.get_visible()]
+    assert not drawn[-1].axes[0].get_visible()  # no organ fine-tuning: its panel is hidden
+    legends = [ax.get_legend() for ax in panels if ax.get_legend()]
+    assert len(legends) == 1 and [t.get_text() for t in legends[0].get_texts()] == ["simclr", "vicreg"]
+    assert panels[0].get_ylabel() == "accuracy - random init"
 
 
 def test_a_report_calls_only_the_quick_schedule_the_study_s_protocol():

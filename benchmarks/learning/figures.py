@@ -72,6 +72,8 @@ def plots(report: dict, prefix: Path) -> list[Path]:
             if not ticks:
                 ax.set_visible(False)  # segmentation is fine-tuned only
             ax.grid(alpha=0.3)
-        row[0].set_ylabel("accuracy - random init")
-    axes[0][0].legend(fontsize=8)
+        next((ax for ax in row if ax.get_visible()), row[0]).set_ylabel("accuracy - random init")
+    shown = [ax for ax in axes.flat if ax.get_visible() and ax.get_legend_handles_labels()[0]]
+    if shown:  # the first panel drawn: with fewer fine-tuned tasks, the top left one may be hidden
+        shown[0].legend(fontsize=8)
     return paths + [save(fig, prefix.with_name(prefix.name + "-difference.png"))]
