@@ -500,6 +500,23 @@ def test_the_difference_plot_names_the_methods_where_a_panel_is_drawn(tmp_path, 
     assert panels[0].get_ylabel() == "accuracy - random init"
 
 
+def test_a_missing_or_broken_schedule_stops_the_benchmark_naming_it(tmp_path):
+    def plan(path):
+        return options.finetune_plan(argparse.Namespace(
+            finetune_seeds=1, segmentation_seeds=0, finetune_tasks=["organ"], finetune_labels=[5],
+            finetune_schedule=path))
+
+    with pytest.raises(SystemExit, match=r"--finetune-schedule .*nope.yaml: cannot read it"):
+        plan(tmp_path / "nope.yaml")
+    (tmp_path / "broken.yaml").write_text("trainer: [\n")
+    with pytest.raises(SystemExit, match=r"broken.yaml: cannot read it"):
+        plan(tmp_path / "broken.yaml")
+    (tmp_path / "list.yaml").write_text("- 70\n")
+    with pytest.raises(SystemExit, match=r"list.yaml: not a fine-tune config"):
+        plan(tmp_path / "list.yaml")
+    assert plan(learning.QUICK_SCHEDULE)["schedule_settings"]["model"] == {"freeze_epochs": 10}
+
+
 def test_a_report_calls_only_the_quick_schedule_the_study_s_protocol():
     quick = yaml.safe_load(learning.QUICK_SCHEDULE.read_text())
     assert schedule_words(quick).startswith("the study's protocol, schedule")

@@ -84,4 +84,17 @@ def finetune_plan(args) -> dict | None:
                     if args.segmentation_seeds else None)
     return {"tasks": args.finetune_tasks if args.finetune_seeds else [], "labels": args.finetune_labels,
             "seeds": list(range(args.finetune_seeds)), "schedule": str(args.finetune_schedule.resolve()),
-            "schedule_settings": yaml.safe_load(args.finetune_schedule.read_text()), "segmentation": segmentation}
+            "schedule_settings": schedule_settings(args.finetune_schedule), "segmentation": segmentation}
+
+
+def schedule_settings(path: Path) -> dict:
+    """The fine-tune config at ``path``, read before any work: a missing or broken file stops the
+    benchmark at once, naming it."""
+    try:
+        settings = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise SystemExit(f"--finetune-schedule {path}: cannot read it ({error})") from None
+    if not isinstance(settings, dict):
+        raise SystemExit(f"--finetune-schedule {path}: not a fine-tune config (a YAML mapping such as "
+                         f"{{trainer: {{max_epochs: 70}}, model: {{freeze_epochs: 10}}}})")
+    return settings
