@@ -9,8 +9,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 from benchmarks.learning import ALL, FINETUNE, SEGMENTATION, SEGMENTATION_TASK, TASKS, label
 from benchmarks.learning.cache import backbone_digest, keep, kept, safe_name
 
@@ -55,7 +53,7 @@ def finetune_scores(name: str, checkpoint: str | None, arch: str, mapping, tasks
     took. Each run is kept in ``work/scores/finetune/<name>/`` and re-used by a later run with the
     same settings."""
     schedule = Path(plan["schedule"])
-    same = {"name": name, "arch": arch, "input": mapping.as_dict(), "schedule": yaml.safe_load(schedule.read_text()),
+    same = {"name": name, "arch": arch, "input": mapping.as_dict(), "schedule": plan["schedule_settings"],
             "backbone_sha256": backbone_digest(checkpoint)}
     folder = work / "scores" / FINETUNE / safe_name(name)
     out, total = {}, 0.0
