@@ -6,8 +6,9 @@ STAMP  := $(VENV)/.installed
 DEMO   ?= demo-output
 # the methods the demo pre-trains (METHODS=all: every registered one), minutes per method (the
 # learning-rate schedule stretches over them), and the label-subset seeds of each training fraction.
-# SimCLR by default: on 2 CPU cores its 64 px views fit about 550 steps in 4 minutes, enough to help
-# fine-tuning; SparK (METHODS=spark DEMO_SIZE=128) needs a longer budget (README, learning curves)
+# SimCLR by default: on 2 CPU cores its 64 px views fit about 550 to 600 steps in 4 minutes, which
+# fine-tune about 0.1 above random init (README, "The demo"); SparK (METHODS=spark DEMO_SIZE=128)
+# needs a longer budget (README, learning curves)
 METHODS ?= simclr
 DEMO_MINUTES ?= 4
 DEMO_SEEDS ?= 0 1 2 3 4
