@@ -3,17 +3,17 @@ then per task every score with its difference to random init."""
 from __future__ import annotations
 
 import numpy as np
-import yaml
 
 from benchmarks.common import command_lines
 from benchmarks.learning import ALL, GOAL_LABELS, GOAL_PROTOCOL, QUICK_SCHEDULE, SEGMENTATION, label
 from benchmarks.learning.comparison import protocols_of, row_of, tasks_of
+from benchmarks.learning.options import schedule_settings
 
 
 def schedule_words(settings: dict) -> str:
     """The fine-tuning schedule as the report names it: the study's protocol when it is the quick
     schedule's, otherwise said to be another."""
-    if settings == yaml.safe_load(QUICK_SCHEDULE.read_text()):
+    if settings == schedule_settings(QUICK_SCHEDULE):
         return f"the study's protocol, schedule {settings}"
     return f"the study's protocol with another schedule than {QUICK_SCHEDULE.name}: {settings}"
 
